@@ -1,0 +1,2 @@
+"""The front ends: a transport-agnostic core and thin adapters (command line now;
+Telegram and Discord later)."""

@@ -1,0 +1,218 @@
+"""Configuration: a TOML file, environment variables for secrets, validated at start-up.
+
+Every key has a default, so the program runs with no file at all. A bad value stops
+start-up with a message that names the key, quotes the value and says what is allowed.
+Secrets (bot tokens) come only from the environment and never appear in a repr or a log.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.intake.settings import IntakeSettings
+from engine.models.families import FAMILY_NAMES
+
+__all__ = ["Config", "ConfigError", "ConsentConfig", "ModelConfig", "Secret", "load_config"]
+
+ENV_PREFIX = "SELFIEBOOTH_"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, malformed or out of range."""
+
+
+class Secret:
+    """A string that never shows itself in a repr, a str() or a log line."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentConfig:
+    # Bump the version whenever the text changes: users are asked again.
+    version: str = "1"
+    # A UTF-8 text file holding the consent text; empty means the text shipped with the bot.
+    text_file: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelConfig:
+    # "tiny" (random weights, offline), a hub model id, or a local pipeline directory.
+    base: str = "tiny"
+    # "auto" guesses the family from `base`; or one of engine.models.families.FAMILY_NAMES.
+    family: str = "auto"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    data_dir: Path = Path("data")
+    log_level: str = "INFO"
+    consent: ConsentConfig = field(default_factory=ConsentConfig)
+    intake: IntakeSettings = field(default_factory=IntakeSettings)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    # Secrets: environment only (SELFIEBOOTH_TELEGRAM_TOKEN, SELFIEBOOTH_DISCORD_TOKEN).
+    telegram_token: Secret | None = field(default=None, repr=False)
+    discord_token: Secret | None = field(default=None, repr=False)
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "selfiebooth.sqlite3"
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+
+_SECRET_KEYS = {"telegram_token": "TELEGRAM_TOKEN", "discord_token": "DISCORD_TOKEN"}
+_SECTIONS: dict[str, type[Any]] = {
+    "consent": ConsentConfig,
+    "intake": IntakeSettings,
+    "model": ModelConfig,
+}
+
+# Range checks: key -> (predicate, what is allowed).
+_Check = tuple[Callable[[Any], bool], str]
+_CHECKS: dict[str, _Check] = {
+    "log_level": (lambda v: v in LOG_LEVELS, f"one of {', '.join(LOG_LEVELS)}"),
+    "consent.version": (lambda v: bool(v.strip()), "a non-empty version string"),
+    "model.base": (lambda v: bool(v.strip()), '"tiny", a hub model id or a local directory'),
+    "model.family": (
+        lambda v: v == "auto" or v in FAMILY_NAMES,
+        f'"auto" or one of {", ".join(FAMILY_NAMES)}',
+    ),
+    "intake.max_file_mb": (lambda v: 0 < v <= 200, "a number of megabytes above 0, at most 200"),
+    "intake.max_pixels": (lambda v: 10_000 <= v <= 200_000_000, "10000 to 200000000"),
+    "intake.min_side_px": (lambda v: 32 <= v <= 4096, "32 to 4096"),
+    "intake.max_photos": (lambda v: 1 <= v <= 200, "1 to 200"),
+    "intake.min_face_fraction": (lambda v: 0 < v < 1, "a fraction between 0 and 1"),
+    "intake.min_face_px": (lambda v: 20 <= v <= 1024, "20 to 1024"),
+    "intake.second_face_ratio": (lambda v: 0 < v < 1, "a fraction between 0 and 1"),
+    "intake.second_face_min_score": (lambda v: v >= 0, "a detector score at least 0"),
+    "intake.identity_threshold": (lambda v: 0 < v < 2, "a distance between 0 and 2"),
+    "intake.min_sharpness": (lambda v: v >= 0, "a number at least 0"),
+    "intake.duplicate_hash_distance": (lambda v: 0 <= v <= 32, "0 to 32 bits"),
+    "intake.detection_max_side": (lambda v: 256 <= v <= 4096, "256 to 4096"),
+}
+
+
+def load_config(
+    path: Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    data_dir: Path | None = None,
+) -> Config:
+    """Read the TOML file at `path` (if any), apply the environment, validate everything.
+
+    `data_dir` (from the command line) wins over SELFIEBOOTH_DATA_DIR, which wins over
+    the file.
+    """
+    env = os.environ if environ is None else environ
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file {str(path)!r} does not exist") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
+
+    for secret in _SECRET_KEYS:
+        section = secret.removesuffix("_token")
+        if secret in raw or "token" in raw.get(section, {}):
+            env_name = ENV_PREFIX + _SECRET_KEYS[secret]
+            raise ConfigError(
+                f"{section}.token: tokens are never read from the config file; "
+                f"set the environment variable {env_name} instead"
+            )
+
+    if env.get(ENV_PREFIX + "DATA_DIR"):
+        raw["data_dir"] = env[ENV_PREFIX + "DATA_DIR"]
+    if data_dir is not None:
+        raw["data_dir"] = str(data_dir)
+
+    config: Config = _build(Config, raw, prefix="")
+    return dataclasses.replace(
+        config,
+        telegram_token=_secret(env, "telegram_token"),
+        discord_token=_secret(env, "discord_token"),
+    )
+
+
+def _secret(env: Mapping[str, str], key: str) -> Secret | None:
+    value = env.get(ENV_PREFIX + _SECRET_KEYS[key])
+    return Secret(value) if value else None
+
+
+def _build(cls: type[Any], raw: Mapping[str, Any], prefix: str) -> Any:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{prefix.rstrip('.')}: expected a table, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls) if f.name not in _SECRET_KEYS}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(
+            f"unknown key {prefix + unknown[0]!r}; allowed keys here: {', '.join(sorted(known))}"
+        )
+    values: dict[str, Any] = {}
+    for name, value in raw.items():
+        key = prefix + name
+        if name in _SECTIONS:
+            values[name] = _build(_SECTIONS[name], value, prefix=key + ".")
+            continue
+        values[name] = _coerce(key, value, hints[name])
+        check = _CHECKS.get(key)
+        if check is not None and not check[0](values[name]):
+            raise ConfigError(f"{key} = {value!r} is out of range; allowed: {check[1]}")
+    return cls(**values)
+
+
+def _coerce(key: str, value: Any, hint: Any) -> Any:
+    if isinstance(hint, types.UnionType):
+        hint = next(t for t in typing.get_args(hint) if t is not type(None))
+    if hint is Path:
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{key} = {value!r} is not allowed; expected a path as a string")
+        return Path(value).expanduser()
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key} = {value!r} is not allowed; expected true or false")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key} = {value!r} is not allowed; expected a whole number")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{key} = {value!r} is not allowed; expected a number")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key} = {value!r} is not allowed; expected a string")
+        return value
+    raise ConfigError(f"{key}: unsupported setting type {hint!r}")  # a programming error

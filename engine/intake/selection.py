@@ -1,0 +1,106 @@
+"""Judging photos as a set: duplicates, identity consistency and the photo limit.
+
+A single photo can look fine on its own and still not belong: the same photo twice, or
+someone else's face among yours. The reference identity is the user's accepted photos;
+for a first batch it is the largest group of mutually matching faces in it, so one odd
+photo is refused whatever its position in the batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine.intake.quality import hamming
+from engine.intake.settings import IntakeSettings
+
+__all__ = ["Candidate", "KnownPhoto", "judge_set"]
+
+DUPLICATE = "duplicate: you already sent this photo; send a different one"
+NEAR_DUPLICATE = "almost the same as a photo you already sent: send a different one"
+OTHER_PERSON = "this is not the same person as your other photos: send photos of yourself only"
+
+
+@dataclass(frozen=True, slots=True)
+class KnownPhoto:
+    sha256: str
+    dhash: int
+    descriptor: np.ndarray
+
+
+Candidate = KnownPhoto  # a new photo carries the same three facts
+
+
+def judge_set(
+    candidates: Sequence[Candidate | None],
+    known: Sequence[KnownPhoto],
+    settings: IntakeSettings,
+) -> list[str | None]:
+    """A refusal reason or None (accepted) for each candidate; None entries stay None.
+
+    None in `candidates` stands for a photo already refused on its own.
+    """
+    verdicts: list[str | None] = [None] * len(candidates)
+    seen = list(known)
+    for i, cand in enumerate(candidates):
+        if cand is None:
+            continue
+        verdicts[i] = _duplicate_reason(cand, seen, settings)
+        if verdicts[i] is None:
+            seen.append(cand)
+
+    alive = [i for i, c in enumerate(candidates) if c is not None and verdicts[i] is None]
+    reference = _reference(
+        [np.asarray(k.descriptor) for k in known],
+        [np.asarray(candidates[i].descriptor) for i in alive],  # type: ignore[union-attr]
+        settings.identity_threshold,
+    )
+    for i in alive:
+        desc = candidates[i].descriptor  # type: ignore[union-attr]
+        others = [r for r in reference if r is not desc]
+        if others and float(np.median([_dist(desc, r) for r in others])) > (
+            settings.identity_threshold
+        ):
+            verdicts[i] = OTHER_PERSON
+
+    room = settings.max_photos - len(known)
+    for i, cand in enumerate(candidates):
+        if cand is None or verdicts[i] is not None:
+            continue
+        if room <= 0:
+            verdicts[i] = (
+                f"you already have {settings.max_photos} photos, the most that is kept: "
+                "train now, or forget your photos and start again"
+            )
+        room -= 1
+    return verdicts
+
+
+def _duplicate_reason(
+    cand: Candidate, seen: Sequence[KnownPhoto], settings: IntakeSettings
+) -> str | None:
+    for other in seen:
+        if cand.sha256 == other.sha256:
+            return DUPLICATE
+        if hamming(cand.dhash, other.dhash) <= settings.duplicate_hash_distance:
+            return NEAR_DUPLICATE
+    return None
+
+
+def _reference(
+    known: list[np.ndarray], new: list[np.ndarray], threshold: float
+) -> list[np.ndarray]:
+    if known:
+        return known
+    if not new:
+        return []
+    # The anchor is the face that matches the most others; ties go to the earliest.
+    counts = [sum(_dist(a, b) <= threshold for b in new) for a in new]
+    anchor = new[int(np.argmax(counts))]
+    return [d for d in new if _dist(anchor, d) <= threshold]
+
+
+def _dist(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.linalg.norm(np.asarray(a, np.float32) - np.asarray(b, np.float32)))

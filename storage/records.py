@@ -1,0 +1,84 @@
+"""Rows as frozen dataclasses: what the rest of the program sees of the database."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["AuditEntry", "ConsentRecord", "JobRecord", "LoraRecord", "PhotoRecord", "User"]
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: int
+    platform: str
+    platform_user_id: str
+    trigger_word: str | None
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentRecord:
+    id: int
+    user_id: int
+    version: str
+    text_sha256: str
+    platform: str
+    accepted_at: str
+    withdrawn_at: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PhotoRecord:
+    id: int
+    user_id: int
+    sha256: str
+    image_blob: str
+    crop_blob: str
+    descriptor: bytes
+    dhash: str
+    face_box: str
+    sharpness: float
+    verdict: str
+    reason: str | None
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class LoraRecord:
+    id: int
+    user_id: int
+    version: int
+    base_model: str
+    family: str
+    trigger_word: str
+    blob: str
+    sha256: str
+    recipe: str
+    active: int
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    id: int
+    user_id: int
+    kind: str
+    params: str
+    status: str
+    progress: float
+    attempts: int
+    error: str | None
+    result: str | None
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    updated_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    id: int
+    at: str
+    actor: str
+    action: str
+    detail: str

@@ -1,0 +1,195 @@
+"""Queries over the database, one method per question the core asks.
+
+Everything a user owns hangs off `users` with ON DELETE CASCADE, so erasing a user is a
+single DELETE; the blob keys they referenced are collected first so their files can go too.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from storage.database import Database
+from storage.records import (
+    AuditEntry,
+    ConsentRecord,
+    JobRecord,
+    LoraRecord,
+    PhotoRecord,
+    User,
+)
+
+__all__ = ["BLOB_COLUMNS", "NewPhoto", "Repository", "utcnow"]
+
+T = TypeVar("T")
+
+# Every column that holds a blob key: a blob may be deleted once none of these names it.
+BLOB_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("photos", "image_blob"),
+    ("photos", "crop_blob"),
+    ("loras", "blob"),
+)
+
+
+def utcnow() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True, slots=True)
+class NewPhoto:
+    sha256: str
+    image_blob: str
+    crop_blob: str
+    descriptor: bytes
+    dhash: str
+    face_box: tuple[int, int, int, int]
+    sharpness: float
+
+
+class Repository:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # users ---------------------------------------------------------------------------
+
+    async def find_user(self, platform: str, platform_user_id: str) -> User | None:
+        return await self._one(
+            User,
+            "SELECT * FROM users WHERE platform = ? AND platform_user_id = ?",
+            (platform, platform_user_id),
+        )
+
+    async def get_or_create_user(self, platform: str, platform_user_id: str) -> User:
+        await self.db.conn.execute(
+            "INSERT OR IGNORE INTO users (platform, platform_user_id, created_at) VALUES (?, ?, ?)",
+            (platform, platform_user_id, utcnow()),
+        )
+        user = await self.find_user(platform, platform_user_id)
+        assert user is not None  # just inserted or already there
+        return user
+
+    async def delete_user(self, user_id: int) -> None:
+        await self.db.conn.execute("DELETE FROM users WHERE id = ?", (user_id,))
+
+    # consent -------------------------------------------------------------------------
+
+    async def active_consent(self, user_id: int) -> ConsentRecord | None:
+        return await self._one(
+            ConsentRecord,
+            "SELECT * FROM consents WHERE user_id = ? AND withdrawn_at IS NULL "
+            "ORDER BY id DESC LIMIT 1",
+            (user_id,),
+        )
+
+    async def add_consent(
+        self, user_id: int, version: str, text_sha256: str, platform: str
+    ) -> ConsentRecord:
+        cur = await self.db.conn.execute(
+            "INSERT INTO consents (user_id, version, text_sha256, platform, accepted_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (user_id, version, text_sha256, platform, utcnow()),
+        )
+        record = await self._one(
+            ConsentRecord, "SELECT * FROM consents WHERE id = ?", (cur.lastrowid,)
+        )
+        assert record is not None
+        return record
+
+    # photos --------------------------------------------------------------------------
+
+    async def photos(self, user_id: int) -> list[PhotoRecord]:
+        return await self._all(
+            PhotoRecord, "SELECT * FROM photos WHERE user_id = ? ORDER BY id", (user_id,)
+        )
+
+    async def add_photos(self, user_id: int, photos: Sequence[NewPhoto]) -> list[int]:
+        conn = self.db.conn
+        ids = []
+        await conn.execute("BEGIN")
+        try:
+            for p in photos:
+                cur = await conn.execute(
+                    "INSERT INTO photos (user_id, sha256, image_blob, crop_blob, descriptor, dhash,"
+                    " face_box, sharpness, verdict, created_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'accepted', ?)",
+                    (
+                        user_id,
+                        p.sha256,
+                        p.image_blob,
+                        p.crop_blob,
+                        p.descriptor,
+                        p.dhash,
+                        json.dumps(list(p.face_box)),
+                        p.sharpness,
+                        utcnow(),
+                    ),
+                )
+                assert cur.lastrowid is not None
+                ids.append(cur.lastrowid)
+            await conn.execute("COMMIT")
+        except BaseException:
+            await conn.execute("ROLLBACK")
+            raise
+        return ids
+
+    # LoRAs and jobs --------------------------------------------------------------------
+
+    async def loras(self, user_id: int) -> list[LoraRecord]:
+        return await self._all(
+            LoraRecord, "SELECT * FROM loras WHERE user_id = ? ORDER BY version", (user_id,)
+        )
+
+    async def jobs(self, user_id: int) -> list[JobRecord]:
+        return await self._all(
+            JobRecord, "SELECT * FROM jobs WHERE user_id = ? ORDER BY id", (user_id,)
+        )
+
+    # blobs ---------------------------------------------------------------------------
+
+    async def blob_keys_of(self, user_id: int) -> set[str]:
+        keys: set[str] = set()
+        for table, column in BLOB_COLUMNS:
+            async with self.db.conn.execute(
+                f"SELECT {column} FROM {table} WHERE user_id = ?",  # noqa: S608 - constants
+                (user_id,),
+            ) as cur:
+                keys.update(row[0] for row in await cur.fetchall() if row[0])
+        return keys
+
+    async def blob_in_use(self, key: str) -> bool:
+        for table, column in BLOB_COLUMNS:
+            async with self.db.conn.execute(
+                f"SELECT 1 FROM {table} WHERE {column} = ? LIMIT 1",  # noqa: S608 - constants
+                (key,),
+            ) as cur:
+                if await cur.fetchone() is not None:
+                    return True
+        return False
+
+    # audit ---------------------------------------------------------------------------
+
+    async def audit(self, actor: str, action: str, detail: Mapping[str, Any] | None = None) -> None:
+        await self.db.conn.execute(
+            "INSERT INTO audit_log (at, actor, action, detail) VALUES (?, ?, ?, ?)",
+            (utcnow(), actor, action, json.dumps(dict(detail or {}), sort_keys=True)),
+        )
+
+    async def audit_entries(self, limit: int = 100) -> list[AuditEntry]:
+        return await self._all(
+            AuditEntry, "SELECT * FROM audit_log ORDER BY id DESC LIMIT ?", (limit,)
+        )
+
+    # helpers -------------------------------------------------------------------------
+
+    async def _one(self, cls: type[T], sql: str, params: Sequence[Any]) -> T | None:
+        async with self.db.conn.execute(sql, params) as cur:
+            row = await cur.fetchone()
+        return cls(**dict(row)) if row is not None else None
+
+    async def _all(self, cls: type[T], sql: str, params: Sequence[Any]) -> list[T]:
+        async with self.db.conn.execute(sql, params) as cur:
+            rows = await cur.fetchall()
+        return [cls(**dict(row)) for row in rows]

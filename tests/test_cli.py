@@ -1,0 +1,91 @@
+"""The command line, run as a real subprocess the way a person types it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import person
+
+
+def selfiebooth(data: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bot.cli", "--data-dir", str(data), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_upload_before_consent_is_refused(tmp_path: Path, faces: Path) -> None:
+    shown = selfiebooth(tmp_path, "consent")
+    assert shown.returncode == 0
+    assert "18 or older" in shown.stdout and "selfiebooth consent --accept" in shown.stdout
+
+    result = selfiebooth(tmp_path, "upload", str(person(faces, "paul_allen")[0]))
+    assert result.returncode == 1
+    assert "accept the consent text" in result.stderr
+    assert not (tmp_path / "blobs").exists()
+
+
+def test_consent_upload_status_forget(tmp_path: Path, faces: Path) -> None:
+    assert selfiebooth(tmp_path, "consent", "--user", "ann", "--accept").returncode == 0
+    good = person(faces, "barack_obama")
+    two_faces = faces / "multi" / "two_people.jpg"
+    missing = tmp_path / "missing.jpg"
+    result = selfiebooth(
+        tmp_path, "upload", "--user", "ann", *map(str, good), str(two_faces), str(missing)
+    )
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert lines[: len(good)] == [f"{p}: accepted" for p in good]
+    assert lines[len(good)].startswith(f"{two_faces}: refused: ")
+    assert "faces in this photo" in lines[len(good)]
+    assert lines[-1] == f"{missing}: refused: no such file"
+
+    status = selfiebooth(tmp_path, "status", "--user", "ann").stdout
+    assert "photos: 4 accepted" in status and "(current)" in status
+
+    unconfirmed = selfiebooth(tmp_path, "forget", "--user", "ann")
+    assert unconfirmed.returncode == 1 and "--yes" in unconfirmed.stdout
+    assert "photos: 4 accepted" in selfiebooth(tmp_path, "status", "--user", "ann").stdout
+
+    forgotten = selfiebooth(tmp_path, "forget", "--user", "ann", "--yes")
+    assert forgotten.returncode == 0 and "Erased 4 photo(s)" in forgotten.stdout
+    status = selfiebooth(tmp_path, "status", "--user", "ann").stdout
+    assert "consent: not given" in status and "photos: 0 accepted" in status
+    assert not any(p.is_file() for p in (tmp_path / "blobs").rglob("*"))
+
+
+def test_a_config_error_names_the_key(tmp_path: Path) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text("[intake]\nidentity_threshold = 7\n", encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "--config", str(config), "status"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "intake.identity_threshold = 7 is out of range" in result.stderr
+
+
+def test_unknown_command_is_a_usage_error(tmp_path: Path) -> None:
+    result = selfiebooth(tmp_path, "teleport")
+    assert result.returncode == 2
+    assert "invalid choice: 'teleport'" in result.stderr
+
+
+def test_demo_runs_on_embedded_defaults(tmp_path: Path) -> None:
+    result = selfiebooth(tmp_path, "demo")
+    assert result.returncode == 0, result.stderr
+    assert "astronaut.png: accepted" in result.stdout
+    assert "refused: duplicate" in result.stdout
+    crops = list((tmp_path / "demo").glob("crop-*.png"))
+    assert len(crops) == 1
+    # Running it again starts clean rather than piling up.
+    assert selfiebooth(tmp_path, "demo").returncode == 0
+    assert len(list((tmp_path / "demo").glob("crop-*.png"))) == 1
