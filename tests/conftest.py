@@ -2,30 +2,23 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from helpers_images import faces_absent_reason, faces_dir
 
 from bot.config import Config, load_config
 from bot.core import Booth, open_booth
 from engine.intake import FaceAnalyzer
 
-REPO = Path(__file__).resolve().parents[1]
-FACES = Path(os.environ.get("SELFIEBOOTH_FACES_DIR", REPO.parent / "shared" / "faces"))
-FACES_ABSENT = "../shared/faces is absent (the shared test photos are not part of the repository)"
-
 
 @pytest.fixture(scope="session")
 def faces() -> Path:
-    if not (FACES / "people").is_dir():
-        pytest.skip(FACES_ABSENT)
-    return FACES
-
-
-def person(faces: Path, name: str) -> list[Path]:
-    return sorted((faces / "people" / name).glob("*.jpg"))
+    root = faces_dir()
+    if not (root / "people").is_dir():
+        pytest.skip(faces_absent_reason())
+    return root
 
 
 @pytest.fixture(scope="session")

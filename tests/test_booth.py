@@ -8,13 +8,13 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from helpers_images import person
 from PIL import Image
 
 from bot.config import Config
 from bot.core import Booth, ConsentRequired, Identity, Upload, open_booth
 from bot.core.booth import BAD_NAME
 from engine.intake import FaceAnalyzer
-from tests.conftest import person
 
 ALICE = Identity("telegram", "alice-7731")
 BOB = Identity("telegram", "bob-5520")

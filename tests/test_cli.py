@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import person
+from helpers_images import person
 
 
 def selfiebooth(data: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -29,6 +29,10 @@ except ImportError:  # pragma: no cover - pillow-heif is a dependency, but keep 
 ALLOWED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", *_HEIF_FORMATS)
 _FORMAT_LIST = "JPEG, PNG, WebP or HEIC"
 _SRGB = ImageCms.createProfile("sRGB")
+# Pillow's bomb guard is a warning by default; here it is always an error. Set once for the
+# process, because catch_warnings() is not safe while decoding runs in worker threads.
+warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
+_DAMAGED = "the image is damaged or incomplete: send the original photo again"
 
 
 def decode_image(data: bytes, settings: IntakeSettings) -> Image.Image:
@@ -40,24 +44,47 @@ def decode_image(data: bytes, settings: IntakeSettings) -> Image.Image:
             f"file too large ({len(data) / 1048576:.1f} MB): "
             f"send a photo of at most {settings.max_file_mb:g} MB"
         )
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as img:
-                _check_dimensions(img.size, settings)
-                img.load()
-                return _normalise(img)
-        except PhotoRefused:
-            raise
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise PhotoRefused(_too_many_pixels(settings)) from None
-        except UnidentifiedImageError:
-            raise PhotoRefused(f"not an image: send a photo as {_FORMAT_LIST}") from None
-        except (OSError, SyntaxError, ValueError, EOFError):
-            # Pillow reports truncated and corrupt data with these.
-            raise PhotoRefused(
-                "the image is damaged or incomplete: send the original photo again"
-            ) from None
+    try:
+        with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as img:
+            _check_dimensions(img.size, settings)
+            img.load()
+            return _normalise(img)
+    except PhotoRefused:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise PhotoRefused(_too_many_pixels(settings)) from None
+    except UnidentifiedImageError:
+        raise PhotoRefused(_unidentified_reason(data)) from None
+    except (OSError, SyntaxError, ValueError, EOFError):
+        # Pillow reports truncated and corrupt data with these.
+        raise PhotoRefused(_DAMAGED) from None
+
+
+# Major brands of HEIF files (ISO/IEC 23008-12); AVIF ("avif") is not among them.
+_HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1")
+# Formats people do send, recognised by their first bytes only: nothing else is parsed.
+_OTHER_FORMATS = ((b"GIF8", "GIF"), (b"II*\0", "TIFF"), (b"MM\0*", "TIFF"))
+
+
+def _unidentified_reason(data: bytes) -> str:
+    """Why Pillow could not open `data`: a damaged allowed file, another format, or no image."""
+    head = data[:16]
+    # An ISO media file (HEIF, AVIF) names its brands in its first box.
+    ftyp = data[8 : min(int.from_bytes(data[:4], "big"), 64)] if head[4:8] == b"ftyp" else b""
+    name = next((n for magic, n in _OTHER_FORMATS if head.startswith(magic)), None)
+    if name is None and head[:2] == b"BM" and len(data) > 18 and data[14] in (12, 40, 56, 108, 124):
+        name = "BMP"
+    if name is None and b"avif" in ftyp:
+        name = "AVIF"
+    if name is not None:
+        return f"{name} images are not accepted: send the photo as {_FORMAT_LIST}"
+    if (
+        head.startswith((b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n"))
+        or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+        or (bool(_HEIF_FORMATS) and ftyp[:4] in _HEIF_BRANDS)
+    ):
+        return _DAMAGED
+    return f"not an image: send a photo as {_FORMAT_LIST}"
 
 
 def _check_dimensions(size: tuple[int, int], settings: IntakeSettings) -> None:

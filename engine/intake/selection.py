@@ -52,17 +52,14 @@ def judge_set(
             seen.append(cand)
 
     alive = [i for i, c in enumerate(candidates) if c is not None and verdicts[i] is None]
-    reference = _reference(
-        [np.asarray(k.descriptor) for k in known],
-        [np.asarray(candidates[i].descriptor) for i in alive],  # type: ignore[union-attr]
-        settings.identity_threshold,
-    )
+    new = {i: np.asarray(candidates[i].descriptor) for i in alive}  # type: ignore[union-attr]
+    known_descriptors = [np.asarray(k.descriptor) for k in known]
+    reference = _reference(known_descriptors, new, settings.identity_threshold)
     for i in alive:
-        desc = candidates[i].descriptor  # type: ignore[union-attr]
-        others = [r for r in reference if r is not desc]
-        if others and float(np.median([_dist(desc, r) for r in others])) > (
-            settings.identity_threshold
-        ):
+        # A photo of the reference group is compared with the others, never with itself.
+        others = [d for j, d in reference.items() if j != i]
+        distances = [_dist(new[i], d) for d in others]
+        if distances and float(np.median(distances)) > settings.identity_threshold:
             verdicts[i] = OTHER_PERSON
 
     room = settings.max_photos - len(known)
@@ -90,16 +87,17 @@ def _duplicate_reason(
 
 
 def _reference(
-    known: list[np.ndarray], new: list[np.ndarray], threshold: float
-) -> list[np.ndarray]:
+    known: list[np.ndarray], new: dict[int, np.ndarray], threshold: float
+) -> dict[int, np.ndarray]:
+    """The descriptors that stand for the user, keyed by candidate index (-1, -2... for known)."""
     if known:
-        return known
+        return {-1 - n: d for n, d in enumerate(known)}
     if not new:
-        return []
+        return {}
     # The anchor is the face that matches the most others; ties go to the earliest.
-    counts = [sum(_dist(a, b) <= threshold for b in new) for a in new]
-    anchor = new[int(np.argmax(counts))]
-    return [d for d in new if _dist(anchor, d) <= threshold]
+    counts = {i: sum(_dist(a, b) <= threshold for b in new.values()) for i, a in new.items()}
+    anchor = new[max(counts, key=lambda i: (counts[i], -i))]
+    return {i: d for i, d in new.items() if _dist(anchor, d) <= threshold}
 
 
 def _dist(a: np.ndarray, b: np.ndarray) -> float:
