@@ -1,14 +1,25 @@
 """Model families: what the rest of the program may know about a base model.
 
-Nothing outside this module assumes a particular family; intake asks it for the
-training resolution of the configured base model.
+Nothing outside `engine.models` assumes a particular family; intake asks it for the
+training resolution of the configured base model, training for the LoRA recipe and
+target modules, and loading for the pipeline kind and the dtype on a device.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 
-__all__ = ["FAMILIES", "FAMILY_NAMES", "Family", "resolve_family"]
+from engine.models.recipe import TrainingRecipe
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["FAMILIES", "FAMILY_NAMES", "Family", "dtype_for", "resolve_family"]
+
+# The UNet attention projections; the set diffusers' train_dreambooth_lora.py and
+# train_dreambooth_lora_sdxl.py put LoRA on.
+UNET_ATTENTION: tuple[str, ...] = ("to_k", "to_q", "to_v", "to_out.0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,13 +27,72 @@ class Family:
     name: str
     # Square training resolution in pixels: face crops are stored at this size.
     resolution: int
+    # Which diffusers pipeline class loads it: "sd" (StableDiffusionPipeline, SD1.x/2.x
+    # and the tiny one) or "sdxl" (StableDiffusionXLPipeline).
+    pipeline: Literal["sd", "sdxl"]
+    recipe: TrainingRecipe
+    # Half precision used on CUDA; CPUs always run fp32.
+    cuda_dtype: Literal["float16", "bfloat16"]
+    lora_targets: tuple[str, ...] = UNET_ATTENTION
 
 
 FAMILIES: dict[str, Family] = {
-    # Random weights built from configs; 64 px keeps training and generation to seconds on a CPU.
-    "tiny": Family("tiny", 64),
-    "sd15": Family("sd15", 512),
-    "sdxl": Family("sdxl", 1024),
+    # Random weights built from configs; 64 px keeps training and generation to seconds on a
+    # CPU. The recipe is sized for tests: a high learning rate so a few steps visibly move
+    # the output, and batch 4 as in diffusers' train_dreambooth_lora.py default.
+    "tiny": Family(
+        "tiny",
+        64,
+        "sd",
+        TrainingRecipe(
+            rank=4,
+            alpha=4,
+            learning_rate=1e-3,
+            steps_per_photo=4,
+            min_steps=8,
+            max_steps=40,
+            batch_size=4,
+        ),
+        cuda_dtype="bfloat16",
+    ),
+    # rank 16 / alpha = rank: common face-LoRA practice (diffusers' default rank 4 underfits
+    # identities; its scripts set alpha = rank). lr 1e-4 and batch 1: the DreamBooth LoRA
+    # example in diffusers' examples/dreambooth/README.md. ~100 steps per photo clamped to
+    # 400..1500: the usual DreamBooth-for-faces rule of thumb (HF blog "Training Stable
+    # Diffusion with Dreambooth using Diffusers": faces need 800-1200 steps). fp16 weights
+    # with fp32 LoRA parameters, as the script's --mixed_precision fp16.
+    "sd15": Family(
+        "sd15",
+        512,
+        "sd",
+        TrainingRecipe(
+            rank=16,
+            alpha=16,
+            learning_rate=1e-4,
+            steps_per_photo=100,
+            min_steps=400,
+            max_steps=1500,
+            batch_size=1,
+        ),
+        cuda_dtype="float16",
+    ),
+    # Same practice; lr 1e-4, batch 1 and 500-step runs from diffusers' README_sdxl.md.
+    # bf16 because the SDXL VAE overflows in fp16 (the README recommends an fp16-fixed VAE).
+    "sdxl": Family(
+        "sdxl",
+        1024,
+        "sdxl",
+        TrainingRecipe(
+            rank=16,
+            alpha=16,
+            learning_rate=1e-4,
+            steps_per_photo=80,
+            min_steps=400,
+            max_steps=1200,
+            batch_size=1,
+        ),
+        cuda_dtype="bfloat16",
+    ),
 }
 FAMILY_NAMES: tuple[str, ...] = tuple(FAMILIES)
 
@@ -30,9 +100,22 @@ FAMILY_NAMES: tuple[str, ...] = tuple(FAMILIES)
 def resolve_family(base: str, family: str = "auto") -> Family:
     """The family named in config, or, for "auto", the one `base` most likely is."""
     if family != "auto":
+        if family not in FAMILIES:
+            raise ValueError(f"unknown model family {family!r}: use one of {FAMILY_NAMES}")
         return FAMILIES[family]
     if base == "tiny":
         return FAMILIES["tiny"]
     if "xl" in base.lower():
         return FAMILIES["sdxl"]
     return FAMILIES["sd15"]
+
+
+def dtype_for(family: Family, device: torch.device | str) -> torch.dtype:
+    """fp32 on CPU (half precision is slow or unsupported there); the family's half on CUDA."""
+    import torch  # here, so that asking about families does not load torch
+
+    if torch.device(device).type != "cuda":
+        return torch.float32
+    if family.cuda_dtype == "bfloat16" and not torch.cuda.is_bf16_supported():
+        return torch.float16
+    return getattr(torch, family.cuda_dtype)  # type: ignore[no-any-return]

@@ -1,0 +1,94 @@
+"""Text-to-image with an optional per-user LoRA: prompt in, marked PNGs out."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+
+import torch
+from PIL import Image
+
+from engine.generation.adapters import LoraCache
+from engine.generation.png import encode_png_with_metadata
+from engine.generation.sizes import native_resolution, size_for
+from engine.generation.spec import (
+    MAX_IMAGES,
+    GeneratedImage,
+    GenerationRequest,
+    GenerationResult,
+    LoraRef,
+    StepFn,
+    check_request,
+)
+from engine.models.pipeline import Pipeline
+
+__all__ = ["generate", "with_trigger"]
+
+
+def with_trigger(prompt: str, lora: LoraRef | None) -> str:
+    """`prompt` with the LoRA's trigger word put in front when the user left it out."""
+    if lora is None or re.search(rf"\b{re.escape(lora.trigger)}\b", prompt, re.IGNORECASE):
+        return prompt
+    return f"{lora.trigger} {lora.class_word}, {prompt}"
+
+
+@torch.no_grad()
+def generate(
+    pipeline: Pipeline,
+    request: GenerationRequest,
+    *,
+    adapters: LoraCache | None = None,
+    progress: StepFn | None = None,
+) -> GenerationResult:
+    """Generate `request.count` images; the same seed and parameters give the same images."""
+    check_request(request)
+    adapters = adapters or LoraCache.for_pipeline(pipeline)
+    adapters.activate(request.lora)
+
+    prompt = with_trigger(request.prompt, request.lora)
+    width, height = size_for(native_resolution(pipeline), request.aspect_ratio)
+    seed = request.seed if request.seed is not None else secrets.randbelow(2**32 - MAX_IMAGES)
+    # CPU generators give the same noise on any device, so a seed means the same picture.
+    generators = [torch.Generator("cpu").manual_seed(seed + i) for i in range(request.count)]
+
+    def on_step_end(
+        pipe: object, step: int, timestep: object, kwargs: dict[str, object]
+    ) -> dict[str, object]:
+        if progress is not None:
+            progress(step + 1, request.steps)
+        return kwargs
+
+    started = time.monotonic()
+    output = pipeline(
+        prompt=prompt,
+        negative_prompt=request.negative_prompt or None,
+        width=width,
+        height=height,
+        num_inference_steps=request.steps,
+        guidance_scale=request.guidance,
+        num_images_per_prompt=request.count,
+        generator=generators,
+        callback_on_step_end=on_step_end,
+        output_type="pil",
+    )
+    parameters: dict[str, str | int | float] = {
+        "prompt": prompt,
+        "negative_prompt": request.negative_prompt,
+        "steps": request.steps,
+        "guidance": request.guidance,
+        "width": width,
+        "height": height,
+        "aspect_ratio": request.aspect_ratio,
+        "base_model": str(pipeline.config.get("_name_or_path", "")),
+        "lora_sha256": request.lora.sha256 if request.lora else "",
+        "lora_scale": request.lora.scale if request.lora else 0.0,
+    }
+    seconds = time.monotonic() - started
+    images: list[GeneratedImage] = []
+    for i, image in enumerate(output.images):
+        if not isinstance(image, Image.Image):
+            raise TypeError(f"the pipeline returned a {type(image).__name__}, not a PIL image")
+        png = encode_png_with_metadata(image, {**parameters, "seed": seed + i})
+        images.append(GeneratedImage(png, seed + i, width, height))
+    return GenerationResult(tuple(images), prompt, {**parameters, "seed": seed}, seconds)

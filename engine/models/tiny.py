@@ -1,0 +1,150 @@
+"""The tiny Stable Diffusion 1.x pipeline: real diffusers code paths, random weights, no network.
+
+Built from configs as diffusers' own pipeline tests build their dummy components, with a
+fixed seed, saved once with `save_pretrained` into a cache directory and loaded from there
+afterwards, so every process sees the same weights. Images are 64x64 pixels.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, cast
+
+import torch
+from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+from engine.models.pipeline import Pipeline
+
+__all__ = ["TINY_SEED", "build_tiny", "bytes_to_unicode", "ensure_tiny", "load_tiny"]
+
+_log = logging.getLogger(__name__)
+
+TINY_SEED = 0
+_BOS = "<|startoftext|>"
+_EOS = "<|endoftext|>"
+
+
+def bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's reversible byte -> printable character map, which CLIP's BPE works on.
+
+    Printable Latin-1 bytes map to themselves; the other 68 go to code points from 256 up.
+    """
+    printable = [
+        *range(ord("!"), ord("~") + 1),
+        *range(ord("¡"), ord("¬") + 1),
+        *range(ord("®"), ord("ÿ") + 1),
+    ]
+    mapping = {b: chr(b) for b in printable}
+    extra = 0
+    for b in range(256):
+        if b not in mapping:
+            mapping[b] = chr(256 + extra)
+            extra += 1
+    return mapping
+
+
+def _write_tokenizer_files(directory: Path) -> Path:
+    """A byte-level vocab (no merges: every word is spelled out byte by byte)."""
+    symbols = list(bytes_to_unicode().values())
+    tokens = [*symbols, *(s + "</w>" for s in symbols), _BOS, _EOS]
+    directory.mkdir(parents=True, exist_ok=True)
+    vocab = directory / "vocab.json"
+    vocab.write_text(json.dumps({t: i for i, t in enumerate(tokens)}), encoding="utf-8")
+    (directory / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
+    return vocab
+
+
+def build_tiny(work_dir: Path) -> Pipeline:
+    """Build the tiny pipeline from configs with seeded random weights (no files read)."""
+    vocab = _write_tokenizer_files(work_dir / "tokenizer-src")
+    tokenizer = CLIPTokenizer.from_pretrained(
+        vocab.parent, model_max_length=77, local_files_only=True
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(TINY_SEED)
+        unet = UNet2DConditionModel(  # type: ignore[no-untyped-call]
+            block_out_channels=(32, 64),
+            layers_per_block=2,
+            sample_size=32,
+            in_channels=4,
+            out_channels=4,
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+            cross_attention_dim=32,
+        )
+        vae = AutoencoderKL(  # type: ignore[no-untyped-call]
+            block_out_channels=(32, 64),
+            in_channels=3,
+            out_channels=3,
+            down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+            up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+            latent_channels=4,
+            sample_size=64,
+        )
+        text_encoder = CLIPTextModel(
+            CLIPTextConfig(
+                bos_token_id=tokenizer.convert_tokens_to_ids(_BOS),
+                eos_token_id=tokenizer.convert_tokens_to_ids(_EOS),
+                pad_token_id=tokenizer.convert_tokens_to_ids(_EOS),
+                hidden_size=32,
+                intermediate_size=37,
+                layer_norm_eps=1e-05,
+                num_attention_heads=4,
+                num_hidden_layers=5,
+                max_position_embeddings=77,
+                vocab_size=len(tokenizer),
+            )
+        )
+    scheduler = DDIMScheduler(  # type: ignore[no-untyped-call]
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
+    pipe = StableDiffusionPipeline(  # type: ignore[no-untyped-call]
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    return cast(Pipeline, pipe)
+
+
+def ensure_tiny(cache_dir: Path) -> Path:
+    """Build and save the tiny pipeline into `cache_dir` unless it is already there."""
+    if (cache_dir / "model_index.json").is_file():
+        return cache_dir
+    cache_dir.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache_dir.parent, prefix=".tiny-") as tmp:
+        staging = Path(tmp) / "pipeline"
+        pipe: Any = build_tiny(Path(tmp))
+        pipe.save_pretrained(staging, safe_serialization=True)
+        try:
+            staging.rename(cache_dir)  # atomic: a reader never sees half a pipeline
+        except OSError:
+            if not (cache_dir / "model_index.json").is_file():
+                raise
+            shutil.rmtree(staging)  # another process finished first
+    _log.info("built the tiny pipeline in %s", cache_dir)
+    return cache_dir
+
+
+def load_tiny(cache_dir: Path, dtype: torch.dtype = torch.float32) -> Pipeline:
+    """The tiny pipeline from `cache_dir`, built there first if needed."""
+    pipe = StableDiffusionPipeline.from_pretrained(  # type: ignore[no-untyped-call]
+        ensure_tiny(cache_dir), local_files_only=True, safety_checker=None, dtype=dtype
+    )
+    if not isinstance(pipe, StableDiffusionPipeline):
+        raise TypeError(f"{cache_dir} holds a {type(pipe).__name__}, not the tiny pipeline")
+    return cast(Pipeline, pipe)

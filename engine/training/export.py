@@ -1,0 +1,44 @@
+"""Saving the trained adapter as one diffusers-format LoRA file (safetensors)."""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from pathlib import Path
+
+from diffusers.utils.state_dict_utils import convert_state_dict_to_diffusers
+from peft.utils import get_peft_model_state_dict
+
+from engine.models.pipeline import Pipeline
+
+__all__ = ["file_sha256", "save_lora"]
+
+
+def save_lora(pipeline: Pipeline, adapter: str, output: Path) -> tuple[Path, str]:
+    """Write `adapter` of the UNet to `output` as train_dreambooth_lora.py does; return
+    the path and its sha256. The file loads with `pipeline.load_lora_weights(output)`."""
+    unet = pipeline.unet
+    peft_state = get_peft_model_state_dict(unet, adapter_name=adapter)
+    layers = convert_state_dict_to_diffusers(peft_state)  # type: ignore[no-untyped-call]
+    config = unet.peft_config[adapter].to_dict()
+    config["target_modules"] = sorted(config["target_modules"])  # a set is not JSON
+    output.parent.mkdir(parents=True, exist_ok=True)
+    # Written next to the target and renamed into place: never half a file at `output`.
+    with tempfile.TemporaryDirectory(dir=output.parent, prefix=".lora-") as tmp:
+        type(pipeline).save_lora_weights(
+            tmp,
+            unet_lora_layers=layers,
+            weight_name=output.name,
+            safe_serialization=True,
+            unet_lora_adapter_metadata=config,
+        )
+        (Path(tmp) / output.name).replace(output)
+    return output, file_sha256(output)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,225 @@
+"""DreamBooth-style LoRA training of a user's face, in the shape of diffusers'
+train_dreambooth_lora.py: validate, load and freeze, add the adapter, train, save only
+the adapter as safetensors.
+
+Prior preservation (class images) is left out for now: with a rank-limited LoRA and
+few steps the drift it guards against is small, and it doubles the cost of a step.
+On CUDA the frozen weights stay in the family's half precision, the LoRA parameters in
+fp32 under autocast, with gradient checkpointing and SDPA attention; CPUs run plain fp32.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from diffusers import DDPMScheduler
+from diffusers.models.attention_processor import AttnProcessor2_0
+from diffusers.training_utils import cast_training_params
+from peft import LoraConfig
+
+from engine.models.families import Family
+from engine.models.pipeline import Pipeline
+from engine.models.recipe import TrainingRecipe
+from engine.training.checkpoint import CheckpointState, load_checkpoint, save_checkpoint
+from engine.training.conditioning import encode_captions
+from engine.training.data import captions_for, encode_images
+from engine.training.export import save_lora
+from engine.training.samples import render_sample
+from engine.training.spec import (
+    ProgressFn,
+    SampleFn,
+    StopFn,
+    TrainingRequest,
+    TrainingResult,
+    TrainingStopped,
+)
+
+__all__ = ["ADAPTER", "train"]
+
+_log = logging.getLogger(__name__)
+
+ADAPTER = "selfiebooth_train"
+_LOSS_WINDOW = 10  # the reported final loss is the mean of this many last steps
+_MAX_GRAD_NORM = 1.0  # diffusers' --max_grad_norm default
+
+
+def train(
+    pipeline: Pipeline,
+    family: Family,
+    request: TrainingRequest,
+    *,
+    checkpoint_dir: Path | None = None,
+    resume_from: Path | None = None,
+    progress: ProgressFn | None = None,
+    on_sample: SampleFn | None = None,
+    should_stop: StopFn | None = None,
+) -> TrainingResult:
+    """Train a LoRA of `request.images` and write it to `request.output`.
+
+    Raises TrainingStopped when `should_stop` says so; with `checkpoint_dir` set, a
+    checkpoint of the step reached is written first, and `resume_from=` that checkpoint
+    continues from its step.
+    """
+    recipe = request.recipe or family.recipe
+    total = request.steps if request.steps is not None else recipe.total_steps(len(request.images))
+    _check_request(request, family, total)
+    device = pipeline.unet.device
+    on_cuda = device.type == "cuda"
+
+    # Caches: the frozen VAE and text encoder run once, before the loop.
+    latents = encode_images(pipeline, request.images)
+    captions = captions_for(request.trigger, request.class_word)
+    conditioning = encode_captions(pipeline, captions, family.resolution)
+    noise_scheduler = DDPMScheduler.from_config(pipeline.scheduler.config)  # type: ignore[no-untyped-call]
+
+    unet = pipeline.unet
+    if getattr(unet, "peft_config", None):
+        raise ValueError(
+            f"the pipeline has LoRA adapters loaded ({', '.join(unet.peft_config)}): "
+            "train on a pipeline without them"
+        )
+    unet.requires_grad_(False)
+    if on_cuda:
+        unet.set_attn_processor(AttnProcessor2_0())  # type: ignore[no-untyped-call]
+        unet.enable_gradient_checkpointing()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(request.seed)  # LoRA A matrices are drawn from the global RNG
+        unet.add_adapter(_lora_config(recipe, family), adapter_name=ADAPTER)
+    try:
+        if on_cuda:
+            cast_training_params(unet, dtype=torch.float32)
+        params = {n: p for n, p in unet.named_parameters() if p.requires_grad}
+        optimizer = torch.optim.AdamW(params.values(), lr=recipe.learning_rate)
+        generator = torch.Generator("cpu").manual_seed(request.seed)
+
+        start = 0
+        if resume_from is not None:
+            state = load_checkpoint(resume_from, params, optimizer, generator)
+            _check_resume(state, request, recipe, total, resume_from)
+            start = state.step
+            _log.info("resuming training at step %d of %d from %s", start, total, resume_from)
+
+        def checkpoint(step: int) -> Path | None:
+            if checkpoint_dir is None:
+                return None
+            state = CheckpointState(
+                step, total, recipe, request.seed, request.trigger, len(request.images)
+            )
+            return save_checkpoint(checkpoint_dir, state, params, optimizer, generator)
+
+        losses: list[float] = []
+        began = time.monotonic()
+        unet.train()
+        for step in range(start + 1, total + 1):
+            if should_stop is not None and should_stop():
+                raise TrainingStopped(step - 1, checkpoint(step - 1))
+            index = torch.randint(len(latents), (recipe.batch_size,), generator=generator)
+            flip = torch.rand(recipe.batch_size, generator=generator) < 0.5
+            caption = torch.randint(len(captions), (recipe.batch_size,), generator=generator)
+            model_input = latents.sample(index, flip, generator).to(device)
+            noise = torch.randn(model_input.shape, generator=generator).to(device)
+            timesteps = torch.randint(
+                noise_scheduler.config.num_train_timesteps,
+                (recipe.batch_size,),
+                generator=generator,
+            ).to(device)
+            noisy = noise_scheduler.add_noise(model_input, noise, timesteps)
+            if noise_scheduler.config.prediction_type == "v_prediction":
+                target = noise_scheduler.get_velocity(model_input, noise, timesteps)
+            else:
+                target = noise
+
+            with _autocast(device, unet.dtype):
+                pred = unet(
+                    noisy.to(unet.dtype),
+                    timesteps,
+                    **conditioning.unet_kwargs(caption.to(device)),
+                    return_dict=False,
+                )[0]
+            loss = F.mse_loss(pred.float(), target.float(), reduction="mean")
+            torch.autograd.backward(loss)
+            torch.nn.utils.clip_grad_norm_(params.values(), _MAX_GRAD_NORM)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+
+            losses = [*losses[-(_LOSS_WINDOW - 1) :], float(loss.detach())]
+            if progress is not None:
+                per_step = (time.monotonic() - began) / (step - start)
+                progress(step, total, losses[-1], per_step * (total - step))
+            if request.checkpoint_every and step % request.checkpoint_every == 0 and step < total:
+                checkpoint(step)
+            if on_sample is not None and request.sample_every and step % request.sample_every == 0:
+                with _autocast(device, unet.dtype):
+                    on_sample(step, render_sample(pipeline, request, seed=request.seed))
+                unet.train()
+
+        unet.eval()
+        path, sha256 = save_lora(pipeline, ADAPTER, request.output)
+        loss_mean = sum(losses) / len(losses) if losses else float("nan")
+        _log.info("trained %s: %d steps, loss %.4f", path, total, loss_mean)
+        return TrainingResult(path, sha256, total, loss_mean, recipe)
+    finally:
+        unet.eval()
+        unet.delete_adapters(ADAPTER)
+        if on_cuda:
+            unet.disable_gradient_checkpointing()
+        unet.requires_grad_(False)
+
+
+def _lora_config(recipe: TrainingRecipe, family: Family) -> LoraConfig:
+    # As train_dreambooth_lora.py: gaussian init, no dropout, the attention projections.
+    return LoraConfig(
+        r=recipe.rank,
+        lora_alpha=recipe.alpha,
+        init_lora_weights="gaussian",
+        target_modules=list(family.lora_targets),
+    )
+
+
+@contextlib.contextmanager
+def _autocast(device: torch.device, dtype: torch.dtype) -> Iterator[None]:
+    if device.type == "cuda" and dtype != torch.float32:
+        with torch.autocast("cuda", dtype=dtype):
+            yield
+    else:
+        yield
+
+
+def _check_request(request: TrainingRequest, family: Family, total: int) -> None:
+    if not request.images:
+        raise ValueError("no images to train on")
+    res = family.resolution
+    for i, img in enumerate(request.images):
+        if img.size != (res, res):
+            raise ValueError(f"image {i} is {img.size[0]}x{img.size[1]}, need {res}x{res}")
+    if not request.trigger or not request.trigger.isalnum():
+        raise ValueError(f"trigger must be one alphanumeric word, got {request.trigger!r}")
+    if total < 1:
+        raise ValueError(f"steps must be at least 1, got {total}")
+    for name in ("checkpoint_every", "sample_every"):
+        if getattr(request, name) < 0:
+            raise ValueError(f"{name} must be 0 (off) or positive, got {getattr(request, name)}")
+
+
+def _check_resume(
+    state: CheckpointState,
+    request: TrainingRequest,
+    recipe: TrainingRecipe,
+    total: int,
+    where: Path,
+) -> None:
+    theirs = (state.recipe, state.total_steps, state.seed, state.trigger, state.images)
+    ours = (recipe, total, request.seed, request.trigger, len(request.images))
+    if theirs != ours:
+        raise ValueError(
+            f"checkpoint {where} was made for (recipe, steps, seed, trigger, images) {theirs}, "
+            f"this run is {ours}"
+        )
+    if not 0 <= state.step <= total:
+        raise ValueError(f"checkpoint {where} is at step {state.step}, outside 0..{total}")
