@@ -1,5 +1,5 @@
 # selfiebooth on a CUDA machine:
-#   docker build -t selfiebooth . && docker run --gpus all -v selfiebooth-data:/data selfiebooth demo
+#   docker build -t selfiebooth . && docker run --gpus all -v selfiebooth-data:/data selfiebooth
 FROM nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
 
 ENV DEBIAN_FRONTEND=noninteractive \
@@ -37,4 +37,4 @@ USER 10001
 VOLUME ["/data"]
 
 ENTRYPOINT ["selfiebooth"]
-CMD ["--help"]
+CMD ["run"]

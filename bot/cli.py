@@ -9,13 +9,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from bot.config import Config, ConfigError, load_config
-from bot.core import Booth, BoothError, Identity, Upload, UserStatus, open_booth
+from bot.core import (
+    Booth,
+    BoothError,
+    Identity,
+    ImagineOptions,
+    JobUpdate,
+    Upload,
+    UserStatus,
+    open_booth,
+)
 
 __all__ = ["main"]
 
@@ -35,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text)
-        if name != "demo":
+        if name not in ("demo", "run"):
             sub.add_argument("--user", default=LOCAL_USER, help="user id (default: %(default)s)")
         return sub
 
@@ -50,6 +60,27 @@ def build_parser() -> argparse.ArgumentParser:
     upload.add_argument("paths", nargs="+", type=Path, metavar="PATH")
 
     command("status", "what is stored about you: consent, photos, models, jobs")
+
+    train = command("train", "queue a training of your model on your accepted photos")
+    train.add_argument("--wait", action="store_true", help="run it here and print progress")
+
+    imagine = command("imagine", "generate pictures of yourself (runs the queue until done)")
+    imagine.add_argument("prompt", metavar="PROMPT")
+    imagine.add_argument("--seed", type=int, help="the same seed gives the same picture")
+    imagine.add_argument("--steps", type=int, default=30, help="denoising steps (%(default)s)")
+    imagine.add_argument("--count", type=int, default=1, help="images, 1 to 4 (%(default)s)")
+    imagine.add_argument("--negative", default="", metavar="TEXT", help="what to avoid")
+    imagine.add_argument("--guidance", type=float, default=7.0, help="(%(default)s)")
+    imagine.add_argument("--aspect", default="1:1", metavar="W:H", help="aspect ratio (1:1)")
+    imagine.add_argument("--out", type=Path, default=Path("."), help="where to write the PNGs")
+
+    cancel = command("cancel", "cancel your queued and running jobs, or one of them")
+    cancel.add_argument("--job", type=int, help="only this job")
+
+    use = command("use-model", "make one of your model versions the active one")
+    use.add_argument("version", type=int)
+
+    command("run", "work the job queue until interrupted (chat front ends come later)")
 
     forget = command("forget", "delete every row and file about you")
     forget.add_argument("--yes", action="store_true", help="confirm: this cannot be undone")
@@ -67,11 +98,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"selfiebooth: configuration error: {exc}", file=sys.stderr)
         return 2
     # One-shot commands print their answers; their log stays quiet unless asked.
-    level = (
-        logging.DEBUG
-        if args.verbose
-        else max(logging.WARNING, logging.getLevelName(config.log_level))
-    )
+    level: int = logging.getLevelName(config.log_level)
+    if args.verbose:
+        level = logging.DEBUG
+    elif args.command != "run":
+        level = max(logging.WARNING, level)
+    config = dataclasses.replace(config, log_level=logging.getLevelName(level))
     logging.basicConfig(
         level=level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -91,7 +123,10 @@ async def _run(args: argparse.Namespace, config: Config) -> int:
         from bot.demo import run_demo
 
         return await run_demo(config, args.photos)
-    async with open_booth(config) as booth:
+    if args.command == "run":
+        return await _work_queue(config)
+    dispatch = args.command == "imagine" or (args.command == "train" and args.wait)
+    async with open_booth(config, dispatch=dispatch) as booth:
         who = Identity(PLATFORM, args.user)
         try:
             handler = _COMMANDS[args.command]
@@ -162,6 +197,81 @@ async def _forget(booth: Booth, who: Identity, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _train(booth: Booth, who: Identity, args: argparse.Namespace) -> int:
+    ticket = await booth.train(who)
+    print(f"Training queued as job {ticket.job_id} (position {ticket.position}).")
+    if not args.wait:
+        print("It runs in a `selfiebooth run` process, or here with --wait.")
+        return 0
+    final = await follow(booth, ticket.job_id)
+    if final.state != "succeeded":
+        return 1
+    print(f"Model version {final.result['version']} is ready and active.")
+    return 0
+
+
+async def _imagine(booth: Booth, who: Identity, args: argparse.Namespace) -> int:
+    options = ImagineOptions(
+        negative=args.negative,
+        seed=args.seed,
+        steps=args.steps,
+        guidance=args.guidance,
+        aspect_ratio=args.aspect,
+        count=args.count,
+    )
+    ticket = await booth.imagine(who, args.prompt, options)
+    final = await follow(booth, ticket.job_id)
+    if final.state != "succeeded":
+        return 1
+    for path in await save_images(booth, who, ticket.job_id, args.out):
+        print(path)
+    return 0
+
+
+async def save_images(booth: Booth, who: Identity, job_id: int, out: Path) -> list[Path]:
+    images = await booth.job_images(who, job_id)
+    await asyncio.to_thread(out.mkdir, parents=True, exist_ok=True)
+    paths = [out / f"selfiebooth-{job_id}-{n}.png" for n in range(1, len(images) + 1)]
+    for path, png in zip(paths, images, strict=True):
+        await asyncio.to_thread(path.write_bytes, png)
+    return paths
+
+
+async def follow(booth: Booth, job_id: int) -> JobUpdate:
+    """Print a job's progress on stderr until it ends; the final update."""
+    last = JobUpdate(job_id, "queued")
+    async for update in booth.updates(job_id):
+        last = update
+        if update.state == "progress":
+            eta = f", about {update.eta:.0f} s left" if update.eta is not None else ""
+            loss = f", loss {update.loss:.4f}" if update.loss is not None else ""
+            print(f"  step {update.step}/{update.total}{loss}{eta}", file=sys.stderr)
+        elif update.state in ("paused", "retrying", "failed", "cancelled"):
+            print(f"  {update.state}: {update.message or ''}".rstrip(": "), file=sys.stderr)
+    return last
+
+
+async def _cancel(booth: Booth, who: Identity, args: argparse.Namespace) -> int:
+    cancelled = await booth.cancel(who, args.job)
+    print(
+        f"Cancelled job(s): {', '.join(map(str, cancelled))}" if cancelled else "Nothing to cancel."
+    )
+    return 0
+
+
+async def _use_model(booth: Booth, who: Identity, args: argparse.Namespace) -> int:
+    lora = await booth.use_model(who, args.version)
+    print(f"Model version {lora.version} is now active.")
+    return 0
+
+
+async def _work_queue(config: Config) -> int:
+    async with open_booth(config, dispatch=True):
+        print(f"Working the job queue in {config.data_dir}; Ctrl-C stops.", file=sys.stderr)
+        await asyncio.Event().wait()  # until cancelled by Ctrl-C
+    return 0
+
+
 def format_status(who: Identity, status: UserStatus) -> str:
     lines = [f"user: {who.user_id}"]
     if status.consent is None:
@@ -183,13 +293,23 @@ def format_status(who: Identity, status: UserStatus) -> str:
         lines.append("models: none yet")
     if status.jobs:
         for job in status.jobs:
-            lines.append(f"job {job.id}: {job.kind} {job.status} {job.progress:.0%}")
+            error = f": {job.error}" if job.error and job.status != "succeeded" else ""
+            lines.append(f"job {job.id}: {job.kind} {job.status} {job.progress:.0%}{error}")
     else:
         lines.append("jobs: none")
     return "\n".join(lines)
 
 
-_COMMANDS = {"consent": _consent, "upload": _upload, "status": _status, "forget": _forget}
+_COMMANDS = {
+    "consent": _consent,
+    "upload": _upload,
+    "status": _status,
+    "forget": _forget,
+    "train": _train,
+    "imagine": _imagine,
+    "cancel": _cancel,
+    "use-model": _use_model,
+}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 import types
 import typing
@@ -20,7 +21,16 @@ from typing import Any
 from engine.intake.settings import IntakeSettings
 from engine.models.families import FAMILY_NAMES
 
-__all__ = ["Config", "ConfigError", "ConsentConfig", "ModelConfig", "Secret", "load_config"]
+__all__ = [
+    "Config",
+    "ConfigError",
+    "ConsentConfig",
+    "EngineConfig",
+    "ModelConfig",
+    "Secret",
+    "TrainingConfig",
+    "load_config",
+]
 
 ENV_PREFIX = "SELFIEBOOTH_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -70,12 +80,42 @@ class ModelConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class EngineConfig:
+    # "auto" (CUDA when there is one), "cpu", "cuda" or "cuda:N".
+    device: str = "auto"
+    # Runs of a job that may end with the engine process dying before the job fails.
+    max_attempts: int = 3
+    # Queued and running jobs one user may hold at once.
+    max_jobs_per_user: int = 3
+    # Seconds the engine may take to load its model.
+    start_timeout: float = 600.0
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingConfig:
+    # Accepted photos needed before /train.
+    min_photos: int = 4
+    # Each 0 means the model family's default recipe (engine/models/families.py).
+    rank: int = 0
+    alpha: int = 0
+    learning_rate: float = 0.0
+    steps: int = 0
+    batch_size: int = 0
+    # A resumable checkpoint every N steps; 0 means every tenth of the run.
+    checkpoint_every: int = 0
+    # A preview sample every N steps; 0 means none.
+    sample_every: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     data_dir: Path = Path("data")
     log_level: str = "INFO"
     consent: ConsentConfig = field(default_factory=ConsentConfig)
     intake: IntakeSettings = field(default_factory=IntakeSettings)
     model: ModelConfig = field(default_factory=ModelConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
     # Secrets: environment only (SELFIEBOOTH_TELEGRAM_TOKEN, SELFIEBOOTH_DISCORD_TOKEN).
     telegram_token: Secret | None = field(default=None, repr=False)
     discord_token: Secret | None = field(default=None, repr=False)
@@ -88,12 +128,23 @@ class Config:
     def blob_dir(self) -> Path:
         return self.data_dir / "blobs"
 
+    @property
+    def work_dir(self) -> Path:
+        """Per-job scratch space of the engine: inputs, checkpoints, outputs."""
+        return self.data_dir / "work"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
 
 _SECRET_KEYS = {"telegram_token": "TELEGRAM_TOKEN", "discord_token": "DISCORD_TOKEN"}
 _SECTIONS: dict[str, type[Any]] = {
     "consent": ConsentConfig,
     "intake": IntakeSettings,
     "model": ModelConfig,
+    "engine": EngineConfig,
+    "training": TrainingConfig,
 }
 
 # Range checks: key -> (predicate, what is allowed).
@@ -106,6 +157,21 @@ _CHECKS: dict[str, _Check] = {
         lambda v: v == "auto" or v in FAMILY_NAMES,
         f'"auto" or one of {", ".join(FAMILY_NAMES)}',
     ),
+    "engine.device": (
+        lambda v: v in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", v) is not None,
+        '"auto", "cpu", "cuda" or "cuda:N"',
+    ),
+    "engine.max_attempts": (lambda v: 1 <= v <= 20, "1 to 20"),
+    "engine.max_jobs_per_user": (lambda v: 1 <= v <= 100, "1 to 100"),
+    "engine.start_timeout": (lambda v: 1 <= v <= 3600, "1 to 3600 seconds"),
+    "training.min_photos": (lambda v: 1 <= v <= 200, "1 to 200"),
+    "training.rank": (lambda v: 0 <= v <= 256, "0 (family default) to 256"),
+    "training.alpha": (lambda v: 0 <= v <= 512, "0 (family default) to 512"),
+    "training.learning_rate": (lambda v: 0 <= v < 1, "0 (family default) or a rate below 1"),
+    "training.steps": (lambda v: 0 <= v <= 100_000, "0 (family default) to 100000"),
+    "training.batch_size": (lambda v: 0 <= v <= 64, "0 (family default) to 64"),
+    "training.checkpoint_every": (lambda v: v >= 0, "0 (every tenth of the run) or more"),
+    "training.sample_every": (lambda v: v >= 0, "0 (none) or more"),
     "intake.max_file_mb": (lambda v: 0 < v <= 200, "a number of megabytes above 0, at most 200"),
     "intake.max_pixels": (lambda v: 10_000 <= v <= 200_000_000, "10000 to 200000000"),
     "intake.min_side_px": (lambda v: 32 <= v <= 4096, "32 to 4096"),

@@ -6,13 +6,15 @@ scikit-image ships (NASA, public domain), so it needs no files of the user's.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import importlib.util
 import shutil
 from pathlib import Path
 
-from bot.cli import format_status
+from bot.cli import follow, format_status, save_images
 from bot.config import Config
-from bot.core import Identity, Upload, open_booth
+from bot.core import Identity, ImagineOptions, Upload, open_booth
 
 __all__ = ["astronaut_photo", "run_demo"]
 
@@ -40,7 +42,12 @@ async def run_demo(config: Config, photos_dir: Path | None) -> int:
         return 1
     out_dir = config.data_dir / "demo"
 
-    async with open_booth(config) as booth:
+    if len(paths) < config.training.min_photos:
+        # One built-in portrait is enough to show the machinery; real use asks for more.
+        training = dataclasses.replace(config.training, min_photos=1)
+        config = dataclasses.replace(config, training=training)
+
+    async with open_booth(config, dispatch=True) as booth:
         print(f"1. Starting clean: erasing any earlier demo user in {config.data_dir}")
         await booth.forget(DEMO_USER)
         shutil.rmtree(out_dir, ignore_errors=True)
@@ -68,9 +75,29 @@ async def run_demo(config: Config, photos_dir: Path | None) -> int:
 
         user = await booth.repo.find_user(DEMO_USER.platform, DEMO_USER.user_id)
         photos = await booth.repo.photos(user.id) if user else []
-        out_dir.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(out_dir.mkdir, parents=True, exist_ok=True)
         for n, photo in enumerate(photos, start=1):
-            (out_dir / f"crop-{n}.png").write_bytes(await booth.blobs.get(photo.crop_blob))
+            data = await booth.blobs.get(photo.crop_blob)
+            await asyncio.to_thread((out_dir / f"crop-{n}.png").write_bytes, data)
+
+        print(f"6. Training a LoRA on the {booth.family.name} model (engine process):")
+        ticket = await booth.train(DEMO_USER)
+        trained = await follow(booth, ticket.job_id)
+        if trained.state != "succeeded":
+            print(f"   training {trained.state}: {trained.message}")
+            return 1
+        lora = await booth.repo.active_lora(user.id) if user else None
+        trigger = lora.trigger_word if lora else "?"
+        print(f"   -> model version {trained.result['version']}, trigger word {trigger!r}")
+
+        prompt = "an astronaut portrait, studio light"
+        print(f"7. Imagining {prompt!r} (2 images, seed 42):")
+        ticket = await booth.imagine(DEMO_USER, prompt, ImagineOptions(seed=42, count=2))
+        imagined = await follow(booth, ticket.job_id)
+        if imagined.state != "succeeded":
+            print(f"   generation {imagined.state}: {imagined.message}")
+            return 1
+        images = await save_images(booth, DEMO_USER, ticket.job_id, out_dir)
 
     print("\nOutputs:")
     print(f"   database:        {config.database_path}")
@@ -79,5 +106,10 @@ async def run_demo(config: Config, photos_dir: Path | None) -> int:
         f"   training crops:  {out_dir} ({len(photos)} file(s), "
         f"{booth.family.resolution}x{booth.family.resolution} for the {booth.family.name} model)"
     )
-    print("   erase it all:    selfiebooth forget --user demo --yes")
+    for path in images:
+        print(f"   picture:         {path}")
+    if booth.family.name == "tiny":
+        print("   (the tiny model has random weights: its pictures are noise; they prove the")
+        print("    machinery. Set [model] base in a config file for a real model.)")
+    print(f"   erase it all:    selfiebooth --data-dir {config.data_dir} forget --user demo --yes")
     return 0

@@ -43,6 +43,10 @@ class BlobStore(abc.ABC):
     @abc.abstractmethod
     async def exists(self, key: str) -> bool: ...
 
+    def local_path(self, key: str) -> Path | None:
+        """A path another process on this machine can read the blob from, if there is one."""
+        return None
+
 
 def check_key(key: str) -> str:
     if not _KEY.fullmatch(key):
@@ -59,6 +63,9 @@ class LocalBlobStore(BlobStore):
     def path(self, key: str) -> Path:
         check_key(key)
         return self.root / key[:2] / key
+
+    def local_path(self, key: str) -> Path | None:
+        return self.path(key)
 
     async def put(self, data: bytes) -> str:
         key = hashlib.sha256(data).hexdigest()

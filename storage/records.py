@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["AuditEntry", "ConsentRecord", "JobRecord", "LoraRecord", "PhotoRecord", "User"]
+__all__ = [
+    "AuditEntry",
+    "ConsentRecord",
+    "ImageRecord",
+    "JobRecord",
+    "LoraRecord",
+    "PhotoRecord",
+    "User",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +81,19 @@ class JobRecord:
     started_at: str | None
     finished_at: str | None
     updated_at: str
+    cancel_requested: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRecord:
+    id: int
+    job_id: int
+    user_id: int
+    blob: str
+    seed: int
+    width: int
+    height: int
+    created_at: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from storage.database import Database
 from storage.records import (
     AuditEntry,
     ConsentRecord,
+    ImageRecord,
     JobRecord,
     LoraRecord,
     PhotoRecord,
@@ -31,6 +32,7 @@ BLOB_COLUMNS: tuple[tuple[str, str], ...] = (
     ("photos", "image_blob"),
     ("photos", "crop_blob"),
     ("loras", "blob"),
+    ("images", "blob"),
 )
 
 
@@ -140,6 +142,89 @@ class Repository:
     async def loras(self, user_id: int) -> list[LoraRecord]:
         return await self._all(
             LoraRecord, "SELECT * FROM loras WHERE user_id = ? ORDER BY version", (user_id,)
+        )
+
+    async def active_lora(self, user_id: int) -> LoraRecord | None:
+        return await self._one(
+            LoraRecord,
+            "SELECT * FROM loras WHERE user_id = ? AND active = 1 ORDER BY version DESC LIMIT 1",
+            (user_id,),
+        )
+
+    async def add_lora(
+        self,
+        user_id: int,
+        *,
+        base_model: str,
+        family: str,
+        trigger_word: str,
+        blob: str,
+        sha256: str,
+        recipe: Mapping[str, Any],
+    ) -> LoraRecord:
+        """A new version, made the active one: each retrain adds, nothing is overwritten."""
+        conn = self.db.conn
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            await conn.execute("UPDATE loras SET active = 0 WHERE user_id = ?", (user_id,))
+            cur = await conn.execute(
+                "INSERT INTO loras (user_id, version, base_model, family, trigger_word, blob,"
+                " sha256, recipe, active, created_at)"
+                " SELECT ?, coalesce(max(version), 0) + 1, ?, ?, ?, ?, ?, ?, 1, ?"
+                " FROM loras WHERE user_id = ?",
+                (
+                    user_id,
+                    base_model,
+                    family,
+                    trigger_word,
+                    blob,
+                    sha256,
+                    json.dumps(dict(recipe), sort_keys=True),
+                    utcnow(),
+                    user_id,
+                ),
+            )
+            await conn.execute("COMMIT")
+        except BaseException:
+            await conn.execute("ROLLBACK")
+            raise
+        lora = await self._one(LoraRecord, "SELECT * FROM loras WHERE id = ?", (cur.lastrowid,))
+        assert lora is not None
+        return lora
+
+    async def set_active_lora(self, user_id: int, version: int) -> bool:
+        """Make `version` the active one; False when the user has no such version."""
+        conn = self.db.conn
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            cur = await conn.execute(
+                "UPDATE loras SET active = (version = ?) WHERE user_id = ?"
+                " AND EXISTS (SELECT 1 FROM loras WHERE user_id = ? AND version = ?)",
+                (version, user_id, user_id, version),
+            )
+            await conn.execute("COMMIT")
+        except BaseException:
+            await conn.execute("ROLLBACK")
+            raise
+        return cur.rowcount > 0
+
+    async def set_trigger_word(self, user_id: int, word: str) -> None:
+        await self.db.conn.execute(
+            "UPDATE users SET trigger_word = ? WHERE id = ?", (word, user_id)
+        )
+
+    async def add_image(
+        self, job_id: int, user_id: int, *, blob: str, seed: int, width: int, height: int
+    ) -> None:
+        await self.db.conn.execute(
+            "INSERT INTO images (job_id, user_id, blob, seed, width, height, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (job_id, user_id, blob, seed, width, height, utcnow()),
+        )
+
+    async def images_of_job(self, job_id: int) -> list[ImageRecord]:
+        return await self._all(
+            ImageRecord, "SELECT * FROM images WHERE job_id = ? ORDER BY id", (job_id,)
         )
 
     async def jobs(self, user_id: int) -> list[JobRecord]:

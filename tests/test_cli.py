@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from helpers_images import person
+from PIL import Image
 
 
 def selfiebooth(data: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -84,8 +85,57 @@ def test_demo_runs_on_embedded_defaults(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "astronaut.png: accepted" in result.stdout
     assert "refused: duplicate" in result.stdout
+    assert "-> model version 1" in result.stdout
     crops = list((tmp_path / "demo").glob("crop-*.png"))
     assert len(crops) == 1
+    pictures = [Path(line.split()[-1]) for line in result.stdout.splitlines() if "picture:" in line]
+    assert len(pictures) == 2
+    for picture in pictures:
+        with Image.open(picture) as img:
+            assert img.format == "PNG" and "AI-generated" in str(img.info)
     # Running it again starts clean rather than piling up.
     assert selfiebooth(tmp_path, "demo").returncode == 0
     assert len(list((tmp_path / "demo").glob("crop-*.png"))) == 1
+
+
+def test_train_and_imagine_from_the_shell(tmp_path: Path, faces: Path) -> None:
+    assert selfiebooth(tmp_path, "consent", "--accept").returncode == 0
+    upload = selfiebooth(tmp_path, "upload", *map(str, person(faces, "paul_allen")))
+    assert upload.returncode == 0, upload.stdout
+
+    queued = selfiebooth(tmp_path, "train")
+    assert queued.returncode == 0 and "Training queued as job 1" in queued.stdout
+    twice = selfiebooth(tmp_path, "train")
+    assert twice.returncode == 1 and "already queued" in twice.stderr
+    assert selfiebooth(tmp_path, "cancel").stdout.strip() == "Cancelled job(s): 1"
+
+    trained = selfiebooth(tmp_path, "train", "--wait")
+    assert trained.returncode == 0, trained.stderr
+    assert "Model version 1 is ready and active." in trained.stdout
+    assert "step 1/" in trained.stderr
+
+    out = tmp_path / "pictures"
+    args = ["imagine", "a lego figure", "--seed", "3", "--count", "2", "--steps", "3"]
+    imagined = selfiebooth(tmp_path, *args, "--aspect", "3:2", "--out", str(out))
+    assert imagined.returncode == 0, imagined.stderr
+    paths = [Path(line) for line in imagined.stdout.splitlines()]
+    assert [p.parent for p in paths] == [out, out]
+    with Image.open(paths[0]) as img:
+        assert img.width > img.height
+
+    wrong = selfiebooth(tmp_path, "imagine", "a cat", "--aspect", "7:5")
+    assert wrong.returncode == 1 and "7:5" in wrong.stderr
+    status = selfiebooth(tmp_path, "status").stdout
+    assert "model v1: tiny" in status and "job 3: imagine succeeded" in status
+
+
+def test_the_bot_process_never_imports_torch() -> None:
+    code = (
+        "import sys, bot.cli, bot.core, bot.demo, engine.process, storage\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\n"
+        "assert 'diffusers' not in sys.modules, 'diffusers imported'\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr

@@ -30,7 +30,7 @@ def test_example_file_documents_every_key_with_its_default() -> None:
     config = load_config(REPO / "config.example.toml", environ={})
     assert config == Config()
     defaults = Config()
-    for section in ("consent", "model", "intake"):
+    for section in ("consent", "model", "intake", "engine", "training"):
         expected = {name for name in getattr(defaults, section).__dataclass_fields__}
         assert set(example[section]) == expected, section
     assert {"data_dir", "log_level"} <= set(example)

@@ -7,15 +7,53 @@ from contextlib import asynccontextmanager
 
 from bot.config import Config
 from bot.core.booth import Booth
+from bot.core.dispatcher import Dispatcher
 from engine.intake import FaceAnalyzer
+from engine.process import EngineOptions, EngineProcess
 from storage import Database, LocalBlobStore, Repository
+from storage.jobs import JobQueue
 
-__all__ = ["open_booth"]
+__all__ = ["engine_options", "open_booth"]
+
+
+def engine_options(config: Config) -> EngineOptions:
+    return EngineOptions(
+        base=config.model.base,
+        family=config.model.family,
+        models_dir=config.models_dir,
+        device=config.engine.device,
+        log_level=config.log_level,
+        start_timeout=config.engine.start_timeout,
+    )
 
 
 @asynccontextmanager
-async def open_booth(config: Config, analyzer: FaceAnalyzer | None = None) -> AsyncIterator[Booth]:
-    """The database (migrated), the blob store and the core, closed in reverse order."""
+async def open_booth(
+    config: Config, analyzer: FaceAnalyzer | None = None, *, dispatch: bool = False
+) -> AsyncIterator[Booth]:
+    """The database (migrated), the blob store and the core, closed in reverse order.
+
+    With `dispatch`, this process also works the job queue: it starts the dispatcher,
+    which starts the engine process when the first job needs it.
+    """
     config.data_dir.mkdir(parents=True, exist_ok=True)
     async with Database(config.database_path) as db:
-        yield Booth(config, Repository(db), LocalBlobStore(config.blob_dir), analyzer)
+        repo = Repository(db)
+        blobs = LocalBlobStore(config.blob_dir)
+        jobs = JobQueue(db)
+        dispatcher = None
+        if dispatch:
+            dispatcher = Dispatcher(
+                repo,
+                jobs,
+                blobs,
+                EngineProcess(engine_options(config)),
+                config.work_dir,
+                max_attempts=config.engine.max_attempts,
+            )
+            await dispatcher.start()
+        try:
+            yield Booth(config, repo, blobs, analyzer, jobs=jobs, dispatcher=dispatcher)
+        finally:
+            if dispatcher is not None:
+                await dispatcher.stop()

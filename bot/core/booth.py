@@ -8,22 +8,31 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
+import shutil
 import unicodedata
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import numpy as np
 
 from bot.config import Config
 from bot.core.consent import ConsentText, load_consent_text
+from bot.core.dispatcher import Dispatcher
 from bot.core.types import (
+    BoothError,
     ConsentRequired,
     Erasure,
     Identity,
+    ImagineOptions,
+    JobTicket,
+    JobUpdate,
     Upload,
     UserStatus,
     Verdict,
 )
+from engine import limits
 from engine.intake import (
     FaceAnalyzer,
     KnownPhoto,
@@ -35,8 +44,10 @@ from engine.intake import (
     judge_set,
 )
 from engine.models.families import resolve_family
+from engine.models.recipe import TrainingRecipe
 from storage import BlobStore, NewPhoto, Repository
-from storage.records import PhotoRecord, User
+from storage.jobs import JobQueue
+from storage.records import JobRecord, LoraRecord, PhotoRecord, User
 
 __all__ = ["Booth"]
 
@@ -52,10 +63,16 @@ class Booth:
         repo: Repository,
         blobs: BlobStore,
         analyzer: FaceAnalyzer | None = None,
+        *,
+        jobs: JobQueue | None = None,
+        dispatcher: Dispatcher | None = None,
     ) -> None:
         self.config = config
         self.repo = repo
         self.blobs = blobs
+        self.jobs = jobs or JobQueue(repo.db)
+        # None where this process only queues jobs and another one works the queue.
+        self.dispatcher = dispatcher
         self.consent_text: ConsentText = load_consent_text(config.consent)
         self.family = resolve_family(config.model.base, config.model.family)
         self._analyzer = analyzer
@@ -186,6 +203,9 @@ class Booth:
         if user is None:
             return Erasure()
         async with self._locks[user.id]:
+            if self.dispatcher is not None:
+                await self.dispatcher.abandon_user(user.id)
+            job_ids = [job.id for job in await self.repo.jobs(user.id)]
             keys = await self.repo.blob_keys_of(user.id)
             erasure = Erasure(
                 photos=len(await self.repo.photos(user.id)),
@@ -193,6 +213,8 @@ class Booth:
                 jobs=len(await self.repo.jobs(user.id)),
             )
             await self.repo.delete_user(user.id)
+            for job_id in job_ids:
+                shutil.rmtree(self.config.work_dir / f"job-{job_id}", ignore_errors=True)
             files = 0
             for key in keys:
                 # Identical content sent by another user is stored once; keep it for them.
@@ -207,6 +229,150 @@ class Booth:
         self._locks.pop(user.id, None)
         _log.info("an erasure removed %d photo(s) and %d file(s)", erasure.photos, files)
         return Erasure(erasure.photos, erasure.loras, erasure.jobs, files)
+
+    # training and generation -----------------------------------------------------------
+
+    async def train(self, who: Identity) -> JobTicket:
+        """Queue a training on the user's accepted photos; a new model version when done."""
+        user = await self._consenting_user(who)
+        photos = await self.repo.photos(user.id)
+        needed = self.config.training.min_photos
+        if len(photos) < needed:
+            raise BoothError(
+                f"You have {len(photos)} accepted photo(s); training needs at least {needed}. "
+                "Send more selfies first."
+            )
+        active = [j for j in await self.repo.jobs(user.id) if j.status in ("queued", "running")]
+        if any(j.kind == "train" for j in active):
+            raise BoothError("A training of yours is already queued or running.")
+        self._check_job_limit(active)
+        trigger = user.trigger_word or await self._new_trigger_word(user)
+        params: dict[str, Any] = {
+            "crops": [p.crop_blob for p in photos],
+            "trigger": trigger,
+            "base_model": self.config.model.base,
+            "seed": secrets.randbelow(2**31),
+            "sample_every": self.config.training.sample_every,
+        }
+        recipe = self._recipe()
+        total = self.config.training.steps or recipe.total_steps(len(photos))
+        params["checkpoint_every"] = self.config.training.checkpoint_every or max(1, total // 10)
+        if self.config.training.steps:
+            params["steps"] = self.config.training.steps
+        if recipe != self.family.recipe:
+            params["recipe"] = recipe.to_dict()
+        return await self._submit(user, "train", params)
+
+    async def imagine(self, who: Identity, prompt: str, options: ImagineOptions) -> JobTicket:
+        """Queue a generation with the user's active model; their trigger word is put in."""
+        user = await self._consenting_user(who)
+        lora = await self.repo.active_lora(user.id)
+        if lora is None:
+            raise BoothError("You have no trained model yet: send selfies, then train first.")
+        _check_imagine(prompt, options)
+        self._check_job_limit(
+            [j for j in await self.repo.jobs(user.id) if j.status in ("queued", "running")]
+        )
+        params: dict[str, Any] = {
+            "prompt": prompt.strip(),
+            "negative_prompt": options.negative.strip(),
+            "seed": options.seed,
+            "steps": options.steps,
+            "guidance": options.guidance,
+            "aspect_ratio": options.aspect_ratio,
+            "count": options.count,
+            "lora": {"blob": lora.blob, "sha256": lora.sha256, "trigger": lora.trigger_word},
+            "lora_version": lora.version,
+        }
+        return await self._submit(user, "imagine", params)
+
+    async def cancel(self, who: Identity, job_id: int | None = None) -> list[int]:
+        """Cancel one job of the user's, or all their queued and running ones."""
+        user = await self.repo.find_user(who.platform, who.user_id)
+        jobs = await self.repo.jobs(user.id) if user else []
+        chosen = [
+            j
+            for j in jobs
+            if j.status in ("queued", "running") and (job_id is None or j.id == job_id)
+        ]
+        if job_id is not None and not chosen:
+            raise BoothError(f"You have no queued or running job {job_id}.")
+        for job in chosen:
+            if self.dispatcher is not None:
+                await self.dispatcher.cancel(job.id)
+            elif job.status == "queued":
+                await self.jobs.finish(job.id, "cancelled", error="cancelled by the user")
+            else:
+                await self.jobs.request_cancel(job.id)
+        return [j.id for j in chosen]
+
+    async def use_model(self, who: Identity, version: int) -> LoraRecord:
+        user = await self._consenting_user(who)
+        if not await self.repo.set_active_lora(user.id, version):
+            versions = ", ".join(str(x.version) for x in await self.repo.loras(user.id)) or "none"
+            raise BoothError(f"You have no model version {version}; your versions: {versions}.")
+        lora = await self.repo.active_lora(user.id)
+        assert lora is not None
+        return lora
+
+    async def updates(self, job_id: int) -> AsyncIterator[JobUpdate]:
+        if self.dispatcher is None:
+            raise RuntimeError("this process does not run jobs: open the booth with dispatch=True")
+        async for update in self.dispatcher.updates(job_id):
+            yield update
+
+    async def job_images(self, who: Identity, job_id: int) -> list[bytes]:
+        """The PNGs a finished generation of the user's made, in order."""
+        user = await self.repo.find_user(who.platform, who.user_id)
+        job = await self.jobs.get(job_id)
+        if user is None or job is None or job.user_id != user.id:
+            raise BoothError(f"You have no job {job_id}.")
+        return [await self.blobs.get(i.blob) for i in await self.repo.images_of_job(job_id)]
+
+    async def _submit(self, user: User, kind: str, params: dict[str, Any]) -> JobTicket:
+        job = await self.jobs.enqueue(user.id, kind, params)
+        if self.dispatcher is not None:
+            await self.dispatcher.submitted(job)
+        return JobTicket(job.id, kind, await self.jobs.position(job.id))
+
+    def _check_job_limit(self, active: list[JobRecord]) -> None:
+        limit = self.config.engine.max_jobs_per_user
+        if len(active) >= limit:
+            raise BoothError(
+                f"You already have {len(active)} job(s) waiting or running, the most allowed: "
+                "try again when one has finished, or cancel one."
+            )
+
+    def _recipe(self) -> TrainingRecipe:
+        """The family's recipe with the config's non-zero overrides."""
+        t = self.config.training
+        overrides = {
+            "rank": t.rank,
+            "alpha": t.alpha,
+            "learning_rate": t.learning_rate,
+            "batch_size": t.batch_size,
+        }
+        merged = self.family.recipe.to_dict() | {k: v for k, v in overrides.items() if v}
+        return TrainingRecipe.from_dict(merged)
+
+    async def _new_trigger_word(self, user: User) -> str:
+        # A rare token of consonant-vowel pairs: tokenises into pieces no prompt uses.
+        while True:
+            word = "".join(
+                secrets.choice("bcdfghjklmnpqrstvwxz") + secrets.choice("aeiouy") for _ in range(3)
+            )
+            existing = await self.repo.db.conn.execute(
+                "SELECT 1 FROM users WHERE trigger_word = ?", (word,)
+            )
+            if await existing.fetchone() is None:
+                await self.repo.set_trigger_word(user.id, word)
+                return word
+
+    async def _consenting_user(self, who: Identity) -> User:
+        user = await self.repo.find_user(who.platform, who.user_id)
+        if user is None or not await self._consent_is_current(user):
+            raise ConsentRequired(self._consent_prompt(user))
+        return user
 
     # helpers -------------------------------------------------------------------------
 
@@ -237,3 +403,23 @@ def _known(photo: PhotoRecord) -> KnownPhoto:
         dhash=int(photo.dhash, 16),
         descriptor=np.frombuffer(photo.descriptor, dtype="<f4"),
     )
+
+
+def _check_imagine(prompt: str, options: ImagineOptions) -> None:
+    if not prompt.strip():
+        raise BoothError("Say what to imagine: the prompt is empty.")
+    if len(prompt) > limits.MAX_PROMPT_CHARS:
+        raise BoothError(f"The prompt is too long: at most {limits.MAX_PROMPT_CHARS} characters.")
+    if options.aspect_ratio not in limits.ASPECT_RATIOS:
+        raise BoothError(
+            f"Aspect ratio {options.aspect_ratio!r} is not offered; "
+            f"choose one of {', '.join(limits.ASPECT_RATIOS)}."
+        )
+    if not 1 <= options.count <= limits.MAX_IMAGES:
+        raise BoothError(f"Ask for 1 to {limits.MAX_IMAGES} images, not {options.count}.")
+    if not 1 <= options.steps <= limits.MAX_STEPS:
+        raise BoothError(f"Steps must be 1 to {limits.MAX_STEPS}, not {options.steps}.")
+    if not 0 <= options.guidance <= limits.MAX_GUIDANCE:
+        raise BoothError(f"Guidance must be 0 to {limits.MAX_GUIDANCE:g}, not {options.guidance}.")
+    if options.seed is not None and not 0 <= options.seed < 2**32 - limits.MAX_IMAGES:
+        raise BoothError(f"The seed must be 0 to {2**32 - limits.MAX_IMAGES - 1}.")

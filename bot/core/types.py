@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from storage.records import ConsentRecord, JobRecord, LoraRecord
 
@@ -11,6 +13,7 @@ __all__ = [
     "ConsentRequired",
     "Erasure",
     "Identity",
+    "JobUpdate",
     "Upload",
     "UserStatus",
     "Verdict",
@@ -65,3 +68,41 @@ class Erasure:
     loras: int = 0
     jobs: int = 0
     files: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class JobUpdate:
+    """What a front end hears about a job: state changes, progress, previews, the result.
+
+    States: running, progress, sample, paused (a training making way for pictures),
+    retrying (the engine died; it runs again), and the final succeeded, failed, cancelled.
+    """
+
+    job_id: int
+    state: str
+    step: int = 0
+    total: int = 0
+    loss: float | None = None
+    eta: float | None = None
+    preview: Path | None = None
+    message: str | None = None
+    result: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ImagineOptions:
+    negative: str = ""
+    seed: int | None = None
+    steps: int = 30
+    guidance: float = 7.0
+    aspect_ratio: str = "1:1"
+    count: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class JobTicket:
+    """A queued job: its id, and its place in the queue (1 runs next)."""
+
+    job_id: int
+    kind: str
+    position: int | None

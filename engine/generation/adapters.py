@@ -64,6 +64,11 @@ class LoraCache:
         if name is not None:
             self.pipeline.delete_adapters(name)
 
+    def clear(self) -> None:
+        """Unload every adapter: training needs a pipeline without them."""
+        for sha256 in list(self._loaded):
+            self.evict(sha256)
+
     def _load(self, lora: LoraRef) -> str:
         actual = file_sha256(lora.path)
         if actual != lora.sha256:

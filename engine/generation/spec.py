@@ -6,6 +6,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.limits import (
+    ASPECT_RATIOS,
+    MAX_GUIDANCE,
+    MAX_IMAGES,
+    MAX_PROMPT_CHARS,
+    MAX_STEPS,
+)
+
 __all__ = [
     "ASPECT_RATIOS",
     "MAX_IMAGES",
@@ -16,23 +24,6 @@ __all__ = [
     "StepFn",
     "check_request",
 ]
-
-# name -> (width part, height part)
-ASPECT_RATIOS: dict[str, tuple[int, int]] = {
-    "1:1": (1, 1),
-    "4:5": (4, 5),
-    "5:4": (5, 4),
-    "3:4": (3, 4),
-    "4:3": (4, 3),
-    "2:3": (2, 3),
-    "3:2": (3, 2),
-    "9:16": (9, 16),
-    "16:9": (16, 9),
-}
-MAX_IMAGES = 4
-MAX_STEPS = 100
-MAX_GUIDANCE = 20.0
-MAX_PROMPT_CHARS = 1000
 
 # (denoising step just finished, total steps)
 StepFn = Callable[[int, int], None]

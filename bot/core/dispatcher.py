@@ -1,0 +1,322 @@
+"""The dispatcher: feeds queued jobs to the engine process and brings results back.
+
+Jobs are rows first (storage.jobs); an asyncio queue is only the doorbell that wakes the
+dispatcher when one is added. One job runs at a time. A training asked to make way for a
+waiting generation stops after its next step with a checkpoint, goes back to the queue,
+and resumes from that checkpoint once the generations are done. If the engine process
+dies, the job goes back to the queue and a fresh engine is started, until the job has
+used its attempts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import shutil
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from bot.core.types import JobUpdate
+from engine.process import EngineDied, EngineProcess
+from engine.protocol import Command
+from storage import BlobStore, Repository
+from storage.jobs import JobQueue
+from storage.records import JobRecord
+
+__all__ = ["Dispatcher"]
+
+_log = logging.getLogger(__name__)
+
+FINAL = ("succeeded", "failed", "cancelled")
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        repo: Repository,
+        jobs: JobQueue,
+        blobs: BlobStore,
+        engine: EngineProcess,
+        work_dir: Path,
+        *,
+        max_attempts: int,
+    ) -> None:
+        self.repo = repo
+        self.jobs = jobs
+        self.blobs = blobs
+        self.engine = engine
+        self.work_dir = work_dir
+        self.max_attempts = max_attempts
+        self.paused = False
+        self._doorbell: asyncio.Queue[None] = asyncio.Queue()
+        self._current: JobRecord | None = None
+        self._abandoned: set[int] = set()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._task: asyncio.Task[None] | None = None
+        self._listeners: defaultdict[int, set[asyncio.Queue[JobUpdate]]] = defaultdict(set)
+
+    # lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        recovered = await self.jobs.recover()
+        if recovered:
+            _log.info("%d job(s) interrupted earlier are queued again", recovered)
+        self._task = asyncio.create_task(self._loop(), name="dispatcher")
+        self._task.add_done_callback(_log_crash)
+
+    async def stop(self) -> None:
+        """Stop dispatching; a running job is interrupted and resumes at the next start."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.engine.stop(grace=5.0)
+
+    # what the core calls ---------------------------------------------------------------
+
+    async def submitted(self, job: JobRecord) -> None:
+        """A job was queued: wake up, and make a running training yield to a generation."""
+        self._doorbell.put_nowait(None)
+        current = self._current
+        if job.kind == "imagine" and current is not None and current.kind == "train":
+            with contextlib.suppress(EngineDied):
+                await self.engine.send({"op": "yield", "job_id": current.id})
+
+    async def cancel(self, job_id: int) -> None:
+        await self.jobs.request_cancel(job_id)
+        current = self._current
+        if current is not None and current.id == job_id:
+            with contextlib.suppress(EngineDied):
+                await self.engine.send({"op": "cancel", "job_id": job_id})
+        else:
+            await self.jobs.finish(job_id, "cancelled", error="cancelled by the user")
+            self._publish(JobUpdate(job_id, "cancelled"))
+
+    async def abandon_user(self, user_id: int) -> None:
+        """Stop everything of `user_id` at once, before their data is erased."""
+        for job in await self.repo.jobs(user_id):
+            if job.status == "queued":
+                await self.jobs.finish(job.id, "cancelled", error="erased")
+        current = self._current
+        if current is not None and current.user_id == user_id:
+            self._abandoned.add(current.id)
+            await self.engine.kill()
+            await self._idle.wait()
+
+    async def updates(self, job_id: int) -> AsyncIterator[JobUpdate]:
+        """Updates of `job_id` until it ends; ends at once for a job already finished."""
+        queue: asyncio.Queue[JobUpdate] = asyncio.Queue()
+        self._listeners[job_id].add(queue)
+        try:
+            job = await self.jobs.get(job_id)
+            if job is None or job.status in FINAL:
+                yield JobUpdate(
+                    job_id, job.status if job else "cancelled", message=job.error if job else None
+                )
+                return
+            while True:
+                update = await queue.get()
+                yield update
+                if update.state in FINAL:
+                    return
+        finally:
+            self._listeners[job_id].discard(queue)
+            if not self._listeners[job_id]:
+                del self._listeners[job_id]
+
+    # the loop --------------------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        while True:
+            job = None if self.paused else await self.jobs.next_job()
+            if job is None:
+                await self._doorbell.get()
+                continue
+            while not self._doorbell.empty():
+                self._doorbell.get_nowait()
+            try:
+                await self._run(job)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # The dispatcher outlives any one job's bug.
+                _log.exception("job %d: unexpected error", job.id)
+                await self.jobs.finish(job.id, "failed", error="an internal error stopped this job")
+                self._publish(JobUpdate(job.id, "failed", message="internal error"))
+
+    async def _run(self, job: JobRecord) -> None:
+        await self.jobs.mark_running(job.id)
+        job = await self.jobs.get(job.id) or job
+        self._current = job
+        self._idle.clear()
+        try:
+            await self._drive(job)
+        except (EngineDied, TimeoutError) as exc:
+            await self._engine_lost(job, exc)
+        finally:
+            self._current = None
+            self._idle.set()
+
+    async def _drive(self, job: JobRecord) -> None:
+        if not self.engine.alive:
+            await self.engine.start()
+        await self.engine.send(await self._command(job))
+        self._publish(JobUpdate(job.id, "running"))
+        if await self.jobs.cancel_requested(job.id):
+            await self.engine.send({"op": "cancel", "job_id": job.id})
+        elif job.kind == "train" and await self.jobs.has_queued("imagine"):
+            await self.engine.send({"op": "yield", "job_id": job.id})
+        while True:
+            event = await self.engine.next_event()
+            if event.get("job_id") != job.id:
+                continue
+            kind = event["event"]
+            if kind == "progress":
+                step, total = int(event["step"]), int(event["total"])
+                await self.jobs.set_progress(job.id, step / total)
+                self._publish(
+                    JobUpdate(job.id, "progress", step, total, event.get("loss"), event.get("eta"))
+                )
+            elif kind == "sample":
+                self._publish(
+                    JobUpdate(job.id, "sample", int(event["step"]), preview=Path(event["path"]))
+                )
+            elif kind == "done":
+                await self._complete(job, event["result"])
+                return
+            elif kind == "stopped":
+                if event.get("reason") == "yield":
+                    await self.jobs.requeue(job.id, attempt_counts=False)
+                    self._publish(JobUpdate(job.id, "paused", message="making way for pictures"))
+                else:
+                    await self.jobs.finish(job.id, "cancelled", error="cancelled by the user")
+                    self._cleanup(job.id)
+                    self._publish(JobUpdate(job.id, "cancelled"))
+                return
+            elif kind == "failed":
+                error = str(event.get("error", "unknown error"))
+                await self.jobs.finish(job.id, "failed", error=error)
+                self._cleanup(job.id)
+                self._publish(JobUpdate(job.id, "failed", message=error))
+                return
+
+    async def _engine_lost(self, job: JobRecord, exc: Exception) -> None:
+        _log.warning(
+            "job %d: engine lost (%s); attempt %d of %d",
+            job.id,
+            exc,
+            job.attempts,
+            self.max_attempts,
+        )
+        await self.engine.kill()
+        if job.id in self._abandoned:
+            self._abandoned.discard(job.id)
+            return
+        if await self.jobs.cancel_requested(job.id):
+            await self.jobs.finish(job.id, "cancelled", error="cancelled by the user")
+            self._cleanup(job.id)
+            self._publish(JobUpdate(job.id, "cancelled"))
+        elif job.attempts >= self.max_attempts:
+            message = (
+                f"the engine stopped unexpectedly {job.attempts} times while running this job;"
+                " it will not be tried again"
+            )
+            await self.jobs.finish(job.id, "failed", error=message)
+            self._cleanup(job.id)
+            self._publish(JobUpdate(job.id, "failed", message=message))
+        else:
+            await self.jobs.requeue(job.id, attempt_counts=True)
+            self._publish(JobUpdate(job.id, "retrying", message=str(exc)))
+
+    # inputs and results ----------------------------------------------------------------
+
+    def job_dir(self, job_id: int) -> Path:
+        return self.work_dir / f"job-{job_id}"
+
+    async def _command(self, job: JobRecord) -> Command:
+        params: dict[str, Any] = json.loads(job.params)
+        work = self.job_dir(job.id)
+        await asyncio.to_thread(work.mkdir, parents=True, exist_ok=True)
+        if job.kind == "train":
+            images = []
+            for n, key in enumerate(params.pop("crops")):
+                path = work / f"crop-{n}.png"
+                data = await self.blobs.get(key)
+                await asyncio.to_thread(path.write_bytes, data)
+                images.append(str(path))
+            params |= {
+                "images": images,
+                "output": str(work / "lora.safetensors"),
+                "checkpoint_dir": str(work / "checkpoints"),
+            }
+            return {"op": "train", "job_id": job.id, "params": params}
+        lora = params.pop("lora", None)
+        if lora is not None:
+            lora["path"] = str(await self._readable(lora.pop("blob"), work / "lora.safetensors"))
+        params |= {"lora": lora, "out_dir": str(work / "out")}
+        return {"op": "generate", "job_id": job.id, "params": params}
+
+    async def _readable(self, key: str, fallback: Path) -> Path:
+        local = self.blobs.local_path(key)
+        if local is not None:
+            return local
+        data = await self.blobs.get(key)
+        await asyncio.to_thread(fallback.write_bytes, data)
+        return fallback
+
+    async def _complete(self, job: JobRecord, result: dict[str, Any]) -> None:
+        params = json.loads(job.params)
+        if job.kind == "train":
+            data = await asyncio.to_thread(Path(result["path"]).read_bytes)
+            key = await self.blobs.put(data)
+            lora = await self.repo.add_lora(
+                job.user_id,
+                base_model=params["base_model"],
+                family=result["family"],
+                trigger_word=params["trigger"],
+                blob=key,
+                sha256=result["sha256"],
+                recipe=result["recipe"],
+            )
+            summary = {
+                "lora_id": lora.id,
+                "version": lora.version,
+                "steps": result["steps"],
+                "loss": result["loss"],
+            }
+        else:
+            keys = []
+            for image in result["images"]:
+                data = await asyncio.to_thread(Path(image["path"]).read_bytes)
+                key = await self.blobs.put(data)
+                await self.repo.add_image(
+                    job.id,
+                    job.user_id,
+                    blob=key,
+                    seed=image["seed"],
+                    width=image["width"],
+                    height=image["height"],
+                )
+                keys.append(key)
+            summary = {"images": keys, "prompt": result["prompt"]}
+        await self.jobs.finish(job.id, "succeeded", result=summary)
+        self._cleanup(job.id)
+        self._publish(JobUpdate(job.id, "succeeded", result=summary))
+
+    def _cleanup(self, job_id: int) -> None:
+        shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
+
+    def _publish(self, update: JobUpdate) -> None:
+        for queue in self._listeners.get(update.job_id, ()):
+            queue.put_nowait(update)
+
+
+def _log_crash(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        _log.error("the dispatcher stopped", exc_info=task.exception())

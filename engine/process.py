@@ -1,0 +1,112 @@
+"""The bot side of the engine process: start it, send it commands, read its events.
+
+No torch here: the bot's event loop only ever talks JSON lines to a child process, so a
+crash, a hang or a CUDA out-of-memory in the engine never takes the bot down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.protocol import Command, decode, encode
+
+__all__ = ["EngineDied", "EngineOptions", "EngineProcess"]
+
+_log = logging.getLogger(__name__)
+_STREAM_LIMIT = 1 << 20  # a result line lists file paths; 1 MiB is plenty
+
+
+class EngineDied(Exception):
+    """The engine process ended without being asked to."""
+
+
+@dataclass(frozen=True, slots=True)
+class EngineOptions:
+    base: str
+    family: str
+    models_dir: Path
+    device: str = "auto"
+    log_level: str = "INFO"
+    start_timeout: float = 600.0  # loading a real SDXL from disk takes minutes
+
+
+class EngineProcess:
+    def __init__(self, options: EngineOptions) -> None:
+        self.options = options
+        self._proc: asyncio.subprocess.Process | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    @property
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.returncode is None
+
+    async def start(self) -> None:
+        o = self.options
+        self._proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "engine.worker",
+            "--base", o.base, "--family", o.family,
+            "--models-dir", str(o.models_dir), "--device", o.device,
+            "--log-level", o.log_level,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            limit=_STREAM_LIMIT,
+        )  # fmt: skip
+        _log.info("engine process %d starting", self._proc.pid)
+        event = await asyncio.wait_for(self.next_event(), o.start_timeout)
+        if event.get("event") != "ready":
+            raise EngineDied(f"the engine said {event!r} instead of ready")
+        _log.info("engine process %d ready", self._proc.pid)
+
+    async def send(self, command: Command) -> None:
+        proc = self._require()
+        assert proc.stdin is not None
+        try:
+            proc.stdin.write(encode(command))
+            await proc.stdin.drain()
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            raise EngineDied("the engine process is gone") from exc
+
+    async def next_event(self) -> dict[str, Any]:
+        proc = self._require()
+        assert proc.stdout is not None
+        line = await proc.stdout.readline()
+        if not line:
+            code = await proc.wait()
+            raise EngineDied(f"the engine process ended with exit code {code}")
+        return decode(line)
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Ask the engine to finish; kill it if it does not within `grace` seconds."""
+        proc = self._proc
+        if proc is None or proc.returncode is not None:
+            self._proc = None
+            return
+        with contextlib.suppress(EngineDied):
+            await self.send({"op": "shutdown"})
+        if proc.stdin is not None:
+            proc.stdin.close()
+        try:
+            await asyncio.wait_for(proc.wait(), grace)
+        except TimeoutError:
+            await self.kill()
+        self._proc = None
+
+    async def kill(self) -> None:
+        proc = self._proc
+        if proc is not None and proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+    def _require(self) -> asyncio.subprocess.Process:
+        if self._proc is None:
+            raise EngineDied("the engine process is not running")
+        return self._proc

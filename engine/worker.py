@@ -1,0 +1,235 @@
+"""The engine process: owns the model and the device, runs one job at a time.
+
+    python -m engine.worker --base tiny --family auto --models-dir DIR [--device auto]
+
+Commands arrive on stdin and events leave on stdout (engine.protocol). A reader thread
+takes `cancel` and `yield` while a job runs, so training stops between two steps (after
+a checkpoint) and generation between two denoising steps. Anything else the libraries
+print goes to stderr, so stdout carries the protocol only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import queue
+import sys
+import threading
+import traceback
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from engine.protocol import Command, Event, GenerateParams, TrainParams, decode, encode
+
+__all__ = ["main"]
+
+_log = logging.getLogger("engine.worker")
+
+
+class JobInterrupted(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Worker:
+    def __init__(self, args: argparse.Namespace, out: BinaryIO) -> None:
+        import torch
+
+        from engine.generation import LoraCache
+        from engine.models.families import resolve_family
+        from engine.models.loader import load_pipeline
+
+        self._out = out
+        self._out_lock = threading.Lock()
+        device = args.device
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.family = resolve_family(args.base, args.family)
+        self.pipeline = load_pipeline(args.base, self.family, device, models_dir=args.models_dir)
+        self.adapters = LoraCache.for_pipeline(self.pipeline)
+        self.commands: queue.Queue[Command | None] = queue.Queue()
+        # job id -> "cancel" or "yield"; may arrive before the job starts.
+        self.interrupts: dict[int, str] = {}
+
+    def send(self, event: Event) -> None:
+        with self._out_lock:
+            self._out.write(encode(event))
+            self._out.flush()
+
+    def read_commands(self, stdin: BinaryIO) -> None:
+        for line in stdin:
+            command: Command = decode(line)  # type: ignore[assignment]
+            if command["op"] in ("cancel", "yield"):
+                job_id = command["job_id"]
+                # A cancel is never downgraded to a yield.
+                if self.interrupts.get(job_id) != "cancel":
+                    self.interrupts[job_id] = command["op"]
+                continue
+            self.commands.put(command)
+        self.commands.put(None)  # stdin closed: the bot is gone
+
+    def serve(self) -> None:
+        self.send({"event": "ready"})
+        while (command := self.commands.get()) is not None and command["op"] != "shutdown":
+            job_id = command["job_id"]
+            try:
+                if command["op"] == "train":
+                    result = self.train(job_id, command["params"])
+                else:
+                    result = self.generate(job_id, command["params"])
+                self.send({"event": "done", "job_id": job_id, "result": result})
+            except JobInterrupted as stop:
+                self.send({"event": "stopped", "job_id": job_id, "reason": stop.reason})  # type: ignore[typeddict-item]
+            except Exception as exc:  # a job's failure must not end the engine
+                _log.error("job %d failed:\n%s", job_id, traceback.format_exc())
+                self.send({"event": "failed", "job_id": job_id, "error": _describe(exc)})
+            finally:
+                self.interrupts.pop(job_id, None)
+
+    def train(self, job_id: int, params: TrainParams) -> dict[str, Any]:
+        from PIL import Image
+
+        from engine.models.recipe import TrainingRecipe
+        from engine.training import TrainingRequest, TrainingStopped, latest_checkpoint, train
+
+        images = []
+        for path in params["images"]:
+            with Image.open(path) as img:
+                images.append(img.convert("RGB"))
+        request = TrainingRequest(
+            images=tuple(images),
+            trigger=params["trigger"],
+            output=Path(params["output"]),
+            seed=params["seed"],
+            steps=params.get("steps"),
+            recipe=TrainingRecipe.from_dict(params["recipe"]) if "recipe" in params else None,
+            checkpoint_every=params["checkpoint_every"],
+            sample_every=params["sample_every"],
+        )
+        # A training takes minutes; reloading cached adapters afterwards takes milliseconds.
+        self.adapters.clear()
+        checkpoints = Path(params["checkpoint_dir"])
+        sample_dir = checkpoints.parent
+
+        def progress(step: int, total: int, loss: float, eta: float) -> None:
+            self.send(
+                {
+                    "event": "progress",
+                    "job_id": job_id,
+                    "step": step,
+                    "total": total,
+                    "loss": loss,
+                    "eta": eta,
+                }
+            )
+
+        def on_sample(step: int, image: Image.Image) -> None:
+            path = sample_dir / f"sample-{step:06d}.png"
+            image.save(path)
+            self.send({"event": "sample", "job_id": job_id, "step": step, "path": str(path)})
+
+        try:
+            result = train(
+                self.pipeline,
+                self.family,
+                request,
+                checkpoint_dir=checkpoints,
+                resume_from=latest_checkpoint(checkpoints) if checkpoints.is_dir() else None,
+                progress=progress,
+                on_sample=on_sample,
+                should_stop=lambda: job_id in self.interrupts,
+            )
+        except TrainingStopped:
+            raise JobInterrupted(self.interrupts.get(job_id, "cancel")) from None
+        return {
+            "path": str(result.path),
+            "sha256": result.sha256,
+            "steps": result.steps,
+            "loss": result.loss,
+            "recipe": result.recipe.to_dict(),
+            "family": self.family.name,
+        }
+
+    def generate(self, job_id: int, params: GenerateParams) -> dict[str, Any]:
+        from engine.generation import GenerationRequest, LoraRef, generate
+
+        lora = params["lora"]
+        request = GenerationRequest(
+            prompt=params["prompt"],
+            lora=LoraRef(Path(lora["path"]), lora["sha256"], lora["trigger"]) if lora else None,
+            negative_prompt=params["negative_prompt"],
+            seed=params["seed"],
+            steps=params["steps"],
+            guidance=params["guidance"],
+            aspect_ratio=params["aspect_ratio"],
+            count=params["count"],
+        )
+
+        def progress(step: int, total: int) -> None:
+            if self.interrupts.get(job_id) == "cancel":
+                raise JobInterrupted("cancel")  # generations are short: they never yield
+            self.send({"event": "progress", "job_id": job_id, "step": step, "total": total})
+
+        result = generate(self.pipeline, request, adapters=self.adapters, progress=progress)
+        out_dir = Path(params["out_dir"])
+        out_dir.mkdir(parents=True, exist_ok=True)
+        images = []
+        for n, image in enumerate(result.images, start=1):
+            path = out_dir / f"image-{n}.png"
+            path.write_bytes(image.png)
+            images.append(
+                {
+                    "path": str(path),
+                    "seed": image.seed,
+                    "width": image.width,
+                    "height": image.height,
+                }
+            )
+        return {"images": images, "prompt": result.prompt, "seconds": result.seconds}
+
+
+def _describe(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def _quiet_libraries() -> None:
+    """Progress bars and advice of diffusers and transformers are noise in a bot's log."""
+    import diffusers
+    import transformers
+
+    diffusers.utils.logging.set_verbosity_error()
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+    transformers.utils.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="engine.worker")
+    parser.add_argument("--base", default="tiny")
+    parser.add_argument("--family", default="auto")
+    parser.add_argument("--models-dir", type=Path, required=True)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s engine: %(message)s",
+    )
+    # The protocol owns the real stdout; everything else printed lands on stderr.
+    out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    if logging.getLogger().getEffectiveLevel() > logging.INFO:
+        _quiet_libraries()
+    worker = Worker(args, out)
+    reader = threading.Thread(target=worker.read_commands, args=(sys.stdin.buffer,), daemon=True)
+    reader.start()
+    worker.serve()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,257 @@
+"""The engine process behind the durable queue, with a real subprocess on the tiny model:
+training, generation, SIGKILL of the engine, a restart of the whole program, yielding to
+generation, cancellation and erasure mid-job."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import io
+import os
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bot.config import Config
+from bot.core import Booth, BoothError, Identity, ImagineOptions, JobUpdate, open_booth
+from storage import NewPhoto
+
+ANN = Identity("cli", "ann")
+BOB = Identity("cli", "bob")
+TIMEOUT = 180  # seconds for any one scenario; a hang fails instead of blocking CI
+
+
+@pytest.fixture
+def engine_config(config: Config) -> Config:
+    training = dataclasses.replace(config.training, min_photos=2, steps=12, checkpoint_every=3)
+    return dataclasses.replace(config, training=training)
+
+
+async def with_photos(booth: Booth, who: Identity, count: int = 3) -> None:
+    """A consenting user with `count` accepted crops (noise: the engine needs no faces)."""
+    await booth.accept_consent(who)
+    user = await booth.repo.find_user(who.platform, who.user_id)
+    assert user is not None
+    rng = np.random.default_rng(len(who.user_id))
+    rows = []
+    for n in range(count):
+        img = Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+        buf = io.BytesIO()
+        img.save(buf, format="PNG")
+        key = await booth.blobs.put(buf.getvalue())
+        rows.append(NewPhoto(f"{n:064x}", key, key, b"\0" * 512, f"{n:016x}", (0, 0, 64, 64), 99.0))
+    await booth.repo.add_photos(user.id, rows)
+
+
+async def watch(
+    booth: Booth, job_id: int, on: Callable[[JobUpdate], Awaitable[None]] | None = None
+) -> list[JobUpdate]:
+    """Every update of a job until it ends; `on` runs after each one."""
+    seen = []
+    async for update in booth.updates(job_id):
+        seen.append(update)
+        if on is not None:
+            await on(update)
+    return seen
+
+
+def steps(updates: list[JobUpdate]) -> list[int]:
+    return [u.step for u in updates if u.state == "progress"]
+
+
+@pytest.fixture
+async def booth(engine_config: Config) -> AsyncIterator[Booth]:  # type: ignore[override]
+    async with open_booth(engine_config, dispatch=True) as booth:
+        yield booth
+
+
+async def test_train_then_imagine_reproducibly(booth: Booth) -> None:
+    await with_photos(booth, ANN)
+    ticket = await booth.train(ANN)
+    updates = await asyncio.wait_for(watch(booth, ticket.job_id), TIMEOUT)
+    assert updates[-1].state == "succeeded", updates[-1]
+    assert steps(updates) == list(range(1, 13))
+    user = await booth.repo.find_user(ANN.platform, ANN.user_id)
+    lora = await booth.repo.active_lora(user.id)  # type: ignore[union-attr]
+    assert lora is not None and lora.version == 1
+    lora_bytes = await booth.blobs.get(lora.blob)
+    assert hashlib.sha256(lora_bytes).hexdigest() == lora.sha256
+    assert lora_bytes[8:9] == b"{"  # a safetensors header, not a pickle
+
+    async def pictures(seed: int) -> list[bytes]:
+        options = ImagineOptions(seed=seed, count=2, steps=4)
+        job = await booth.imagine(ANN, "a portrait", options)
+        final = (await asyncio.wait_for(watch(booth, job.job_id), TIMEOUT))[-1]
+        assert final.state == "succeeded", final
+        return await booth.job_images(ANN, job.job_id)
+
+    first, again, other = await pictures(7), await pictures(7), await pictures(8)
+    assert len(first) == 2 and first[0] != first[1]
+    assert [_pixels(p) for p in first] == [_pixels(p) for p in again]
+    assert _pixels(first[0]) != _pixels(other[0])
+    with pytest.raises(BoothError, match="no job"):
+        await booth.job_images(BOB, 2)
+
+
+def _pixels(png: bytes) -> bytes:
+    return Image.open(io.BytesIO(png)).tobytes()
+
+
+async def test_sigkill_mid_training_resumes_from_the_checkpoint(booth: Booth) -> None:
+    await with_photos(booth, ANN)
+    ticket = await booth.train(ANN)
+    killed: list[int] = []
+
+    async def kill_once(update: JobUpdate) -> None:
+        pid = booth.dispatcher.engine.pid  # type: ignore[union-attr]
+        if update.state == "progress" and update.step == 7 and not killed and pid:
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+
+    updates = await asyncio.wait_for(watch(booth, ticket.job_id, kill_once), TIMEOUT)
+    assert updates[-1].state == "succeeded", updates[-1]
+    retry = next(i for i, u in enumerate(updates) if u.state == "retrying")
+    resumed = steps(updates[retry:])
+    # Checkpoints fall every 3 steps: the run resumes after the last one, not at step 1.
+    assert resumed[0] > 1 and (resumed[0] - 1) % 3 == 0 and resumed[0] - 1 >= 6
+    assert resumed[-1] == 12
+    assert booth.dispatcher.engine.pid not in killed  # type: ignore[union-attr]
+    job = await booth.jobs.get(ticket.job_id)
+    assert job is not None and job.attempts == 2
+
+
+async def test_a_job_that_keeps_killing_the_engine_fails(
+    engine_config: Config,
+) -> None:
+    config = dataclasses.replace(
+        engine_config, engine=dataclasses.replace(engine_config.engine, max_attempts=2)
+    )
+    async with open_booth(config, dispatch=True) as booth:
+        await with_photos(booth, ANN)
+        ticket = await booth.train(ANN)
+
+        async def kill(update: JobUpdate) -> None:
+            pid = booth.dispatcher.engine.pid  # type: ignore[union-attr]
+            if update.state == "progress" and pid:
+                os.kill(pid, signal.SIGKILL)
+
+        updates = await asyncio.wait_for(watch(booth, ticket.job_id, kill), TIMEOUT)
+        assert updates[-1].state == "failed"
+        assert "stopped unexpectedly 2 times" in (updates[-1].message or "")
+        status = await booth.status(ANN)
+        assert status.loras == () and status.jobs[0].status == "failed"
+
+
+async def test_training_yields_to_a_waiting_generation_then_continues(booth: Booth) -> None:
+    await with_photos(booth, ANN)
+    first = await booth.train(ANN)
+    await asyncio.wait_for(watch(booth, first.job_id), TIMEOUT)
+    await with_photos(booth, BOB)
+    training = await booth.train(ANN)  # a second version
+    finished: list[int] = []
+    picture: list[int] = []
+
+    async def ask_for_a_picture(update: JobUpdate) -> None:
+        if update.state == "progress" and update.step == 2 and not picture:
+            ticket = await booth.imagine(ANN, "a portrait", ImagineOptions(seed=1, steps=2))
+            picture.append(ticket.job_id)
+            tasks.add(asyncio.create_task(record(ticket.job_id)))
+
+    async def record(job_id: int) -> None:
+        final = (await watch(booth, job_id))[-1]
+        assert final.state == "succeeded"
+        finished.append(job_id)
+
+    tasks: set[asyncio.Task[None]] = set()
+    updates = await asyncio.wait_for(watch(booth, training.job_id, ask_for_a_picture), TIMEOUT)
+    await asyncio.gather(*tasks)
+    assert updates[-1].state == "succeeded"
+    assert [u.state for u in updates].count("paused") == 1
+    assert finished == picture
+    pause = next(i for i, u in enumerate(updates) if u.state == "paused")
+    before, after = steps(updates[:pause]), steps(updates[pause:])
+    assert after[0] == before[-1] + 1 and after[-1] == 12
+    job = await booth.jobs.get(training.job_id)
+    assert job is not None and job.attempts == 1
+
+
+async def test_cancel_a_running_training_and_a_queued_generation(booth: Booth) -> None:
+    await with_photos(booth, ANN)
+
+    async def cancel_at_3(update: JobUpdate) -> None:
+        if update.state == "progress" and update.step == 3:
+            assert await booth.cancel(ANN) == [ticket.job_id]
+
+    ticket = await booth.train(ANN)
+    updates = await asyncio.wait_for(watch(booth, ticket.job_id, cancel_at_3), TIMEOUT)
+    assert updates[-1].state == "cancelled"
+    assert max(steps(updates)) < 12
+    assert (await booth.status(ANN)).loras == ()
+    assert not booth.dispatcher.job_dir(ticket.job_id).exists()  # type: ignore[union-attr]
+    with pytest.raises(BoothError, match="no queued or running job 99"):
+        await booth.cancel(ANN, 99)
+
+
+async def test_a_restart_of_the_whole_program_loses_nothing(engine_config: Config) -> None:
+    async with open_booth(engine_config, dispatch=True) as booth:
+        await with_photos(booth, ANN)
+        await with_photos(booth, BOB)
+        for who in (ANN, BOB):
+            ticket = await booth.train(who)
+            assert (await asyncio.wait_for(watch(booth, ticket.job_id), TIMEOUT))[-1].state == (
+                "succeeded"
+            )
+        queued = [
+            await booth.imagine(ANN, "one", ImagineOptions(seed=1, steps=2, count=2)),
+            await booth.imagine(BOB, "two", ImagineOptions(seed=2, steps=2)),
+            await booth.train(ANN),
+        ]
+        crashed = asyncio.Event()
+
+        async def crash(update: JobUpdate) -> None:
+            if update.state == "progress":
+                crashed.set()
+
+        watcher = asyncio.create_task(watch(booth, queued[0].job_id, crash))
+        await asyncio.wait_for(crashed.wait(), TIMEOUT)
+        # The program dies: the dispatcher stops mid-job and the engine is killed.
+        engine = booth.dispatcher.engine  # type: ignore[union-attr]
+        await engine.kill()
+        watcher.cancel()
+        running = await booth.jobs.get(queued[0].job_id)
+        assert running is not None and running.status == "running"
+
+    async with open_booth(engine_config, dispatch=True) as booth:
+        for ticket in queued:
+            final = (await asyncio.wait_for(watch(booth, ticket.job_id), TIMEOUT))[-1]
+            assert final.state == "succeeded", (ticket, final)
+        ann = await booth.repo.find_user(ANN.platform, ANN.user_id)
+        assert ann is not None
+        assert len(await booth.repo.images_of_job(queued[0].job_id)) == 2
+        assert len(await booth.repo.images_of_job(queued[1].job_id)) == 1
+        assert [lora.version for lora in await booth.repo.loras(ann.id)] == [1, 2]
+
+
+async def test_forget_mid_training_stops_the_job_and_erases_everything(
+    booth: Booth, engine_config: Config
+) -> None:
+    await with_photos(booth, ANN)
+    started = asyncio.Event()
+
+    async def note(update: JobUpdate) -> None:
+        if update.state == "progress":
+            started.set()
+
+    ticket = await booth.train(ANN)
+    watcher = asyncio.create_task(watch(booth, ticket.job_id, note))
+    await asyncio.wait_for(started.wait(), TIMEOUT)
+    erasure = await booth.forget(ANN)
+    watcher.cancel()
+    assert erasure.jobs == 1 and erasure.photos == 3
+    assert await booth.jobs.get(ticket.job_id) is None
+    assert not any(p.is_file() for p in engine_config.blob_dir.rglob("*"))
+    assert not any(engine_config.work_dir.glob("job-*"))

@@ -1,0 +1,91 @@
+"""The durable job queue: schedule order, recovery after a crash, attempts, LoRA versions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from storage import Database, Repository
+from storage.jobs import JobQueue
+
+
+@pytest.fixture
+async def db(tmp_path: Path):  # type: ignore[no-untyped-def]
+    async with Database(tmp_path / "db.sqlite3") as db:
+        yield db
+
+
+async def users(db: Database, *names: str) -> list[int]:
+    repo = Repository(db)
+    return [(await repo.get_or_create_user("cli", name)).id for name in names]
+
+
+async def test_generation_runs_before_training_and_users_take_turns(db: Database) -> None:
+    jobs = JobQueue(db)
+    ann, bob = await users(db, "ann", "bob")
+    a_train = await jobs.enqueue(ann, "train", {})
+    a1 = await jobs.enqueue(ann, "imagine", {})
+    a2 = await jobs.enqueue(ann, "imagine", {})
+    a3 = await jobs.enqueue(ann, "imagine", {})
+    b1 = await jobs.enqueue(bob, "imagine", {})
+    b_train = await jobs.enqueue(bob, "train", {})
+    # Bob's one picture does not wait behind all of Ann's.
+    assert await jobs.schedule() == [a1.id, b1.id, a2.id, a3.id, a_train.id, b_train.id]
+    assert await jobs.position(b1.id) == 2
+    assert (await jobs.next_job()).id == a1.id  # type: ignore[union-attr]
+    with pytest.raises(ValueError, match="unknown job kind 'upscale'"):
+        await jobs.enqueue(ann, "upscale", {})
+
+
+async def test_running_jobs_are_queued_again_after_a_crash(db: Database) -> None:
+    jobs = JobQueue(db)
+    (ann,) = await users(db, "ann")
+    job = await jobs.enqueue(ann, "train", {"x": 1})
+    await jobs.mark_running(job.id)
+    assert await jobs.position(job.id) is None
+    assert await JobQueue(db).recover() == 1
+    again = await jobs.get(job.id)
+    assert again is not None and again.status == "queued" and again.attempts == 1
+    assert await jobs.active_count(ann) == 1
+
+
+async def test_a_yield_does_not_use_an_attempt_but_a_crash_does(db: Database) -> None:
+    jobs = JobQueue(db)
+    (ann,) = await users(db, "ann")
+    job = await jobs.enqueue(ann, "train", {})
+    await jobs.mark_running(job.id)
+    await jobs.requeue(job.id, attempt_counts=False)
+    assert (await jobs.get(job.id)).attempts == 0  # type: ignore[union-attr]
+    await jobs.mark_running(job.id)
+    await jobs.requeue(job.id, attempt_counts=True)
+    assert (await jobs.get(job.id)).attempts == 1  # type: ignore[union-attr]
+
+
+async def test_a_finished_job_stays_finished(db: Database) -> None:
+    jobs = JobQueue(db)
+    (ann,) = await users(db, "ann")
+    job = await jobs.enqueue(ann, "imagine", {})
+    await jobs.finish(job.id, "succeeded", result={"images": []})
+    await jobs.finish(job.id, "cancelled")
+    done = await jobs.get(job.id)
+    assert done is not None and done.status == "succeeded" and done.progress == 1
+    assert await jobs.next_job() is None
+    with pytest.raises(ValueError, match="not a final status"):
+        await jobs.finish(job.id, "running")
+
+
+async def test_each_training_adds_a_version_and_the_user_picks_the_active_one(
+    db: Database,
+) -> None:
+    repo = Repository(db)
+    (ann,) = await users(db, "ann")
+    common = {"base_model": "tiny", "family": "tiny", "trigger_word": "zovaka", "recipe": {}}
+    v1 = await repo.add_lora(ann, blob="a" * 64, sha256="a" * 64, **common)  # type: ignore[arg-type]
+    v2 = await repo.add_lora(ann, blob="b" * 64, sha256="b" * 64, **common)  # type: ignore[arg-type]
+    assert (v1.version, v2.version) == (1, 2)
+    assert (await repo.active_lora(ann)).version == 2  # type: ignore[union-attr]
+    assert await repo.set_active_lora(ann, 1)
+    assert (await repo.active_lora(ann)).version == 1  # type: ignore[union-attr]
+    assert not await repo.set_active_lora(ann, 7)
+    assert (await repo.active_lora(ann)).version == 1  # type: ignore[union-attr]
