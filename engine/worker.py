@@ -153,6 +153,8 @@ class Worker:
         }
 
     def generate(self, job_id: int, params: GenerateParams) -> dict[str, Any]:
+        from PIL import Image
+
         from engine.generation import GenerationRequest, LoraRef, generate
 
         lora = params["lora"]
@@ -172,9 +174,22 @@ class Worker:
                 raise JobInterrupted("cancel")  # generations are short: they never yield
             self.send({"event": "progress", "job_id": job_id, "step": step, "total": total})
 
-        result = generate(self.pipeline, request, adapters=self.adapters, progress=progress)
         out_dir = Path(params["out_dir"])
         out_dir.mkdir(parents=True, exist_ok=True)
+
+        def preview(step: int, image: Image.Image) -> None:
+            path = out_dir / f"preview-{step:03d}.png"
+            image.save(path)
+            self.send({"event": "sample", "job_id": job_id, "step": step, "path": str(path)})
+
+        result = generate(
+            self.pipeline,
+            request,
+            adapters=self.adapters,
+            progress=progress,
+            preview=preview,
+            preview_every=max(1, request.steps // 4),  # about three previews a picture
+        )
         images = []
         for n, image in enumerate(result.images, start=1):
             path = out_dir / f"image-{n}.png"

@@ -64,6 +64,7 @@ class LoraRecord:
     recipe: str
     active: int
     created_at: str
+    job_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -161,16 +161,24 @@ class Repository:
         blob: str,
         sha256: str,
         recipe: Mapping[str, Any],
+        job_id: int | None = None,
     ) -> LoraRecord:
-        """A new version, made the active one: each retrain adds, nothing is overwritten."""
+        """A new version, made the active one: each retrain adds, nothing is overwritten.
+
+        With `job_id`, a second call for the same job returns the first call's version.
+        """
+        if job_id is not None:
+            done = await self._one(LoraRecord, "SELECT * FROM loras WHERE job_id = ?", (job_id,))
+            if done is not None:
+                return done
         conn = self.db.conn
         await conn.execute("BEGIN IMMEDIATE")
         try:
             await conn.execute("UPDATE loras SET active = 0 WHERE user_id = ?", (user_id,))
             cur = await conn.execute(
                 "INSERT INTO loras (user_id, version, base_model, family, trigger_word, blob,"
-                " sha256, recipe, active, created_at)"
-                " SELECT ?, coalesce(max(version), 0) + 1, ?, ?, ?, ?, ?, ?, 1, ?"
+                " sha256, recipe, active, created_at, job_id)"
+                " SELECT ?, coalesce(max(version), 0) + 1, ?, ?, ?, ?, ?, ?, 1, ?, ?"
                 " FROM loras WHERE user_id = ?",
                 (
                     user_id,
@@ -181,6 +189,7 @@ class Repository:
                     sha256,
                     json.dumps(dict(recipe), sort_keys=True),
                     utcnow(),
+                    job_id,
                     user_id,
                 ),
             )
@@ -217,7 +226,7 @@ class Repository:
         self, job_id: int, user_id: int, *, blob: str, seed: int, width: int, height: int
     ) -> None:
         await self.db.conn.execute(
-            "INSERT INTO images (job_id, user_id, blob, seed, width, height, created_at)"
+            "INSERT OR IGNORE INTO images (job_id, user_id, blob, seed, width, height, created_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
             (job_id, user_id, blob, seed, width, height, utcnow()),
         )

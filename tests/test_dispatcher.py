@@ -11,6 +11,7 @@ import io
 import os
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -85,8 +86,16 @@ async def test_train_then_imagine_reproducibly(booth: Booth) -> None:
     async def pictures(seed: int) -> list[bytes]:
         options = ImagineOptions(seed=seed, count=2, steps=4)
         job = await booth.imagine(ANN, "a portrait", options)
-        final = (await asyncio.wait_for(watch(booth, job.job_id), TIMEOUT))[-1]
+        previews: list[Path] = []
+
+        async def keep_preview(update: JobUpdate) -> None:
+            if update.state == "sample" and update.preview is not None:
+                assert update.preview.read_bytes().startswith(b"\x89PNG")
+                previews.append(update.preview)
+
+        final = (await asyncio.wait_for(watch(booth, job.job_id, keep_preview), TIMEOUT))[-1]
         assert final.state == "succeeded", final
+        assert len(previews) == 3  # steps 1 to 3 of 4
         return await booth.job_images(ANN, job.job_id)
 
     first, again, other = await pictures(7), await pictures(7), await pictures(8)

@@ -163,3 +163,16 @@ def test_bad_requests_are_refused_quoting_the_value(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         generate(pipe, _req(**change))
+
+
+def test_previews_come_during_denoising(pipe: Pipeline) -> None:
+    previews: list[tuple[int, tuple[int, int]]] = []
+    generate(
+        pipe,
+        _req(steps=8),
+        preview=lambda step, img: previews.append((step, img.size)),
+        preview_every=2,
+    )
+    # Every second step but the last, whose finished picture needs no preview.
+    assert [step for step, _ in previews] == [2, 4, 6]
+    assert all(size == (64, 64) for _, size in previews)

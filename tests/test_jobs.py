@@ -89,3 +89,18 @@ async def test_each_training_adds_a_version_and_the_user_picks_the_active_one(
     assert (await repo.active_lora(ann)).version == 1  # type: ignore[union-attr]
     assert not await repo.set_active_lora(ann, 7)
     assert (await repo.active_lora(ann)).version == 1  # type: ignore[union-attr]
+
+
+async def test_results_of_a_job_finished_twice_are_stored_once(db: Database) -> None:
+    repo = Repository(db)
+    jobs = JobQueue(db)
+    (ann,) = await users(db, "ann")
+    job = await jobs.enqueue(ann, "train", {})
+    common = {"base_model": "tiny", "family": "tiny", "trigger_word": "zovaka", "recipe": {}}
+    first = await repo.add_lora(ann, blob="a" * 64, sha256="a" * 64, job_id=job.id, **common)  # type: ignore[arg-type]
+    again = await repo.add_lora(ann, blob="a" * 64, sha256="a" * 64, job_id=job.id, **common)  # type: ignore[arg-type]
+    assert again == first and len(await repo.loras(ann)) == 1
+    picture = await jobs.enqueue(ann, "imagine", {})
+    for _ in range(2):
+        await repo.add_image(picture.id, ann, blob="c" * 64, seed=1, width=64, height=64)
+    assert len(await repo.images_of_job(picture.id)) == 1

@@ -283,6 +283,7 @@ class Dispatcher:
                 blob=key,
                 sha256=result["sha256"],
                 recipe=result["recipe"],
+                job_id=job.id,
             )
             summary = {
                 "lora_id": lora.id,

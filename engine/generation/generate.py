@@ -11,6 +11,7 @@ from PIL import Image
 
 from engine.generation.adapters import LoraCache
 from engine.generation.png import encode_png_with_metadata
+from engine.generation.preview import latents_to_preview
 from engine.generation.sizes import native_resolution, size_for
 from engine.generation.spec import (
     MAX_IMAGES,
@@ -18,6 +19,7 @@ from engine.generation.spec import (
     GenerationRequest,
     GenerationResult,
     LoraRef,
+    PreviewFn,
     StepFn,
     check_request,
 )
@@ -40,6 +42,8 @@ def generate(
     *,
     adapters: LoraCache | None = None,
     progress: StepFn | None = None,
+    preview: PreviewFn | None = None,
+    preview_every: int = 0,
 ) -> GenerationResult:
     """Generate `request.count` images; the same seed and parameters give the same images."""
     check_request(request)
@@ -57,6 +61,15 @@ def generate(
     ) -> dict[str, object]:
         if progress is not None:
             progress(step + 1, request.steps)
+        done = step + 1
+        latents = kwargs.get("latents")
+        wanted = preview is not None and preview_every and done % preview_every == 0
+        if wanted and done < request.steps and isinstance(latents, torch.Tensor):
+            assert preview is not None
+            image = latents_to_preview(
+                latents, sdxl=_is_sdxl(pipeline), scale=int(pipeline.vae_scale_factor)
+            )
+            preview(done, image)
         return kwargs
 
     started = time.monotonic()
@@ -92,3 +105,7 @@ def generate(
         png = encode_png_with_metadata(image, {**parameters, "seed": seed + i})
         images.append(GeneratedImage(png, seed + i, width, height))
     return GenerationResult(tuple(images), prompt, {**parameters, "seed": seed}, seconds)
+
+
+def _is_sdxl(pipeline: Pipeline) -> bool:
+    return type(pipeline).__name__.startswith("StableDiffusionXL")

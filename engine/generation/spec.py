@@ -5,6 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 from engine.limits import (
     ASPECT_RATIOS,
@@ -21,12 +25,15 @@ __all__ = [
     "GenerationRequest",
     "GenerationResult",
     "LoraRef",
+    "PreviewFn",
     "StepFn",
     "check_request",
 ]
 
 # (denoising step just finished, total steps)
 StepFn = Callable[[int, int], None]
+# (denoising step just finished, a cheap preview of the first image)
+PreviewFn = Callable[[int, "Image.Image"], None]
 
 
 @dataclass(frozen=True, slots=True)
