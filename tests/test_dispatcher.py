@@ -264,3 +264,16 @@ async def test_forget_mid_training_stops_the_job_and_erases_everything(
     assert await booth.jobs.get(ticket.job_id) is None
     assert not any(p.is_file() for p in engine_config.blob_dir.rglob("*"))
     assert not any(engine_config.work_dir.glob("job-*"))
+
+
+async def test_scratch_space_of_finished_jobs_is_swept_at_start(engine_config: Config) -> None:
+    async with open_booth(engine_config, dispatch=False) as booth:
+        await with_photos(booth, ANN)
+        ticket = await booth.train(ANN)
+        await booth.cancel(ANN)
+    stale = [engine_config.work_dir / f"job-{ticket.job_id}", engine_config.work_dir / "job-999"]
+    for path in stale:
+        path.mkdir(parents=True)
+        (path / "crop-0.png").write_bytes(b"left behind by a crash")
+    async with open_booth(engine_config, dispatch=True):
+        assert not any(path.exists() for path in stale)

@@ -66,6 +66,7 @@ class Dispatcher:
         recovered = await self.jobs.recover()
         if recovered:
             _log.info("%d job(s) interrupted earlier are queued again", recovered)
+        await self._sweep()
         self._task = asyncio.create_task(self._loop(), name="dispatcher")
         self._task.add_done_callback(_log_crash)
 
@@ -148,6 +149,7 @@ class Dispatcher:
                 # The dispatcher outlives any one job's bug.
                 _log.exception("job %d: unexpected error", job.id)
                 await self.jobs.finish(job.id, "failed", error="an internal error stopped this job")
+                self._cleanup(job.id)
                 self._publish(JobUpdate(job.id, "failed", message="internal error"))
 
     async def _run(self, job: JobRecord) -> None:
@@ -309,6 +311,16 @@ class Dispatcher:
         await self.jobs.finish(job.id, "succeeded", result=summary)
         self._cleanup(job.id)
         self._publish(JobUpdate(job.id, "succeeded", result=summary))
+
+    async def _sweep(self) -> None:
+        """Remove scratch space left by jobs that are over or gone (a crash, an erasure)."""
+        if not self.work_dir.is_dir():
+            return
+        for path in self.work_dir.glob("job-*"):
+            suffix = path.name.removeprefix("job-")
+            job = await self.jobs.get(int(suffix)) if suffix.isdigit() else None
+            if job is None or job.status in FINAL:
+                await asyncio.to_thread(shutil.rmtree, path, True)
 
     def _cleanup(self, job_id: int) -> None:
         shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
