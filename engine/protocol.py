@@ -14,6 +14,7 @@ __all__ = [
     "Event",
     "GenerateParams",
     "LoraParams",
+    "PriorParams",
     "TrainParams",
     "decode",
     "encode",
@@ -26,6 +27,11 @@ class LoraParams(TypedDict):
     trigger: str
 
 
+class PriorParams(TypedDict):
+    class_images: int  # made once per base model by the base model, then cached
+    weight: float
+
+
 class TrainParams(TypedDict):
     images: list[str]  # square face crops at the family's resolution
     trigger: str
@@ -36,6 +42,7 @@ class TrainParams(TypedDict):
     checkpoint_every: int
     sample_every: int
     recipe: NotRequired[dict[str, int | float]]
+    prior: NotRequired[PriorParams]
 
 
 class GenerateParams(TypedDict):

@@ -11,6 +11,8 @@ print goes to stderr, so stdout carries the protocol only.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import hashlib
 import logging
 import os
 import queue
@@ -18,9 +20,12 @@ import sys
 import threading
 import traceback
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from engine.protocol import Command, Event, GenerateParams, TrainParams, decode, encode
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 __all__ = ["main"]
 
@@ -47,6 +52,8 @@ class Worker:
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.family = resolve_family(args.base, args.family)
+        self.base: str = args.base
+        self.models_dir: Path = args.models_dir
         self.pipeline = load_pipeline(args.base, self.family, device, models_dir=args.models_dir)
         self.adapters = LoraCache.for_pipeline(self.pipeline)
         self.commands: queue.Queue[Command | None] = queue.Queue()
@@ -108,6 +115,13 @@ class Worker:
             checkpoint_every=params["checkpoint_every"],
             sample_every=params["sample_every"],
         )
+        prior = params.get("prior")
+        if prior is not None:
+            request = dataclasses.replace(
+                request,
+                class_images=self.class_images(prior["class_images"], request.class_word),
+                prior_loss_weight=prior["weight"],
+            )
         # A training takes minutes; reloading cached adapters afterwards takes milliseconds.
         self.adapters.clear()
         checkpoints = Path(params["checkpoint_dir"])
@@ -152,8 +166,32 @@ class Worker:
             "family": self.family.name,
         }
 
-    def generate(self, job_id: int, params: GenerateParams) -> dict[str, Any]:
+    def class_images(self, count: int, class_word: str) -> tuple[Image.Image, ...]:
+        """`count` pictures of the class by the bare base model, made once and cached."""
         from PIL import Image
+
+        from engine.generation import GenerationRequest, generate
+
+        key = hashlib.sha256(f"{self.base}|{self.family.name}|{class_word}".encode()).hexdigest()
+        folder = self.models_dir / "class-images" / key[:16]
+        folder.mkdir(parents=True, exist_ok=True)
+        for n in range(count):
+            path = folder / f"{n:04d}.png"
+            if path.exists():
+                continue
+            request = GenerationRequest(f"a photo of a {class_word}", seed=n, steps=25)
+            png = generate(self.pipeline, request, adapters=self.adapters).images[0].png
+            tmp = path.with_suffix(".tmp")
+            tmp.write_bytes(png)
+            tmp.replace(path)
+        size = (self.family.resolution, self.family.resolution)
+        images = []
+        for n in range(count):
+            with Image.open(folder / f"{n:04d}.png") as img:
+                images.append(img.convert("RGB").resize(size))
+        return tuple(images)
+
+    def generate(self, job_id: int, params: GenerateParams) -> dict[str, Any]:
 
         from engine.generation import GenerationRequest, LoraRef, generate
 

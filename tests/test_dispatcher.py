@@ -277,3 +277,24 @@ async def test_scratch_space_of_finished_jobs_is_swept_at_start(engine_config: C
         (path / "crop-0.png").write_bytes(b"left behind by a crash")
     async with open_booth(engine_config, dispatch=True):
         assert not any(path.exists() for path in stale)
+
+
+async def test_prior_preservation_makes_class_images_once_per_base_model(
+    engine_config: Config,
+) -> None:
+    training = dataclasses.replace(
+        engine_config.training, prior_preservation=True, class_images=3, steps=4
+    )
+    config = dataclasses.replace(engine_config, training=training)
+    async with open_booth(config, dispatch=True) as booth:
+        await with_photos(booth, ANN)
+        await with_photos(booth, BOB)
+        made: list[dict[Path, int]] = []
+        for who in (ANN, BOB):
+            ticket = await booth.train(who)
+            final = (await asyncio.wait_for(watch(booth, ticket.job_id), TIMEOUT))[-1]
+            assert final.state == "succeeded", final
+            cached = sorted((config.models_dir / "class-images").rglob("*.png"))
+            made.append({path: path.stat().st_mtime_ns for path in cached})
+        assert len(made[0]) == 3
+        assert made[1] == made[0]  # the second training reused them untouched

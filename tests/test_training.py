@@ -265,3 +265,16 @@ def test_sdxl_pipelines_train_and_load_too(pipe: Pipeline, tmp_path: Path) -> No
     before = _image(fresh)
     fresh.load_lora_weights(str(result.path), adapter_name="user")
     assert not torch.allclose(before, _image(fresh))
+
+
+def test_prior_preservation_trains_on_class_images_too(
+    pipe: Pipeline, synthetic: tuple[Image.Image, ...], tmp_path: Path
+) -> None:
+    plain = train(pipe, TINY, _request(synthetic, tmp_path / "plain"))
+    classes = tuple(img.transpose(Image.Transpose.ROTATE_90) for img in synthetic)
+    with_prior = replace(_request(synthetic, tmp_path / "prior"), class_images=classes)
+    preserved = train(pipe, TINY, with_prior)
+    assert preserved.steps == plain.steps
+    # The same seed and data, plus the class loss: another LoRA.
+    assert preserved.sha256 != plain.sha256
+    assert preserved.loss != plain.loss

@@ -261,6 +261,11 @@ class Booth:
             params["steps"] = self.config.training.steps
         if recipe != self.family.recipe:
             params["recipe"] = recipe.to_dict()
+        if self.config.training.prior_preservation:
+            params["prior"] = {
+                "class_images": self.config.training.class_images,
+                "weight": self.config.training.prior_loss_weight,
+            }
         return await self._submit(user, "train", params)
 
     async def imagine(self, who: Identity, prompt: str, options: ImagineOptions) -> JobTicket:

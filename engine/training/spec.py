@@ -46,6 +46,11 @@ class TrainingRequest:
     checkpoint_every: int = 0
     # A preview sample every this many steps (0: none).
     sample_every: int = 0
+    # Prior preservation: images of the class ("a photo of a person") made by the base
+    # model itself; each step also learns to keep drawing them, so the LoRA does not
+    # turn every person into the user. Empty: off.
+    class_images: tuple[Image.Image, ...] = ()
+    prior_loss_weight: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,8 +2,9 @@
 train_dreambooth_lora.py: validate, load and freeze, add the adapter, train, save only
 the adapter as safetensors.
 
-Prior preservation (class images) is left out for now: with a rank-limited LoRA and
-few steps the drift it guards against is small, and it doubles the cost of a step.
+Prior preservation is optional (`TrainingRequest.class_images`): with a rank-limited
+LoRA and few steps the drift it guards against is small, and it doubles the cost of a
+step, so it is off unless configured.
 On CUDA the frozen weights stay in the family's half precision, the LoRA parameters in
 fp32 under autocast, with gradient checkpointing and SDPA attention; CPUs run plain fp32.
 """
@@ -14,7 +15,9 @@ import contextlib
 import logging
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -27,8 +30,8 @@ from engine.models.families import Family
 from engine.models.pipeline import Pipeline
 from engine.models.recipe import TrainingRecipe
 from engine.training.checkpoint import CheckpointState, load_checkpoint, save_checkpoint
-from engine.training.conditioning import encode_captions
-from engine.training.data import captions_for, encode_images
+from engine.training.conditioning import Conditioning, encode_captions
+from engine.training.data import LatentCache, captions_for, encode_images
 from engine.training.export import save_lora
 from engine.training.samples import render_sample
 from engine.training.spec import (
@@ -76,6 +79,7 @@ def train(
     latents = encode_images(pipeline, request.images)
     captions = captions_for(request.trigger, request.class_word)
     conditioning = encode_captions(pipeline, captions, family.resolution)
+    prior = _Prior.encode(pipeline, request, family) if request.class_images else None
     noise_scheduler = DDPMScheduler.from_config(pipeline.scheduler.config)  # type: ignore[no-untyped-call]
 
     unet = pipeline.unet
@@ -143,6 +147,9 @@ def train(
                     return_dict=False,
                 )[0]
             loss = F.mse_loss(pred.float(), target.float(), reduction="mean")
+            if prior is not None:
+                prior_loss = prior.loss(unet, noise_scheduler, recipe.batch_size, generator)
+                loss = loss + request.prior_loss_weight * prior_loss
             torch.autograd.backward(loss)
             torch.nn.utils.clip_grad_norm_(params.values(), _MAX_GRAD_NORM)
             optimizer.step()
@@ -170,6 +177,52 @@ def train(
         if on_cuda:
             unet.disable_gradient_checkpointing()
         unet.requires_grad_(False)
+
+
+@dataclass(frozen=True, slots=True)
+class _Prior:
+    """The class images and their caption, cached like the instance data."""
+
+    latents: LatentCache
+    conditioning: Conditioning
+
+    @classmethod
+    def encode(cls, pipeline: Pipeline, request: TrainingRequest, family: Family) -> _Prior:
+        caption = f"a photo of a {request.class_word}"
+        return cls(
+            encode_images(pipeline, request.class_images),
+            encode_captions(pipeline, [caption], family.resolution),
+        )
+
+    def loss(
+        self,
+        unet: Any,
+        scheduler: Any,
+        batch: int,
+        generator: torch.Generator,
+    ) -> torch.Tensor:
+        device = unet.device
+        index = torch.randint(len(self.latents), (batch,), generator=generator)
+        flip = torch.rand(batch, generator=generator) < 0.5
+        model_input = self.latents.sample(index, flip, generator).to(device)
+        noise = torch.randn(model_input.shape, generator=generator).to(device)
+        timesteps = torch.randint(
+            scheduler.config.num_train_timesteps, (batch,), generator=generator
+        ).to(device)
+        noisy = scheduler.add_noise(model_input, noise, timesteps)
+        if scheduler.config.prediction_type == "v_prediction":
+            target = scheduler.get_velocity(model_input, noise, timesteps)
+        else:
+            target = noise
+        caption = torch.zeros(batch, dtype=torch.long, device=device)
+        with _autocast(device, unet.dtype):
+            pred = unet(
+                noisy.to(unet.dtype),
+                timesteps,
+                **self.conditioning.unet_kwargs(caption),
+                return_dict=False,
+            )[0]
+        return F.mse_loss(pred.float(), target.float(), reduction="mean")
 
 
 def _lora_config(recipe: TrainingRecipe, family: Family) -> LoraConfig:
