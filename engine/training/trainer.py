@@ -123,32 +123,19 @@ def train(
         for step in range(start + 1, total + 1):
             if should_stop is not None and should_stop():
                 raise TrainingStopped(step - 1, checkpoint(step - 1))
-            index = torch.randint(len(latents), (recipe.batch_size,), generator=generator)
-            flip = torch.rand(recipe.batch_size, generator=generator) < 0.5
             caption = torch.randint(len(captions), (recipe.batch_size,), generator=generator)
-            model_input = latents.sample(index, flip, generator).to(device)
-            noise = torch.randn(model_input.shape, generator=generator).to(device)
-            timesteps = torch.randint(
-                noise_scheduler.config.num_train_timesteps,
-                (recipe.batch_size,),
-                generator=generator,
-            ).to(device)
-            noisy = noise_scheduler.add_noise(model_input, noise, timesteps)
-            if noise_scheduler.config.prediction_type == "v_prediction":
-                target = noise_scheduler.get_velocity(model_input, noise, timesteps)
-            else:
-                target = noise
-
-            with _autocast(device, unet.dtype):
-                pred = unet(
-                    noisy.to(unet.dtype),
-                    timesteps,
-                    **conditioning.unet_kwargs(caption.to(device)),
-                    return_dict=False,
-                )[0]
-            loss = F.mse_loss(pred.float(), target.float(), reduction="mean")
+            loss = _denoising_loss(unet, noise_scheduler, latents, conditioning, caption, generator)
             if prior is not None:
-                prior_loss = prior.loss(unet, noise_scheduler, recipe.batch_size, generator)
+                # One caption for the class: "a photo of a person".
+                prior_caption = torch.zeros(recipe.batch_size, dtype=torch.long)
+                prior_loss = _denoising_loss(
+                    unet,
+                    noise_scheduler,
+                    prior.latents,
+                    prior.conditioning,
+                    prior_caption,
+                    generator,
+                )
                 loss = loss + request.prior_loss_weight * prior_loss
             torch.autograd.backward(loss)
             torch.nn.utils.clip_grad_norm_(params.values(), _MAX_GRAD_NORM)
@@ -194,35 +181,38 @@ class _Prior:
             encode_captions(pipeline, [caption], family.resolution),
         )
 
-    def loss(
-        self,
-        unet: Any,
-        scheduler: Any,
-        batch: int,
-        generator: torch.Generator,
-    ) -> torch.Tensor:
-        device = unet.device
-        index = torch.randint(len(self.latents), (batch,), generator=generator)
-        flip = torch.rand(batch, generator=generator) < 0.5
-        model_input = self.latents.sample(index, flip, generator).to(device)
-        noise = torch.randn(model_input.shape, generator=generator).to(device)
-        timesteps = torch.randint(
-            scheduler.config.num_train_timesteps, (batch,), generator=generator
-        ).to(device)
-        noisy = scheduler.add_noise(model_input, noise, timesteps)
-        if scheduler.config.prediction_type == "v_prediction":
-            target = scheduler.get_velocity(model_input, noise, timesteps)
-        else:
-            target = noise
-        caption = torch.zeros(batch, dtype=torch.long, device=device)
-        with _autocast(device, unet.dtype):
-            pred = unet(
-                noisy.to(unet.dtype),
-                timesteps,
-                **self.conditioning.unet_kwargs(caption),
-                return_dict=False,
-            )[0]
-        return F.mse_loss(pred.float(), target.float(), reduction="mean")
+
+def _denoising_loss(
+    unet: Any,
+    scheduler: Any,
+    latents: LatentCache,
+    conditioning: Conditioning,
+    caption: torch.Tensor,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """The DreamBooth objective on one batch: noise cached latents, predict the noise back."""
+    device = unet.device
+    batch = len(caption)
+    index = torch.randint(len(latents), (batch,), generator=generator)
+    flip = torch.rand(batch, generator=generator) < 0.5
+    model_input = latents.sample(index, flip, generator).to(device)
+    noise = torch.randn(model_input.shape, generator=generator).to(device)
+    timesteps = torch.randint(
+        scheduler.config.num_train_timesteps, (batch,), generator=generator
+    ).to(device)
+    noisy = scheduler.add_noise(model_input, noise, timesteps)
+    if scheduler.config.prediction_type == "v_prediction":
+        target = scheduler.get_velocity(model_input, noise, timesteps)
+    else:
+        target = noise
+    with _autocast(device, unet.dtype):
+        pred = unet(
+            noisy.to(unet.dtype),
+            timesteps,
+            **conditioning.unet_kwargs(caption.to(device)),
+            return_dict=False,
+        )[0]
+    return F.mse_loss(pred.float(), target.float(), reduction="mean")
 
 
 def _lora_config(recipe: TrainingRecipe, family: Family) -> LoraConfig:
