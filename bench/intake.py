@@ -32,9 +32,20 @@ import dlib
 import numpy as np
 from PIL import Image
 
-import engine.intake.analyze as analyze_module
-from engine.intake import FaceAnalyzer, IntakeSettings, PhotoRefused, analyze_photo, decode_image
-from engine.intake.faces import Face, model_dir
+# Run as `python bench/intake.py`, this folder comes first on sys.path, and its engine.py
+# would hide the `engine` package.
+_BENCH = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _BENCH]
+
+import engine.intake.analyze as analyze_module  # noqa: E402
+from engine.intake import (  # noqa: E402
+    FaceAnalyzer,
+    IntakeSettings,
+    PhotoRefused,
+    analyze_photo,
+    decode_image,
+)
+from engine.intake.faces import Face, model_dir  # noqa: E402
 
 
 @dataclass

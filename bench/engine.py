@@ -1,0 +1,481 @@
+"""Speed of the engine against plain diffusers/peft doing the same work.
+
+On the tiny model on the CPU (the default) one run measures and prints:
+
+1. Generation, seconds per job, median of several repetitions after one warm-up each:
+   through the real engine subprocess (`engine.process.EngineProcess`, a `generate`
+   command with a LoRA, timed from sending it to its `done` event: JSON protocol, LoRA
+   cache, PNG encoding with metadata and the file write included) against a plain
+   `pipe(...)` call in this process with the same LoRA loaded once, the same prompt,
+   size, steps, guidance and seed. The two alternate, so drift hits both alike.
+   Ratio engine/plain; the goal is at most 1.10.
+2. LoRA switching, ms: `LoraCache.activate` alternating between two loaded adapters,
+   against a cold `activate` of a LoRA file not loaded yet (sha256 check and file read
+   included).
+3. Training, optimiser steps per second: `engine.training.train` in this process against
+   a plain diffusers+peft loop written here over the same images (latents and caption
+   encoded once, `unet.add_adapter` with the same rank/alpha/targets, AdamW, the same
+   batch size, DDPMScheduler.add_noise, MSE loss; gradient clipping only with
+   --plain-clip, although the project's trainer and diffusers' script both clip). Only
+   the loop is timed, the same way for both: from the end of the first step to the end
+   of the last. The two alternate A B B A. Ratio project/plain; the goal is at least 1.0.
+
+`--full sd15` / `--full sdxl` instead measure the full-size architecture with random
+weights on a CUDA GPU (see bench/_full.py): training steps/s at batch 1 and native
+resolution, peak GPU memory, seconds per image at 30 steps. Without CUDA it says so and
+exits 2; `--dry-run` builds the configs on the meta device, checks their parameter counts
+and runs the measuring code on the tiny model instead.
+
+Everything runs on one CPU thread per process by default (--threads): on a shared
+machine, torch's default of one thread per core can run tens of times slower as soon as
+another process takes a core, which would swamp the differences measured here.
+
+Usage (from the repository root):
+    python bench/engine.py [--gen-steps 30] [--gen-reps 7] [--train-steps 40] [--threads 1]
+    python bench/engine.py --full sd15|sdxl [--dry-run]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Run as `python bench/engine.py`, this file's folder comes first on sys.path and its name
+# would hide the `engine` package; look there last (for bench/_full.py) instead.
+_BENCH = Path(__file__).resolve().parent
+sys.path[:] = [
+    str(_BENCH.parent),
+    *(p for p in sys.path if Path(p or ".").resolve() != _BENCH),
+    str(_BENCH),
+]
+
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import os  # noqa: E402
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from diffusers import DDPMScheduler  # noqa: E402
+from peft import LoraConfig  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from engine.generation import LoraCache, LoraRef  # noqa: E402
+from engine.models.families import FAMILIES, Family  # noqa: E402
+from engine.models.loader import load_pipeline  # noqa: E402
+from engine.models.pipeline import Pipeline  # noqa: E402
+from engine.process import EngineOptions, EngineProcess  # noqa: E402
+from engine.protocol import GenerateParams  # noqa: E402
+from engine.training import TrainingRequest, train  # noqa: E402
+from engine.training.export import save_lora  # noqa: E402
+
+TRIGGER = "sbx7"
+# The trigger is in the prompt already, so the engine passes it to the model unchanged.
+PROMPT = f"a photo of {TRIGGER} person as an astronaut, oil painting"
+GUIDANCE = 7.0
+GEN_GOAL = 1.10
+TRAIN_GOAL = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Lora:
+    path: Path
+    sha256: str
+
+    def ref(self) -> LoraRef:
+        return LoraRef(self.path, self.sha256, TRIGGER)
+
+
+def median_ms(values: list[float]) -> float:
+    return statistics.median(values) * 1000.0
+
+
+def spread(values: list[float]) -> str:
+    return f"min {min(values):.3f} max {max(values):.3f} n={len(values)}"
+
+
+# --- 3. training ------------------------------------------------------------------------
+
+
+def training_images(resolution: int, count: int = 4) -> tuple[Image.Image, ...]:
+    """Seeded noise crops: the arithmetic of a step does not depend on the pixels."""
+    rng = np.random.default_rng(0)
+    shape = (resolution, resolution, 3)
+    return tuple(Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)) for _ in range(count))
+
+
+def steps_per_second(stamps: list[float]) -> float:
+    """Steps after the first, over the time from the first step's end to the last's."""
+    return (len(stamps) - 1) / (stamps[-1] - stamps[0])
+
+
+def lora_config(family: Family) -> LoraConfig:
+    """The adapter train_dreambooth_lora.py adds, at the family's rank, alpha and targets."""
+    return LoraConfig(
+        r=family.recipe.rank,
+        lora_alpha=family.recipe.alpha,
+        init_lora_weights="gaussian",
+        target_modules=list(family.lora_targets),
+    )
+
+
+def train_project(
+    pipe: Pipeline, family: Family, images: tuple[Image.Image, ...], steps: int, out: Path
+) -> tuple[float, Lora]:
+    stamps: list[float] = []
+
+    def progress(step: int, total: int, loss: float, eta: float) -> None:
+        stamps.append(time.perf_counter())
+
+    request = TrainingRequest(images, TRIGGER, out, seed=0, steps=steps)
+    result = train(pipe, family, request, progress=progress)
+    return steps_per_second(stamps), Lora(result.path, result.sha256)
+
+
+def train_plain(
+    pipe: Any,
+    family: Family,
+    images: tuple[Image.Image, ...],
+    steps: int,
+    out: Path,
+    *,
+    clip: bool = False,
+) -> tuple[float, Lora]:
+    """The textbook loop: what diffusers' train_dreambooth_lora.py does per step, cached."""
+    recipe = family.recipe
+    unet, vae = pipe.unet, pipe.vae
+    generator = torch.Generator("cpu").manual_seed(1)
+    with torch.no_grad():
+        pixels = torch.stack(
+            [
+                torch.from_numpy(np.asarray(img, dtype=np.float32) / 127.5 - 1.0).permute(2, 0, 1)
+                for img in images
+            ]
+        )
+        latents = vae.encode(pixels).latent_dist.sample(generator) * vae.config.scaling_factor
+        tokens = pipe.tokenizer(
+            f"a photo of {TRIGGER} person",
+            padding="max_length",
+            max_length=pipe.tokenizer.model_max_length,
+            truncation=True,
+            return_tensors="pt",
+        ).input_ids
+        hidden = pipe.text_encoder(tokens)[0]
+    batch_hidden = hidden.expand(recipe.batch_size, -1, -1)
+    scheduler = DDPMScheduler.from_config(pipe.scheduler.config)  # type: ignore[no-untyped-call]
+
+    unet.requires_grad_(False)
+    torch.manual_seed(0)
+    unet.add_adapter(lora_config(family), adapter_name="plain")
+    params = [p for p in unet.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=recipe.learning_rate)
+    stamps: list[float] = []
+    unet.train()
+    for _ in range(steps):
+        index = torch.randint(len(latents), (recipe.batch_size,), generator=generator)
+        model_input = latents[index]
+        noise = torch.randn(model_input.shape, generator=generator)
+        timesteps = torch.randint(
+            scheduler.config.num_train_timesteps, (recipe.batch_size,), generator=generator
+        )
+        noisy = scheduler.add_noise(model_input, noise, timesteps)
+        pred = unet(noisy, timesteps, encoder_hidden_states=batch_hidden, return_dict=False)[0]
+        loss = F.mse_loss(pred.float(), noise.float(), reduction="mean")
+        torch.autograd.backward(loss)
+        if clip:  # as train_dreambooth_lora.py's --max_grad_norm 1.0 (the project clips too)
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        float(loss.detach())  # what a progress report reads; the project's trainer does the same
+        stamps.append(time.perf_counter())
+    unet.eval()
+    path, sha256 = save_lora(pipe, "plain", out)
+    unet.delete_adapters("plain")
+    return steps_per_second(stamps), Lora(path, sha256)
+
+
+# --- 1. generation ----------------------------------------------------------------------
+
+
+def generate_params(lora: Lora, steps: int, seed: int, out_dir: Path) -> GenerateParams:
+    return {
+        "prompt": PROMPT,
+        "negative_prompt": "",
+        "seed": seed,
+        "steps": steps,
+        "guidance": GUIDANCE,
+        "aspect_ratio": "1:1",
+        "count": 1,
+        "lora": {"path": str(lora.path), "sha256": lora.sha256, "trigger": TRIGGER},
+        "out_dir": str(out_dir),
+    }
+
+
+async def engine_generate(
+    engine: EngineProcess, job_id: int, params: GenerateParams
+) -> tuple[float, float]:
+    """Seconds from sending a generate command to its `done` event, and of those the
+    seconds the engine reports inside the pipeline call."""
+    start = time.perf_counter()
+    await engine.send({"op": "generate", "job_id": job_id, "params": params})
+    while True:
+        event = await engine.next_event()
+        if event.get("job_id") != job_id:
+            continue
+        if event["event"] == "done":
+            return time.perf_counter() - start, float(event["result"]["seconds"])
+        if event["event"] in ("failed", "stopped"):
+            raise RuntimeError(f"engine job {job_id}: {event}")
+
+
+def plain_generate(pipe: Any, steps: int, seed: int, size: int) -> float:
+    start = time.perf_counter()
+    pipe(
+        prompt=PROMPT,
+        width=size,
+        height=size,
+        num_inference_steps=steps,
+        guidance_scale=GUIDANCE,
+        num_images_per_prompt=1,
+        generator=[torch.Generator("cpu").manual_seed(seed)],
+        output_type="pil",
+    )
+    return time.perf_counter() - start
+
+
+async def bench_generation(
+    options: EngineOptions, pipe: Any, lora: Lora, steps: int, reps: int, work: Path
+) -> tuple[list[float], list[float], list[float], float]:
+    size = int(pipe.unet.config.sample_size) * int(pipe.vae_scale_factor)
+    engine = EngineProcess(options)
+    started = time.perf_counter()
+    await engine.start()
+    startup = time.perf_counter() - started
+    engine_times: list[float] = []
+    inside_times: list[float] = []
+    plain_times: list[float] = []
+    try:
+        for rep in range(reps + 1):  # rep 0 is the warm-up of each (the engine loads the LoRA)
+            params = generate_params(lora, steps, seed=rep, out_dir=work / f"gen-{rep}")
+            engine_s, inside_s = await engine_generate(engine, rep + 1, params)
+            plain_s = plain_generate(pipe, steps, seed=rep, size=size)
+            if rep:
+                engine_times.append(engine_s)
+                inside_times.append(inside_s)
+                plain_times.append(plain_s)
+    finally:
+        await engine.stop()
+    return engine_times, inside_times, plain_times, startup
+
+
+# --- LoRA files --------------------------------------------------------------------------
+
+
+def random_lora(pipe: Any, family: Family, seed: int, out: Path) -> Lora:
+    """A LoRA file of the family's shape with random weights, as training would write it.
+
+    Made without training, so that the timings before the training part run in a
+    process whose heap no training has churned yet (that alone slows a later plain
+    generation by about 10% here).
+    """
+    name = f"random{seed}"
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        pipe.unet.add_adapter(lora_config(family), adapter_name=name)
+        with torch.no_grad():
+            for key, param in pipe.unet.named_parameters():
+                if f"lora_B.{name}" in key:
+                    param.normal_(0.0, 0.01)  # peft starts B at zero
+    path, sha256 = save_lora(pipe, name, out)
+    pipe.unet.delete_adapters(name)
+    return Lora(path, sha256)
+
+
+# --- 2. switching -----------------------------------------------------------------------
+
+
+def bench_switch(
+    pipe: Pipeline, a: Lora, b: Lora, colds: list[Lora], reps: int
+) -> tuple[list[float], list[float]]:
+    cache = LoraCache(pipe)
+    cache.activate(a.ref())
+    cache.activate(b.ref())
+    hot: list[float] = []
+    for _ in range(reps):
+        for lora in (a, b):
+            start = time.perf_counter()
+            cache.activate(lora.ref())
+            hot.append(time.perf_counter() - start)
+    cold: list[float] = []
+    for lora in colds:
+        start = time.perf_counter()
+        cache.activate(lora.ref())
+        cold.append(time.perf_counter() - start)
+        cache.evict(lora.sha256)  # untimed: the cache keeps holding just a and b
+    cache.clear()
+    return hot, cold
+
+
+# --- the run ----------------------------------------------------------------------------
+
+
+def verdict(ratio: float, goal: float, *, at_most: bool) -> str:
+    ok = ratio <= goal if at_most else ratio >= goal
+    return f"goal {'<=' if at_most else '>='} {goal:.2f}: {'met' if ok else 'NOT met'}"
+
+
+def run_tiny(args: argparse.Namespace) -> int:
+    began = time.perf_counter()
+    family = FAMILIES["tiny"]
+    print(
+        f"selfiebooth engine bench: tiny model on cpu, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, {os.cpu_count()} cpus, {platform.python_version()}"
+    )
+    with tempfile.TemporaryDirectory(prefix="selfiebooth-bench-") as tmp:
+        work = Path(tmp)
+        # The engine runs `python -m engine.worker`: from inside bench/ that would find this file.
+        os.chdir(work)
+        models = work / "models"
+        images = training_images(family.resolution)
+        scratch = load_pipeline("tiny", family, "cpu", models_dir=models)
+        loras = [random_lora(scratch, family, n, work / f"lora-{n}.safetensors") for n in range(7)]
+        del scratch
+
+        # Generation first, while this process is fresh (see random_lora).
+        pipe = load_pipeline("tiny", family, "cpu", models_dir=models)
+        pipe.load_lora_weights(str(loras[0].path), adapter_name="bench")
+        options = EngineOptions(base="tiny", family="auto", models_dir=models, device="cpu")
+        engine_times, inside_times, plain_times, startup = asyncio.run(
+            bench_generation(options, pipe, loras[0], args.gen_steps, args.gen_reps, work)
+        )
+        pipe.delete_adapters("bench")
+        engine_s = statistics.median(engine_times)
+        plain_s = statistics.median(plain_times)
+        print(
+            f"\n1. generation: {args.gen_steps} steps, 1 image, {family.resolution}px, "
+            f"guidance {GUIDANCE:g}, with a LoRA; median of {args.gen_reps} after a warm-up"
+        )
+        print(f"   engine subprocess   {engine_s:8.3f} s        {spread(engine_times)}")
+        outside = [e - i for e, i in zip(engine_times, inside_times, strict=True)]
+        print(
+            f"     of which in pipe  {statistics.median(inside_times):8.3f} s        "
+            f"outside it (protocol, LoRA check, PNG, file) {median_ms(outside):.1f} ms"
+        )
+        print(f"   plain pipe(...)     {plain_s:8.3f} s        {spread(plain_times)}")
+        print(
+            f"   ratio engine/plain  {engine_s / plain_s:8.3f}   "
+            f"{verdict(engine_s / plain_s, GEN_GOAL, at_most=True)}"
+        )
+        print(f"   (engine start to ready: {startup:.2f} s, not in the figures)")
+
+        del pipe
+        pipe = load_pipeline("tiny", family, "cpu", models_dir=models)
+        hot, cold = bench_switch(pipe, loras[0], loras[1], loras[2:], args.switch_reps)
+        del pipe
+        print(
+            f"\n2. LoRA switch, LoraCache.activate on {family.name} (rank {family.recipe.rank}), "
+            "median"
+        )
+        print(f"   loaded, alternating {median_ms(hot):8.2f} ms       n={len(hot)}")
+        print(f"   cold, new file      {median_ms(cold):8.2f} ms       n={len(cold)}")
+        print(f"   ratio cold/loaded   {statistics.median(cold) / statistics.median(hot):8.1f}")
+
+        # Training last; the two alternate A B B A ... so drift hits both alike.
+        rates: dict[str, list[float]] = {"project": [], "plain": []}
+        for round_ in range(args.train_rounds):
+            order = ("project", "plain") if round_ % 2 == 0 else ("plain", "project")
+            for which in order:
+                pipe = load_pipeline("tiny", family, "cpu", models_dir=models)
+                out = work / f"{which}-{round_}.safetensors"
+                if which == "project":
+                    rate, _ = train_project(pipe, family, images, args.train_steps, out)
+                else:
+                    rate, _ = train_plain(
+                        pipe, family, images, args.train_steps, out, clip=args.plain_clip
+                    )
+                rates[which].append(rate)
+                del pipe
+        project = statistics.median(rates["project"])
+        plain = statistics.median(rates["plain"])
+        print(
+            f"\n3. training: {args.train_steps} steps at batch {family.recipe.batch_size}, "
+            f"{family.resolution}px; median of {args.train_rounds} runs each"
+        )
+        print(f"   project train()     {project:8.2f} steps/s   {runs(rates['project'])}")
+        label = "plain, clipped     " if args.plain_clip else "plain diffusers+peft"
+        print(f"   {label}{plain:8.2f} steps/s   {runs(rates['plain'])}")
+        print(
+            f"   ratio project/plain {project / plain:8.3f}   "
+            f"{verdict(project / plain, TRAIN_GOAL, at_most=False)}"
+        )
+    print(f"\ntotal {time.perf_counter() - began:.1f} s")
+    return 0
+
+
+def runs(rates: list[float]) -> str:
+    return "runs " + ", ".join(f"{r:.2f}" for r in rates)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--gen-steps", type=int, default=30, help="denoising steps (30)")
+    parser.add_argument("--gen-reps", type=int, default=7, help="timed generations (7)")
+    parser.add_argument("--train-steps", type=int, default=40, help="steps per training (40)")
+    parser.add_argument("--train-rounds", type=int, default=4, help="trainings of each (4)")
+    parser.add_argument(
+        "--plain-clip",
+        action="store_true",
+        help="clip gradients in the plain training loop too (the project's trainer does)",
+    )
+    parser.add_argument("--switch-reps", type=int, default=20, help="a/b switches (20)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="CPU threads of this process and of the engine (1; 0: torch's default)",
+    )
+    parser.add_argument(
+        "--full", choices=("sd15", "sdxl"), help="full-size architecture on a CUDA GPU"
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="with --full: check the configs, no GPU needed"
+    )
+    parser.add_argument(
+        "--full-train-steps", type=int, default=30, help="with --full: training steps (30)"
+    )
+    parser.add_argument(
+        "--full-gen-reps", type=int, default=3, help="with --full: timed generations (3)"
+    )
+    args = parser.parse_args(argv)
+    if args.dry_run and not args.full:
+        parser.error("--dry-run goes with --full")
+    if args.train_steps < 2 or args.gen_reps < 1 or args.train_rounds < 1:
+        parser.error("need --train-steps >= 2, --gen-reps >= 1 and --train-rounds >= 1")
+    if args.threads and (not args.full or args.dry_run):
+        # On a shared CPU, several threads per process can run many times slower than one
+        # (OpenMP workers spin-waiting on cores another process holds). The engine
+        # subprocess inherits the variables and so runs with as many as this process.
+        torch.set_num_threads(args.threads)
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[name] = str(args.threads)
+    if args.full:
+        from _full import run_full
+
+        return run_full(
+            args.full,
+            dry_run=args.dry_run,
+            train_steps=args.full_train_steps,
+            gen_steps=args.gen_steps,
+            gen_reps=args.full_gen_reps,
+        )
+    return run_tiny(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
