@@ -298,3 +298,37 @@ async def test_prior_preservation_makes_class_images_once_per_base_model(
             made.append({path: path.stat().st_mtime_ns for path in cached})
         assert len(made[0]) == 3
         assert made[1] == made[0]  # the second training reused them untouched
+
+
+async def test_queue_limits_and_bad_requests_are_refused_before_queueing(
+    engine_config: Config,
+) -> None:
+    config = dataclasses.replace(
+        engine_config, engine=dataclasses.replace(engine_config.engine, max_jobs_per_user=2)
+    )
+    async with open_booth(config, dispatch=False) as booth:
+        await with_photos(booth, ANN, count=1)
+        with pytest.raises(BoothError, match="needs at least 2"):
+            await booth.train(ANN)
+        with pytest.raises(BoothError, match="no trained model yet"):
+            await booth.imagine(ANN, "a portrait", ImagineOptions())
+        user = await booth.repo.find_user(ANN.platform, ANN.user_id)
+        assert user is not None
+        key = await booth.blobs.put(b"not really a LoRA")
+        await booth.repo.add_lora(
+            user.id, base_model="tiny", family="tiny", trigger_word="zovaka", blob=key,
+            sha256=key, recipe={},
+        )  # fmt: skip
+        for bad, message in [
+            (ImagineOptions(aspect_ratio="7:5"), "'7:5' is not offered"),
+            (ImagineOptions(count=5), "1 to 4 images"),
+            (ImagineOptions(steps=0), "Steps must be 1 to 100"),
+        ]:
+            with pytest.raises(BoothError, match=message):
+                await booth.imagine(ANN, "a portrait", bad)
+        first = await booth.imagine(ANN, "a portrait", ImagineOptions())
+        second = await booth.imagine(ANN, "a castle", ImagineOptions())
+        assert (first.position, second.position) == (1, 2)
+        with pytest.raises(BoothError, match="already have 2 job"):
+            await booth.imagine(ANN, "a third", ImagineOptions())
+        assert [j.status for j in await booth.repo.jobs(user.id)] == ["queued", "queued"]
