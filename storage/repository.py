@@ -64,6 +64,9 @@ class Repository:
             (platform, platform_user_id),
         )
 
+    async def find_user_by_trigger(self, trigger_word: str) -> User | None:
+        return await self._one(User, "SELECT * FROM users WHERE trigger_word = ?", (trigger_word,))
+
     async def get_or_create_user(self, platform: str, platform_user_id: str) -> User:
         await self.db.conn.execute(
             "INSERT OR IGNORE INTO users (platform, platform_user_id, created_at) VALUES (?, ?, ?)",

@@ -361,15 +361,12 @@ class Booth:
         return TrainingRecipe.from_dict(merged)
 
     async def _new_trigger_word(self, user: User) -> str:
-        # A rare token of consonant-vowel pairs: tokenises into pieces no prompt uses.
+        # A made-up word such as "vawigo": one the base model has no meaning for yet.
         while True:
             word = "".join(
                 secrets.choice("bcdfghjklmnpqrstvwxz") + secrets.choice("aeiouy") for _ in range(3)
             )
-            existing = await self.repo.db.conn.execute(
-                "SELECT 1 FROM users WHERE trigger_word = ?", (word,)
-            )
-            if await existing.fetchone() is None:
+            if await self.repo.find_user_by_trigger(word) is None:
                 await self.repo.set_trigger_word(user.id, word)
                 return word
 
