@@ -10,6 +10,7 @@ import hashlib
 import io
 import os
 import signal
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -332,3 +333,22 @@ async def test_queue_limits_and_bad_requests_are_refused_before_queueing(
         with pytest.raises(BoothError, match="already have 2 job"):
             await booth.imagine(ANN, "a third", ImagineOptions())
         assert [j.status for j in await booth.repo.jobs(user.id)] == ["queued", "queued"]
+
+
+async def test_a_result_for_an_erased_user_leaves_no_file(booth: Booth, tmp_path: Path) -> None:
+    """A separate process erased the user while the engine worked: nothing may stay."""
+    await with_photos(booth, ANN)
+    ticket = await booth.train(ANN)
+    job = await booth.jobs.get(ticket.job_id)
+    assert job is not None
+    await booth.dispatcher.abandon_user(job.user_id)  # type: ignore[union-attr]
+    await booth.repo.delete_user(job.user_id)
+    for leftover in booth.config.blob_dir.rglob("*"):  # their photos, as an erasure would
+        if leftover.is_file():
+            leftover.unlink()
+    lora = tmp_path / "lora.safetensors"
+    lora.write_bytes(b"weights of someone who is gone")
+    result = {"path": str(lora), "family": "tiny", "sha256": "0" * 64, "recipe": {}}
+    with pytest.raises(sqlite3.IntegrityError):
+        await booth.dispatcher._complete(job, {**result, "steps": 1, "loss": 0.0})  # type: ignore[union-attr]
+    assert not any(p.is_file() for p in booth.config.blob_dir.rglob("*"))

@@ -273,10 +273,28 @@ class Dispatcher:
         return fallback
 
     async def _complete(self, job: JobRecord, result: dict[str, Any]) -> None:
+        written: list[str] = []
+        try:
+            summary = await self._store_result(job, result, written)
+        except BaseException:
+            # The user may have been erased meanwhile: keep none of their files.
+            for key in written:
+                if not await self.repo.blob_in_use(key):
+                    await self.blobs.delete(key)
+            raise
+        await self.jobs.finish(job.id, "succeeded", result=summary)
+        self._cleanup(job.id)
+        self._publish(JobUpdate(job.id, "succeeded", result=summary))
+
+    async def _store_result(
+        self, job: JobRecord, result: dict[str, Any], written: list[str]
+    ) -> dict[str, Any]:
+        """Result files into the blob store (their keys added to `written`), rows added."""
         params = json.loads(job.params)
         if job.kind == "train":
             data = await asyncio.to_thread(Path(result["path"]).read_bytes)
             key = await self.blobs.put(data)
+            written.append(key)
             lora = await self.repo.add_lora(
                 job.user_id,
                 base_model=params["base_model"],
@@ -287,30 +305,25 @@ class Dispatcher:
                 recipe=result["recipe"],
                 job_id=job.id,
             )
-            summary = {
+            return {
                 "lora_id": lora.id,
                 "version": lora.version,
                 "steps": result["steps"],
                 "loss": result["loss"],
             }
-        else:
-            keys = []
-            for image in result["images"]:
-                data = await asyncio.to_thread(Path(image["path"]).read_bytes)
-                key = await self.blobs.put(data)
-                await self.repo.add_image(
-                    job.id,
-                    job.user_id,
-                    blob=key,
-                    seed=image["seed"],
-                    width=image["width"],
-                    height=image["height"],
-                )
-                keys.append(key)
-            summary = {"images": keys, "prompt": result["prompt"]}
-        await self.jobs.finish(job.id, "succeeded", result=summary)
-        self._cleanup(job.id)
-        self._publish(JobUpdate(job.id, "succeeded", result=summary))
+        for image in result["images"]:
+            data = await asyncio.to_thread(Path(image["path"]).read_bytes)
+            key = await self.blobs.put(data)
+            written.append(key)
+            await self.repo.add_image(
+                job.id,
+                job.user_id,
+                blob=key,
+                seed=image["seed"],
+                width=image["width"],
+                height=image["height"],
+            )
+        return {"images": written, "prompt": result["prompt"]}
 
     async def _sweep(self) -> None:
         """Remove scratch space left by jobs that are over or gone (a crash, an erasure)."""
