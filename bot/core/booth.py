@@ -210,7 +210,7 @@ class Booth:
             erasure = Erasure(
                 photos=len(await self.repo.photos(user.id)),
                 loras=len(await self.repo.loras(user.id)),
-                jobs=len(await self.repo.jobs(user.id)),
+                jobs=len(job_ids),
             )
             await self.repo.delete_user(user.id)
             for job_id in job_ids:
