@@ -82,6 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     command("run", "work the job queue until interrupted (chat front ends come later)")
 
+    admin = commands.add_parser("admin", help="moderation tools", description="moderation tools")
+    admin_commands = admin.add_subparsers(dest="admin_command", required=True, metavar="ACTION")
+    check = admin_commands.add_parser(
+        "check-prompt", help="the prompt filter's verdict on a prompt, for tuning the lists"
+    )
+    check.add_argument("prompt", metavar="TEXT")
+    check.add_argument("--negative", default="", metavar="TEXT")
+
     forget = command("forget", "delete every row and file about you")
     forget.add_argument("--yes", action="store_true", help="confirm: this cannot be undone")
 
@@ -125,6 +133,8 @@ async def _run(args: argparse.Namespace, config: Config) -> int:
         return await run_demo(config, args.photos)
     if args.command == "run":
         return await _work_queue(config)
+    if args.command == "admin":
+        return _check_prompt(args)
     dispatch = args.command == "imagine" or (args.command == "train" and args.wait)
     async with open_booth(config, dispatch=dispatch) as booth:
         who = Identity(PLATFORM, args.user)
@@ -270,6 +280,17 @@ async def _work_queue(config: Config) -> int:
         print(f"Working the job queue in {config.data_dir}; Ctrl-C stops.", file=sys.stderr)
         await asyncio.Event().wait()  # until cancelled by Ctrl-C
     return 0
+
+
+def _check_prompt(args: argparse.Namespace) -> int:
+    from engine.safety import PromptFilter
+
+    verdict = PromptFilter().check(args.prompt, args.negative)
+    if verdict.allowed:
+        print("allowed")
+        return 0
+    print(f"refused: {verdict.category} (in the {verdict.field})")
+    return 1
 
 
 def format_status(who: Identity, status: UserStatus) -> str:

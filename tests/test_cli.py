@@ -139,3 +139,10 @@ def test_the_bot_process_never_imports_torch() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_admin_check_prompt_names_the_category(tmp_path: Path) -> None:
+    refused = selfiebooth(tmp_path, "admin", "check-prompt", "me as a 15yo")
+    assert (refused.returncode, refused.stdout.strip()) == (1, "refused: minors (in the prompt)")
+    allowed = selfiebooth(tmp_path, "admin", "check-prompt", "me as a knight", "--negative", "blur")
+    assert (allowed.returncode, allowed.stdout.strip()) == (0, "allowed")

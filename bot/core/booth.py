@@ -45,6 +45,7 @@ from engine.intake import (
 )
 from engine.models.families import resolve_family
 from engine.models.recipe import TrainingRecipe
+from engine.safety import PromptFilter
 from storage import BlobStore, NewPhoto, Repository
 from storage.jobs import JobQueue
 from storage.records import JobRecord, LoraRecord, PhotoRecord, User
@@ -75,6 +76,7 @@ class Booth:
         self.dispatcher = dispatcher
         self.consent_text: ConsentText = load_consent_text(config.consent)
         self.family = resolve_family(config.model.base, config.model.family)
+        self.prompt_filter = PromptFilter()
         self._analyzer = analyzer
         # One operation at a time per user: uploads judge against the photos already kept.
         self._locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
@@ -271,6 +273,9 @@ class Booth:
     async def imagine(self, who: Identity, prompt: str, options: ImagineOptions) -> JobTicket:
         """Queue a generation with the user's active model; their trigger word is put in."""
         user = await self._consenting_user(who)
+        verdict = self.prompt_filter.check(prompt, options.negative)
+        if not verdict.allowed:
+            raise BoothError(verdict.reason)
         lora = await self.repo.active_lora(user.id)
         if lora is None:
             raise BoothError("You have no trained model yet: send selfies, then train first.")

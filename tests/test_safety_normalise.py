@@ -1,0 +1,52 @@
+"""Prompt normalisation: each kind of evasion is undone in one of the variants."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.safety import PromptFilter
+from engine.safety.normalise import base_form, variants
+
+
+@pytest.mark.parametrize(
+    ("written", "expected"),
+    [
+        ("ｎｕｄｅ", "nude"),  # fullwidth (NFKC)
+        ("𝐧𝐮𝐝𝐞", "nude"),  # mathematical bold (NFKC)
+        ("n\u0430ked", "naked"),  # Cyrillic a
+        ("\u0455ex", "sex"),  # Cyrillic dze
+        ("n4k3d", "naked"),  # leetspeak
+        ("p0rn", "porn"),
+        ("n u d e", "nude"),  # spaced out
+        ("n.a.k.e.d", "naked"),  # punctuation inside the word
+        ("s-e-x", "sex"),
+        ("nu*de", "nude"),
+        ("nuuuude", "nude"),  # stretched
+        ("DESNUDA", "desnuda"),
+        ("Pornografía", "pornografia"),  # accents
+    ],
+)
+def test_evasions_are_undone(written: str, expected: str) -> None:
+    assert expected in variants(written)
+
+
+def test_digits_stay_digits_in_the_base_form() -> None:
+    assert base_form("Me  as a 16-Year-Old") == "me as a 16-year-old"
+    assert variants("3d render")[0] == "3d render"
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    ["me as a therapist", "Sussex countryside", "cumulus clouds", "a shooting star", "kindness"],
+)
+def test_words_that_contain_blocked_words_pass(prompt: str) -> None:
+    assert PromptFilter().check(prompt).allowed
+
+
+def test_hard_categories_keep_their_terms_whatever_an_admin_removes() -> None:
+    loosened = PromptFilter(removed_terms=["nude", "gore"], extra_terms={"hate": ["trollface"]})
+    assert loosened.check("nude portrait").category == "sexual"
+    assert loosened.check("gore").allowed
+    assert loosened.check("a trollface mask").category == "hate"
+    with pytest.raises(ValueError, match="unknown category 'spam'"):
+        PromptFilter(extra_terms={"spam": ["x"]})
