@@ -33,7 +33,10 @@ _LEET_CHARS = "01345789@$!|+€£"
 # A run of letters and leet characters that holds at least one letter and one leet one.
 _LEET_WORD = re.compile(rf"[a-z{re.escape(_LEET_CHARS)}]*[a-z][a-z{re.escape(_LEET_CHARS)}]*")
 _INNER_PUNCT = re.compile(r"(?<=[a-z0-9])[.\-_*'’`~^/\\,:;=#\"]+(?=[a-z0-9])")
-_SPACED = re.compile(r"\b[a-z](?:[\s.\-_*]+[a-z]\b){2,}")
+# Three or more single characters in a row: "n u d e", "d e c 4 p 1 t a t e d".
+_SPACED = re.compile(
+    rf"(?<![^\s])[a-z{re.escape(_LEET_CHARS)}](?:\s+[a-z{re.escape(_LEET_CHARS)}](?![^\s])){{2,}}"
+)
 _STRETCHED = re.compile(r"([a-z])\1{2,}")
 _SPACES = re.compile(r"\s+")
 
@@ -42,17 +45,24 @@ def base_form(text: str) -> str:
     """NFKC, case-folded, confusables to Latin, accents dropped, spaces collapsed."""
     text = unicodedata.normalize("NFKC", text).casefold().translate(_CONFUSABLES)
     decomposed = unicodedata.normalize("NFD", text)
-    text = "".join(ch for ch in decomposed if unicodedata.category(ch) != "Mn")
+    # Mn: accents and combining marks; Cf: zero-width spaces and joiners, soft hyphens.
+    text = "".join(ch for ch in decomposed if unicodedata.category(ch) not in ("Mn", "Cf"))
     return _SPACES.sub(" ", text).strip()
 
 
 def variants(text: str) -> list[str]:
     """The forms of `text` to match terms in; the first is `base_form(text)`."""
     base = base_form(text)
-    unleet = _LEET_WORD.sub(lambda m: m[0].translate(_LEET), base)
-    forms = [base, unleet]
-    for form in (base, unleet):
-        joined = _INNER_PUNCT.sub("", form)
-        spaced = _SPACED.sub(lambda m: re.sub(r"[\s.\-_*]+", "", m[0]), joined)
-        forms += [joined, spaced, _STRETCHED.sub(r"\1", spaced)]
+    joined = _INNER_PUNCT.sub("", base)
+    forms = [base, joined]
+    for run in _SPACED.finditer(joined):
+        letters = run[0].split()
+        # "as a n a z i": the run may start with a real one-letter word.
+        forms += ["".join(letters), "".join(letters[1:])]
+    forms += [_unleet(form) for form in forms]
+    forms += [_STRETCHED.sub(r"\1", form) for form in forms]
     return list(dict.fromkeys(forms))
+
+
+def _unleet(form: str) -> str:
+    return _LEET_WORD.sub(lambda m: m[0].translate(_LEET), form)

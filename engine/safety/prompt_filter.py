@@ -17,6 +17,7 @@ from engine.safety.terms import (
     CATEGORIES,
     DEFAULT_TERMS,
     HARD_CATEGORIES,
+    SAFE_PHRASES,
     UNDRESSING,
 )
 
@@ -59,6 +60,7 @@ class PromptFilter:
             ] + extra.get(category, [])
             self._patterns[category] = _compile(terms)
         self._ages = [re.compile(p) for p in AGE_PATTERNS]
+        self._safe = re.compile("|".join(SAFE_PHRASES))
         self._undressing = _compile(UNDRESSING)
 
     def check(self, prompt: str, negative: str = "") -> PromptVerdict:
@@ -74,7 +76,7 @@ class PromptFilter:
         return PromptVerdict(True)
 
     def _category(self, text: str) -> str | None:
-        forms = variants(text)
+        forms = [self._safe.sub(" ", form) for form in variants(text)]
         if any(age.search(forms[0]) for age in self._ages):
             return "minors"
         for category in CATEGORIES:

@@ -8,7 +8,14 @@ default terms only outside the hard categories.
 
 from __future__ import annotations
 
-__all__ = ["AGE_PATTERNS", "CATEGORIES", "DEFAULT_TERMS", "HARD_CATEGORIES", "UNDRESSING"]
+__all__ = [
+    "AGE_PATTERNS",
+    "CATEGORIES",
+    "DEFAULT_TERMS",
+    "HARD_CATEGORIES",
+    "SAFE_PHRASES",
+    "UNDRESSING",
+]
 
 # Checked in this order: the first category that matches is the one reported.
 CATEGORIES: tuple[str, ...] = ("minors", "sexual", "self-harm", "violence", "hate")
@@ -22,6 +29,7 @@ DEFAULT_TERMS: dict[str, tuple[str, ...]] = {
         "nude", "nudes", "nudity", "nudist*", "naked", "nakedness", "topless", "bottomless",
         "nsfw", "porn*", "xxx", "sex", "sexual", "sexually", "sexy", "erotic*", "explicit",
         "hentai", "lingerie", "undress*", "unclothed", "no clothes", "without clothes",
+        "without any clothes", "bare breasted", "barebreasted",
         "wearing nothing", "in the nude", "stripper", "striptease", "stripping",
         "genital*", "penis", "vagina", "breasts", "boobs", "nipple*", "orgasm*", "orgy",
         "masturbat*", "fetish*", "bdsm", "onlyfans", "playboy", "boudoir", "blowjob",
@@ -32,6 +40,7 @@ DEFAULT_TERMS: dict[str, tuple[str, ...]] = {
         # fr
         "tout nu", "toute nue", "nue", "nues", "nudite", "sexe", "sexuel*", "erotique*", "seins",
         "sans vetements", "deshabille*", "denude*",
+        "moi nu", "suis nu",
         # es
         "desnud*", "sexo", "sin ropa", "tetas", "senos", "erotica", "erotico",
     ),
@@ -42,6 +51,7 @@ DEFAULT_TERMS: dict[str, tuple[str, ...]] = {
         "underage", "under age", "young girl", "young boy", "little girl", "little boy",
         "loli", "lolita", "shota", "jailbait", "kindergarten*", "elementary school",
         "middle school", "as a kid", "as a child", "youngster", "minor girl", "minor boy",
+        "as a baby", "a baby in", "newborn", "in a crib",
         # de
         "als kind", "ein kind", "kleines kind", "kindlich*", "jugendlich*", "minderjahrig*",
         "schulmadchen", "schuljunge",
@@ -61,15 +71,22 @@ DEFAULT_TERMS: dict[str, tuple[str, ...]] = {
         "massacre*", "tortur*", "shot in the head", "slit throat", "throat slit",
         "severed head", "entrails", "execution", "murdered", "murdering", "stabbed", "stabbing",
         "gunshot wound*", "bullet wound*", "lynch*", "impaled", "burned alive",
+        "head blown off", "guts spilling", "spilling guts", "hacking someone",
+        "hacked to death", "stabbed to death", "beaten to death", "firing squad",
+        "mass shooting", "school shooting", "killing someone", "kill someone",
+        "murder victim", "pool of blood",
         # de
         "enthauptet*", "leiche*", "verstummelt*", "gedarme", "gemetzel", "folter*",
         "ermordet*", "blutbad", "abgetrennt*",
+        "kopfschuss",
         # fr
         "decapite*", "cadavre*", "egorge*", "mutile*", "massacre", "ensanglante*",
         "demembre*",
+        "balle dans la tete",
         # es
         "decapitad*", "cadaver*", "mutilad*", "masacre*", "asesinad*", "sangrient*",
         "desmembrad*", "degollad*",
+        "disparo en la cabeza",
     ),
     "hate": (
         "nazi*", "neonazi*", "heil hitler", "sieg heil", "hitler salute", "swastika*",
@@ -78,6 +95,9 @@ DEFAULT_TERMS: dict[str, tuple[str, ...]] = {
         "croix gammee", "svastika", "esvastica", "limpieza etnica", "supremacia blanca",
         "supremaciste*", "ethnische sauberung", "rassenkrieg", "genocide", "genozid",
         "genocidio", "herrenrasse", "1488",
+        "hitler*", "ss officer", "ss offizier", "ssoffizier", "waffen ss", "totenkopf",
+        "third reich", "drittes reich", "troisieme reich", "tercer reich",
+        "celebrating the holocaust", "praising the holocaust", "antisemit*",
     ),
     "self-harm": (
         # en
@@ -85,15 +105,21 @@ DEFAULT_TERMS: dict[str, tuple[str, ...]] = {
         "hanged myself", "cut myself", "cutting myself", "slit wrists", "slit my wrists",
         "slitting my wrists", "cutting my wrists", "cut my wrists", "self harm",
         "selfharm", "self injury", "overdos*", "noose around my neck", "end my life",
-        "jump off a bridge", "jumping off a bridge",
+        "shoot myself", "shooting myself", "burn myself", "burning myself",
+        "drown myself", "drowning myself", "starve myself", "starving myself",
+        "stab myself", "stabbing myself", "poison myself", "poisoning myself",
+        "my own throat", "proana", "pro ana",
         # de
         "selbstmord*", "suizid*", "ritzen", "selbstverletzung*", "mich umbringen",
         "mich erhangen",
+        "erhange mich", "pulsadern", "uberdosis",
         # fr
         "me pendre", "me suicider", "automutilation", "me tuer", "me couper les veines",
+        "tranche les veines", "trancher les veines",
         # es
         "suicidio", "suicidarme", "cortarme las venas", "autolesion*", "ahorcarme",
         "matarme",
+        "cortandome", "ahorcandome", "sobredosis",
     ),
 }  # fmt: skip
 
@@ -109,4 +135,12 @@ AGE_PATTERNS: tuple[str, ...] = (
     r"(?<!\d)(?:1[0-7]|[1-9])\s*-?\s*(?:years?|yrs?|yo|y o|year old|jahre?|jahrig\w*"
     r"|ans?|anos?)\b",
     r"\b(?:age|aged|alter|age de|edad)\s*(?:of\s*)?(?:1[0-7]|[1-9])(?!\d)",
+    r"\b(?:i'?m|i am|look(?:s|ing)?\s+like\s+(?:i'?m\s+|a\s+)?)\s*(?:1[0-7]|[1-9])(?!\d)"
+    r"(?!\s*(?:am|pm|o'?clock|%|feet|foot|ft|meters?|m\b))",
+)
+
+# Innocent phrases with a blocked word inside, taken out before matching.
+SAFE_PHRASES: tuple[str, ...] = (
+    r"\bnude\s*-?\s*(?:colou?r\w*|heels?|lip\w*|make\s*-?\s*up|tones?|shades?|palette|pumps)",
+    r"\bnaked eye\b",
 )
