@@ -25,9 +25,13 @@ __all__ = [
     "Config",
     "ConfigError",
     "ConsentConfig",
+    "DiscordConfig",
     "EngineConfig",
+    "ImageFilterConfig",
     "ModelConfig",
+    "ModerationConfig",
     "Secret",
+    "TelegramConfig",
     "TrainingConfig",
     "load_config",
 ]
@@ -113,6 +117,70 @@ class TrainingConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ModerationConfig:
+    # Refused prompts within the window that suspend a user until an admin reviews them.
+    strikes_to_suspend: int = 3
+    strike_window_hours: float = 24.0
+    # Default quotas; an admin can give one user other ones.
+    images_per_day: int = 50
+    trainings_per_week: int = 3
+    # A token bucket per user: commands per minute, and how many may come at once.
+    commands_per_minute: float = 20.0
+    command_burst: int = 10
+    # Keep blocked images for admin review; off, they are never stored anywhere.
+    keep_blocked_images: bool = False
+
+
+# NudeNet 3 classes that block an image by default: exposed intimate parts.
+DEFAULT_BLOCKED_CLASSES: dict[str, float] = {
+    "FEMALE_GENITALIA_EXPOSED": 0.4,
+    "MALE_GENITALIA_EXPOSED": 0.4,
+    "FEMALE_BREAST_EXPOSED": 0.4,
+    "BUTTOCKS_EXPOSED": 0.4,
+    "ANUS_EXPOSED": 0.4,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ImageFilterConfig:
+    # NudeNet on every generated image, training preview and uploaded selfie.
+    enabled: bool = True
+    # NudeNet class -> the detection score at or above which an image is blocked.
+    blocked_classes: dict[str, float] = field(
+        default_factory=lambda: dict(DEFAULT_BLOCKED_CLASSES)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class TelegramConfig:
+    # Point these at your own Bot API server to lift the 20 MB download limit.
+    api_base_url: str = "https://api.telegram.org/bot"
+    file_base_url: str = "https://api.telegram.org/file/bot"
+    # Telegram user ids allowed to use /admin.
+    admin_ids: tuple[str, ...] = ()
+    # Empty: long polling. Otherwise the public HTTPS URL Telegram posts updates to.
+    webhook_url: str = ""
+    webhook_listen: str = "127.0.0.1"
+    webhook_port: int = 8443
+    # Seconds between two edits of a progress message in one chat.
+    edit_interval: float = 3.0
+
+
+@dataclass(frozen=True, slots=True)
+class DiscordConfig:
+    api_base_url: str = "https://discord.com/api/v10"
+    gateway_url: str = "wss://gateway.discord.gg/"
+    # Sync commands to these guilds only (instant, for development); empty: globally.
+    guild_ids: tuple[str, ...] = ()
+    # Discord user ids allowed to use /admin, checked on every call.
+    admin_ids: tuple[str, ...] = ()
+    # default_member_permissions of /admin: who sees it in a server (a hint servers may change).
+    admin_permission: str = "manage_guild"
+    # Seconds between two edits of a progress message.
+    edit_interval: float = 1.5
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     data_dir: Path = Path("data")
     log_level: str = "INFO"
@@ -121,6 +189,10 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    moderation: ModerationConfig = field(default_factory=ModerationConfig)
+    image_filter: ImageFilterConfig = field(default_factory=ImageFilterConfig)
+    telegram: TelegramConfig = field(default_factory=TelegramConfig)
+    discord: DiscordConfig = field(default_factory=DiscordConfig)
     # Secrets: environment only (SELFIEBOOTH_TELEGRAM_TOKEN, SELFIEBOOTH_DISCORD_TOKEN).
     telegram_token: Secret | None = field(default=None, repr=False)
     discord_token: Secret | None = field(default=None, repr=False)
@@ -150,6 +222,10 @@ _SECTIONS: dict[str, type[Any]] = {
     "model": ModelConfig,
     "engine": EngineConfig,
     "training": TrainingConfig,
+    "moderation": ModerationConfig,
+    "image_filter": ImageFilterConfig,
+    "telegram": TelegramConfig,
+    "discord": DiscordConfig,
 }
 
 # Range checks: key -> (predicate, what is allowed).
@@ -179,6 +255,27 @@ _CHECKS: dict[str, _Check] = {
     "training.sample_every": (lambda v: v >= 0, "0 (none) or more"),
     "training.class_images": (lambda v: 1 <= v <= 1000, "1 to 1000"),
     "training.prior_loss_weight": (lambda v: 0 < v <= 10, "above 0, at most 10"),
+    "moderation.strikes_to_suspend": (lambda v: 1 <= v <= 100, "1 to 100"),
+    "moderation.strike_window_hours": (lambda v: 0 < v <= 24 * 365, "above 0, at most 8760"),
+    "moderation.images_per_day": (lambda v: 0 <= v <= 100_000, "0 (none) to 100000"),
+    "moderation.trainings_per_week": (lambda v: 0 <= v <= 1000, "0 (none) to 1000"),
+    "moderation.commands_per_minute": (lambda v: 0 < v <= 6000, "above 0, at most 6000"),
+    "moderation.command_burst": (lambda v: 1 <= v <= 1000, "1 to 1000"),
+    "image_filter.blocked_classes": (
+        lambda v: all(0 < t <= 1 for t in v.values()),
+        "NudeNet class names with thresholds above 0, at most 1",
+    ),
+    "telegram.api_base_url": (lambda v: v.startswith(("http://", "https://")), "an http(s) URL"),
+    "telegram.file_base_url": (lambda v: v.startswith(("http://", "https://")), "an http(s) URL"),
+    "telegram.webhook_url": (lambda v: not v or v.startswith("https://"), "empty or https URL"),
+    "telegram.webhook_port": (lambda v: 1 <= v <= 65535, "1 to 65535"),
+    "telegram.edit_interval": (lambda v: 0 <= v <= 60, "0 to 60 seconds"),
+    "telegram.admin_ids": (lambda v: all(x.isdigit() for x in v), "numeric Telegram user ids"),
+    "discord.api_base_url": (lambda v: v.startswith(("http://", "https://")), "an http(s) URL"),
+    "discord.gateway_url": (lambda v: v.startswith(("ws://", "wss://")), "a ws(s) URL"),
+    "discord.guild_ids": (lambda v: all(x.isdigit() for x in v), "numeric guild ids"),
+    "discord.admin_ids": (lambda v: all(x.isdigit() for x in v), "numeric Discord user ids"),
+    "discord.edit_interval": (lambda v: 0 <= v <= 60, "0 to 60 seconds"),
     "intake.max_file_mb": (lambda v: 0 < v <= 200, "a number of megabytes above 0, at most 200"),
     "intake.max_pixels": (lambda v: 10_000 <= v <= 200_000_000, "10000 to 200000000"),
     "intake.min_side_px": (lambda v: 32 <= v <= 4096, "32 to 4096"),
@@ -288,4 +385,18 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
         if not isinstance(value, str):
             raise ConfigError(f"{key} = {value!r} is not allowed; expected a string")
         return value
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is tuple and args == (str, Ellipsis):
+        # Ids: numbers or strings in the file, strings inside.
+        if not isinstance(value, list) or not all(
+            isinstance(v, str | int) and not isinstance(v, bool) for v in value
+        ):
+            raise ConfigError(f"{key} = {value!r} is not allowed; expected a list of ids")
+        return tuple(str(v) for v in value)
+    if origin is dict and args == (str, float):
+        if not isinstance(value, Mapping) or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in value.values()
+        ):
+            raise ConfigError(f"{key} = {value!r} is not allowed; expected a table of numbers")
+        return {str(k): float(v) for k, v in value.items()}
     raise ConfigError(f"{key}: unsupported setting type {hint!r}")  # a programming error

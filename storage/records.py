@@ -11,6 +11,7 @@ __all__ = [
     "JobRecord",
     "LoraRecord",
     "PhotoRecord",
+    "ReviewItem",
     "User",
 ]
 
@@ -22,6 +23,10 @@ class User:
     platform_user_id: str
     trigger_word: str | None
     created_at: str
+    banned_until: str | None = None
+    ban_reason: str | None = None
+    images_per_day: int | None = None
+    trainings_per_week: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,3 +109,18 @@ class AuditEntry:
     actor: str
     action: str
     detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewItem:
+    id: int
+    kind: str
+    user_id: int
+    reporter_id: int | None
+    job_id: int | None
+    blob: str | None
+    detail: str
+    status: str
+    created_at: str
+    resolved_at: str | None
+    resolved_by: str | None

@@ -20,6 +20,7 @@ from storage.records import (
     JobRecord,
     LoraRecord,
     PhotoRecord,
+    ReviewItem,
     User,
 )
 
@@ -33,6 +34,7 @@ BLOB_COLUMNS: tuple[tuple[str, str], ...] = (
     ("photos", "crop_blob"),
     ("loras", "blob"),
     ("images", "blob"),
+    ("review_items", "blob"),
 )
 
 
@@ -234,15 +236,85 @@ class Repository:
             (job_id, user_id, blob, seed, width, height, utcnow()),
         )
 
+    async def delete_job_images(self, job_id: int) -> list[str]:
+        """Delete a job's pictures; their blob keys, for the files to go too."""
+        images = await self.images_of_job(job_id)
+        await self.db.conn.execute("DELETE FROM images WHERE job_id = ?", (job_id,))
+        return [i.blob for i in images]
+
     async def images_of_job(self, job_id: int) -> list[ImageRecord]:
         return await self._all(
             ImageRecord, "SELECT * FROM images WHERE job_id = ? ORDER BY id", (job_id,)
         )
 
+    async def image_count(self, user_id: int) -> int:
+        async with self.db.conn.execute(
+            "SELECT count(*) FROM images WHERE user_id = ?", (user_id,)
+        ) as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
     async def jobs(self, user_id: int) -> list[JobRecord]:
         return await self._all(
             JobRecord, "SELECT * FROM jobs WHERE user_id = ? ORDER BY id", (user_id,)
         )
+
+    # review queue --------------------------------------------------------------------
+
+    async def add_review_item(
+        self,
+        kind: str,
+        user_id: int,
+        detail: Mapping[str, Any],
+        *,
+        job_id: int | None = None,
+        blob: str | None = None,
+        reporter_id: int | None = None,
+    ) -> int:
+        """Put something in front of the admins: a refused prompt, a blocked image, a report."""
+        cur = await self.db.conn.execute(
+            "INSERT INTO review_items (kind, user_id, reporter_id, job_id, blob, detail,"
+            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (kind, user_id, reporter_id, job_id, blob, json.dumps(dict(detail)), utcnow()),
+        )
+        assert cur.lastrowid is not None
+        return cur.lastrowid
+
+    async def review_items(self, status: str = "open", limit: int = 50) -> list[ReviewItem]:
+        return await self._all(
+            ReviewItem,
+            "SELECT * FROM review_items WHERE status = ? ORDER BY id LIMIT ?",
+            (status, limit),
+        )
+
+    async def review_item(self, item_id: int) -> ReviewItem | None:
+        return await self._one(ReviewItem, "SELECT * FROM review_items WHERE id = ?", (item_id,))
+
+    async def resolve_review_item(self, item_id: int, status: str, by: str) -> bool:
+        cur = await self.db.conn.execute(
+            "UPDATE review_items SET status = ?, resolved_at = ?, resolved_by = ?"
+            " WHERE id = ? AND status = 'open'",
+            (status, utcnow(), by, item_id),
+        )
+        return cur.rowcount > 0
+
+    # settings ------------------------------------------------------------------------
+
+    async def setting(self, key: str) -> str | None:
+        async with self.db.conn.execute("SELECT value FROM settings WHERE key = ?", (key,)) as cur:
+            row = await cur.fetchone()
+        return str(row[0]) if row else None
+
+    async def set_setting(self, key: str, value: str | None) -> None:
+        """Set a service-wide setting; None removes it."""
+        if value is None:
+            await self.db.conn.execute("DELETE FROM settings WHERE key = ?", (key,))
+        else:
+            await self.db.conn.execute(
+                "INSERT INTO settings (key, value) VALUES (?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
 
     # blobs ---------------------------------------------------------------------------
 

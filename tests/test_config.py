@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 
 import pytest
 
-from bot.config import Config, ConfigError, Secret, load_config
+from bot.config import _SECTIONS, Config, ConfigError, Secret, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -30,10 +31,36 @@ def test_example_file_documents_every_key_with_its_default() -> None:
     config = load_config(REPO / "config.example.toml", environ={})
     assert config == Config()
     defaults = Config()
-    for section in ("consent", "model", "intake", "engine", "training"):
+    for section in _SECTIONS:
         expected = {name for name in getattr(defaults, section).__dataclass_fields__}
         assert set(example[section]) == expected, section
     assert {"data_dir", "log_level"} <= set(example)
+
+
+def test_id_lists_and_class_tables_are_read(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "[telegram]\nadmin_ids = [42, \"43\"]\n"
+        "[image_filter.blocked_classes]\nFACE_FEMALE = 0.3\n",
+    )
+    config = load_config(path, environ={})
+    assert config.telegram.admin_ids == ("42", "43")
+    assert config.image_filter.blocked_classes == {"FACE_FEMALE": 0.3}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[telegram]\nadmin_ids = 42\n", "telegram.admin_ids = 42 is not allowed"),
+        ("[telegram]\nadmin_ids = [\"@bob\"]\n", "numeric Telegram user ids"),
+        ("[image_filter.blocked_classes]\nFACE_MALE = 2\n", "thresholds above 0, at most 1"),
+        ("[image_filter]\nblocked_classes = {FACE_MALE = \"high\"}\n", "a table of numbers"),
+        ("[discord]\ngateway_url = \"http://x\"\n", "a ws(s) URL"),
+    ],
+)
+def test_bad_lists_and_tables_are_refused(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(write(tmp_path, text), environ={})
 
 
 def test_file_values_are_read(tmp_path: Path) -> None:

@@ -7,7 +7,10 @@ translates their results; no rule of the service lives in an adapter.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import logging
+import re
 import secrets
 import shutil
 import unicodedata
@@ -18,16 +21,20 @@ from typing import Any
 import numpy as np
 
 from bot.config import Config
+from bot.core.admin import AdminConsole
 from bot.core.consent import ConsentText, load_consent_text
 from bot.core.dispatcher import Dispatcher
+from bot.core.moderation import Moderation
 from bot.core.types import (
     BoothError,
     ConsentRequired,
     Erasure,
+    Export,
     Identity,
     ImagineOptions,
     JobTicket,
     JobUpdate,
+    MyData,
     Upload,
     UserStatus,
     Verdict,
@@ -41,6 +48,7 @@ from engine.intake import (
     analyze_photo,
     encode_jpeg,
     encode_png,
+    identity_outliers,
     judge_set,
 )
 from engine.models.families import resolve_family
@@ -48,11 +56,16 @@ from engine.models.recipe import TrainingRecipe
 from engine.safety import PromptFilter
 from storage import BlobStore, NewPhoto, Repository
 from storage.jobs import JobQueue
-from storage.records import JobRecord, LoraRecord, PhotoRecord, User
+from storage.records import JobRecord, LoraRecord, PhotoRecord, ReviewItem, User
 
 __all__ = ["Booth"]
 
 _log = logging.getLogger(__name__)
+
+_TRIGGER_SHAPE = re.compile(r"(?<![a-z])(?:[bcdfghjklmnpqrstvwxz][aeiouy]){3}(?![a-z])")
+
+# How far variations stray from the picture they vary (0: the same, 1: unrelated).
+VARIATION_STRENGTH = 0.25
 
 BAD_NAME = "file name not allowed (it holds a path or control characters): rename the file"
 
@@ -76,7 +89,9 @@ class Booth:
         self.dispatcher = dispatcher
         self.consent_text: ConsentText = load_consent_text(config.consent)
         self.family = resolve_family(config.model.base, config.model.family)
-        self.prompt_filter = PromptFilter()
+        self.moderation = Moderation(repo, config.moderation)
+        self.admin = AdminConsole(self)
+        self._filter_loaded = False
         self._analyzer = analyzer
         # One operation at a time per user: uploads judge against the photos already kept.
         self._locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
@@ -90,6 +105,7 @@ class Booth:
     # consent -------------------------------------------------------------------------
 
     async def accept_consent(self, who: Identity) -> None:
+        self._take_command(who)
         user = await self.repo.get_or_create_user(who.platform, who.user_id)
         async with self._locks[user.id]:
             if await self._consent_is_current(user):
@@ -109,9 +125,7 @@ class Booth:
 
     async def upload(self, who: Identity, files: Sequence[Upload]) -> list[Verdict]:
         """A verdict for each file, in order. Refused files leave nothing behind."""
-        user = await self.repo.find_user(who.platform, who.user_id)
-        if user is None or not await self._consent_is_current(user):
-            raise ConsentRequired(self._consent_prompt(user))
+        user = await self._consenting_user(who)
         async with self._locks[user.id]:
             return await self._upload(user, files)
 
@@ -187,6 +201,7 @@ class Booth:
     # status and erasure ----------------------------------------------------------------
 
     async def status(self, who: Identity) -> UserStatus:
+        self._take_command(who)
         user = await self.repo.find_user(who.platform, who.user_id)
         if user is None:
             return UserStatus(None, False, 0, self.config.intake.max_photos, (), ())
@@ -204,6 +219,10 @@ class Booth:
         user = await self.repo.find_user(who.platform, who.user_id)
         if user is None:
             return Erasure()
+        return await self.erase_user(user, action)
+
+    async def erase_user(self, user: User, action: str) -> Erasure:
+        """Delete every row and file of `user`; the audit log keeps only `action`."""
         async with self._locks[user.id]:
             if self.dispatcher is not None:
                 await self.dispatcher.abandon_user(user.id)
@@ -225,10 +244,11 @@ class Booth:
                     files += 1
             # No identifier of the user: the log keeps only that an erasure happened.
             await self.repo.audit(
-                "user", action, {"platform": who.platform, "photos": erasure.photos}
+                "user", action, {"platform": user.platform, "photos": erasure.photos}
             )
             await self.repo.db.checkpoint()
         self._locks.pop(user.id, None)
+        self.moderation.buckets.forget(f"{user.platform}:{user.platform_user_id}")
         _log.info("an erasure removed %d photo(s) and %d file(s)", erasure.photos, files)
         return Erasure(erasure.photos, erasure.loras, erasure.jobs, files)
 
@@ -237,17 +257,28 @@ class Booth:
     async def train(self, who: Identity) -> JobTicket:
         """Queue a training on the user's accepted photos; a new model version when done."""
         user = await self._consenting_user(who)
-        photos = await self.repo.photos(user.id)
+        photos = [p for p in await self.repo.photos(user.id) if p.verdict == "accepted"]
         needed = self.config.training.min_photos
         if len(photos) < needed:
             raise BoothError(
                 f"You have {len(photos)} accepted photo(s); training needs at least {needed}. "
                 "Send more selfies first."
             )
+        outliers = identity_outliers(
+            [np.frombuffer(p.descriptor, dtype="<f4") for p in photos],
+            self.config.intake.identity_threshold,
+        )
+        if outliers:
+            raise BoothError(
+                f"{len(outliers)} of your photos do not look like the same person as the others, "
+                "and a model is only trained on one person: yourself. Use /forget and send "
+                "selfies of yourself only."
+            )
         active = [j for j in await self.repo.jobs(user.id) if j.status in ("queued", "running")]
         if any(j.kind == "train" for j in active):
             raise BoothError("A training of yours is already queued or running.")
         self._check_job_limit(active)
+        await self.moderation.check_trainings_quota(user)
         trigger = user.trigger_word or await self._new_trigger_word(user)
         params: dict[str, Any] = {
             "crops": [p.crop_blob for p in photos],
@@ -270,19 +301,33 @@ class Booth:
             }
         return await self._submit(user, "train", params)
 
-    async def imagine(self, who: Identity, prompt: str, options: ImagineOptions) -> JobTicket:
+    async def imagine(
+        self,
+        who: Identity,
+        prompt: str,
+        options: ImagineOptions,
+        *,
+        variation: dict[str, Any] | None = None,
+    ) -> JobTicket:
         """Queue a generation with the user's active model; their trigger word is put in."""
         user = await self._consenting_user(who)
-        verdict = self.prompt_filter.check(prompt, options.negative)
+        _check_imagine(prompt, options)
+        verdict = (await self.prompt_filter()).check(prompt, options.negative)
         if not verdict.allowed:
-            raise BoothError(verdict.reason)
+            suspended = await self.moderation.strike(user, verdict, prompt, options.negative)
+            if suspended:
+                raise BoothError(
+                    f"{verdict.reason} Your account is now suspended until an admin reviews it."
+                )
+            raise BoothError(f"{verdict.reason} Refused prompts count against your account.")
         lora = await self.repo.active_lora(user.id)
         if lora is None:
             raise BoothError("You have no trained model yet: send selfies, then train first.")
-        _check_imagine(prompt, options)
+        await self._refuse_other_likeness(user, prompt)
         self._check_job_limit(
             [j for j in await self.repo.jobs(user.id) if j.status in ("queued", "running")]
         )
+        await self.moderation.check_images_quota(user, options.count)
         params: dict[str, Any] = {
             "prompt": prompt.strip(),
             "negative_prompt": options.negative.strip(),
@@ -294,10 +339,13 @@ class Booth:
             "lora": {"blob": lora.blob, "sha256": lora.sha256, "trigger": lora.trigger_word},
             "lora_version": lora.version,
         }
+        if variation is not None:
+            params["variation"] = variation
         return await self._submit(user, "imagine", params)
 
     async def cancel(self, who: Identity, job_id: int | None = None) -> list[int]:
         """Cancel one job of the user's, or all their queued and running ones."""
+        self._take_command(who)
         user = await self.repo.find_user(who.platform, who.user_id)
         jobs = await self.repo.jobs(user.id) if user else []
         chosen = [
@@ -339,6 +387,113 @@ class Booth:
             raise BoothError(f"You have no job {job_id}.")
         return [await self.blobs.get(i.blob) for i in await self.repo.images_of_job(job_id)]
 
+    async def reroll(self, who: Identity, job_id: int) -> JobTicket:
+        """The same generation again with new seeds."""
+        params = await self._own_generation(who, job_id)
+        options = _options_of(params)
+        return await self.imagine(
+            who, params["prompt"], dataclasses.replace(options, seed=None)
+        )
+
+    async def variations(self, who: Identity, job_id: int, index: int) -> JobTicket:
+        """Pictures close to image `index` (1-based) of a generation: its seed, nudged."""
+        params = await self._own_generation(who, job_id)
+        images = await self.repo.images_of_job(job_id)
+        if not 1 <= index <= len(images):
+            raise BoothError(f"Job {job_id} has no image {index}.")
+        options = dataclasses.replace(
+            _options_of(params), seed=None, count=min(4, limits.MAX_IMAGES)
+        )
+        return await self.imagine(
+            who,
+            params["prompt"],
+            options,
+            variation={"seed": images[index - 1].seed, "strength": VARIATION_STRENGTH},
+        )
+
+    async def _own_generation(self, who: Identity, job_id: int) -> dict[str, Any]:
+        user = await self.repo.find_user(who.platform, who.user_id)
+        job = await self.jobs.get(job_id)
+        if user is None or job is None or job.user_id != user.id or job.kind != "imagine":
+            raise BoothError(f"You have no picture job {job_id}; only its owner can reuse it.")
+        params: dict[str, Any] = json.loads(job.params)
+        return params
+
+    async def export(self, who: Identity) -> Export:
+        """The user's active model as a safetensors file; only ever to its owner."""
+        user = await self._consenting_user(who)
+        lora = await self.repo.active_lora(user.id)
+        if lora is None:
+            raise BoothError("You have no trained model to export yet.")
+        data = await self.blobs.get(lora.blob)
+        return Export(
+            filename=f"selfiebooth-{lora.trigger_word}-v{lora.version}.safetensors",
+            data=data,
+            version=lora.version,
+            trigger_word=lora.trigger_word,
+        )
+
+    async def my_data(self, who: Identity) -> MyData:
+        """All that is stored about the user, as counts and dates."""
+        self._take_command(who)
+        user = await self.repo.find_user(who.platform, who.user_id)
+        if user is None:
+            return MyData(None, False, 0, (), 0, 0, 0, None, None, None)
+        consent = await self.repo.active_consent(user.id)
+        return MyData(
+            consent=consent,
+            consent_current=consent is not None and consent.version == self.consent_text.version,
+            photos=len(await self.repo.photos(user.id)),
+            loras=tuple(await self.repo.loras(user.id)),
+            jobs=len(await self.repo.jobs(user.id)),
+            images=await self.repo.image_count(user.id),
+            strikes=await self.moderation.strike_count(user.id),
+            banned_until=user.banned_until,
+            ban_reason=user.ban_reason,
+            created_at=user.created_at,
+        )
+
+    async def report(self, who: Identity, job_id: int, note: str = "") -> int:
+        """Anyone may report a picture they received or saw; it goes to the review queue."""
+        self._take_command(who)
+        job = await self.jobs.get(job_id)
+        if job is None or job.kind != "imagine":
+            raise BoothError(f"There is no picture job {job_id} to report (it may be erased).")
+        reporter = await self.repo.get_or_create_user(who.platform, who.user_id)
+        item = await self.repo.add_review_item(
+            "report",
+            job.user_id,
+            {"note": note.strip()[:500]},
+            job_id=job_id,
+            reporter_id=reporter.id,
+        )
+        _log.info("job %d reported (review item %d)", job_id, item)
+        return item
+
+    async def admin_command(self, actor: Identity, text: str, image: bytes | None = None) -> str:
+        """One admin command line from a chat (see bot.core.admin); refused for non-admins."""
+        return await self.admin.run(actor, text, image)
+
+    async def withdraw_item_content(self, item: ReviewItem) -> int:
+        """Remove what a review item is about: the job's pictures and any kept image."""
+        keys = [item.blob] if item.blob else []
+        if item.job_id is not None and item.kind in ("image", "report"):
+            keys += await self.repo.delete_job_images(item.job_id)
+        for key in keys:
+            if not await self.repo.blob_in_use(key):
+                await self.blobs.delete(key)
+        return len(keys)
+
+    def is_admin(self, who: Identity) -> bool:
+        """Admins are named in the config per platform; the local command line is the operator."""
+        if who.platform == "cli":
+            return True
+        if who.platform == "telegram":
+            return who.user_id in self.config.telegram.admin_ids
+        if who.platform == "discord":
+            return who.user_id in self.config.discord.admin_ids
+        return False
+
     async def _submit(self, user: User, kind: str, params: dict[str, Any]) -> JobTicket:
         job = await self.jobs.enqueue(user.id, kind, params)
         if self.dispatcher is not None:
@@ -376,10 +531,34 @@ class Booth:
                 return word
 
     async def _consenting_user(self, who: Identity) -> User:
+        """The user, if they may act now: within their command rate, consenting, not banned."""
+        self._take_command(who)
         user = await self.repo.find_user(who.platform, who.user_id)
         if user is None or not await self._consent_is_current(user):
             raise ConsentRequired(self._consent_prompt(user))
+        self.moderation.check_not_banned(user)
         return user
+
+    def _take_command(self, who: Identity) -> None:
+        self.moderation.take_command(f"{who.platform}:{who.user_id}")
+
+    async def prompt_filter(self) -> PromptFilter:
+        """The prompt filter with the admins' blocklist edits (loaded once, then kept fresh)."""
+        if not self._filter_loaded:
+            await self.moderation.reload_filter()
+            self._filter_loaded = True
+        return self.moderation.prompt_filter
+
+    async def _refuse_other_likeness(self, user: User, prompt: str) -> None:
+        # Trigger words are six letters, consonant then vowel; only one's own has a model here.
+        for word in set(_TRIGGER_SHAPE.findall(prompt.casefold())):
+            if word == user.trigger_word:
+                continue
+            if await self.repo.find_user_by_trigger(word) is not None:
+                raise BoothError(
+                    "Your prompt names another person's model. You can only make pictures "
+                    "of yourself, with your own model."
+                )
 
     # helpers -------------------------------------------------------------------------
 
@@ -409,6 +588,17 @@ def _known(photo: PhotoRecord) -> KnownPhoto:
         sha256=photo.sha256,
         dhash=int(photo.dhash, 16),
         descriptor=np.frombuffer(photo.descriptor, dtype="<f4"),
+    )
+
+
+def _options_of(params: dict[str, Any]) -> ImagineOptions:
+    return ImagineOptions(
+        negative=params["negative_prompt"],
+        seed=params["seed"],
+        steps=params["steps"],
+        guidance=params["guidance"],
+        aspect_ratio=params["aspect_ratio"],
+        count=params["count"],
     )
 
 

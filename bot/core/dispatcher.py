@@ -27,11 +27,14 @@ from storage import BlobStore, Repository
 from storage.jobs import JobQueue
 from storage.records import JobRecord
 
-__all__ = ["Dispatcher"]
+__all__ = ["QUEUE_PAUSED", "Dispatcher"]
 
 _log = logging.getLogger(__name__)
 
 FINAL = ("succeeded", "failed", "cancelled")
+# The setting that holds the queue while an admin has paused it (its value: the reason).
+QUEUE_PAUSED = "queue_paused"
+POLL_SECONDS = 2.0
 
 
 class Dispatcher:
@@ -51,7 +54,6 @@ class Dispatcher:
         self.engine = engine
         self.work_dir = work_dir
         self.max_attempts = max_attempts
-        self.paused = False
         self._doorbell: asyncio.Queue[None] = asyncio.Queue()
         self._current: JobRecord | None = None
         self._abandoned: set[int] = set()
@@ -99,6 +101,10 @@ class Dispatcher:
             await self.jobs.finish(job_id, "cancelled", error="cancelled by the user")
             self._publish(JobUpdate(job_id, "cancelled"))
 
+    def wake(self) -> None:
+        """Look at the queue now (after a resume)."""
+        self._doorbell.put_nowait(None)
+
     async def abandon_user(self, user_id: int) -> None:
         """Stop everything of `user_id` at once, before their data is erased."""
         for job in await self.repo.jobs(user_id):
@@ -135,9 +141,13 @@ class Dispatcher:
 
     async def _loop(self) -> None:
         while True:
-            job = None if self.paused else await self.jobs.next_job()
+            paused = await self.repo.setting(QUEUE_PAUSED) is not None
+            job = None if paused else await self.jobs.next_job()
             if job is None:
-                await self._doorbell.get()
+                # Other processes (the command line) queue jobs and pause the queue through
+                # the database only: look again now and then even when nobody rings.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._doorbell.get(), POLL_SECONDS)
                 continue
             while not self._doorbell.empty():
                 self._doorbell.get_nowait()

@@ -12,8 +12,15 @@ __all__ = [
     "BoothError",
     "ConsentRequired",
     "Erasure",
+    "Export",
     "Identity",
+    "ImagineOptions",
+    "JobTicket",
     "JobUpdate",
+    "MyData",
+    "NotAuthorized",
+    "RateLimited",
+    "Suspended",
     "Upload",
     "UserStatus",
     "Verdict",
@@ -26,6 +33,22 @@ class BoothError(Exception):
 
 class ConsentRequired(BoothError):
     """The user has not accepted the current consent text."""
+
+
+class RateLimited(BoothError):
+    """Too many commands or jobs; `retry_after` says in how many seconds to try again."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Suspended(BoothError):
+    """The user is banned or suspended: they may still see and erase their data."""
+
+
+class NotAuthorized(BoothError):
+    """An admin operation asked for by someone who is not an admin (the refusal is audited)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,3 +129,29 @@ class JobTicket:
     job_id: int
     kind: str
     position: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Export:
+    """A user's model as a file: diffusers-format LoRA weights in safetensors."""
+
+    filename: str
+    data: bytes
+    version: int
+    trigger_word: str
+
+
+@dataclass(frozen=True, slots=True)
+class MyData:
+    """Everything stored about a user, as counts and dates: what /mydata shows."""
+
+    consent: ConsentRecord | None
+    consent_current: bool
+    photos: int
+    loras: tuple[LoraRecord, ...]
+    jobs: int
+    images: int
+    strikes: int
+    banned_until: str | None
+    ban_reason: str | None
+    created_at: str | None

@@ -4,7 +4,7 @@ from engine.intake.analyze import PhotoAnalysis, analyze_photo
 from engine.intake.decode import decode_image, encode_jpeg, encode_png
 from engine.intake.errors import PhotoRefused
 from engine.intake.faces import FaceAnalyzer
-from engine.intake.selection import Candidate, KnownPhoto, judge_set
+from engine.intake.selection import Candidate, KnownPhoto, identity_outliers, judge_set
 from engine.intake.settings import IntakeSettings
 
 __all__ = [
@@ -18,5 +18,6 @@ __all__ = [
     "decode_image",
     "encode_jpeg",
     "encode_png",
+    "identity_outliers",
     "judge_set",
 ]

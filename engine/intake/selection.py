@@ -75,6 +75,23 @@ def judge_set(
     return verdicts
 
 
+def identity_outliers(descriptors: Sequence[np.ndarray], threshold: float) -> list[int]:
+    """Indexes of the faces that do not look like the group's person (the intake's rule).
+
+    Run again at training time: photos accepted under a looser threshold, or stored by a
+    bug, must not train a model of somebody else's face.
+    """
+    group = {i: np.asarray(d) for i, d in enumerate(descriptors)}
+    reference = _reference([], group, threshold)
+    outliers = []
+    for i, descriptor in group.items():
+        others = [d for j, d in reference.items() if j != i]
+        distances = [_dist(descriptor, d) for d in others]
+        if distances and float(np.median(distances)) > threshold:
+            outliers.append(i)
+    return outliers
+
+
 def _duplicate_reason(
     cand: Candidate, seen: Sequence[KnownPhoto], settings: IntakeSettings
 ) -> str | None:

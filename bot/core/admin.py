@@ -1,0 +1,445 @@
+"""Admin moderation: one set of operations for the command line, Telegram and Discord.
+
+Every operation checks the caller against the admins in the config first, on every call,
+and writes who did what and why to the append-only audit log; a refusal is audited too.
+`AdminConsole.run` parses one line of text ("ban telegram:42 7d spam"), so each chat
+front end only passes through what the admin typed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from bot.core.dispatcher import QUEUE_PAUSED
+from bot.core.moderation import parse_duration
+from bot.core.types import BoothError, Identity, NotAuthorized
+from engine.safety import CATEGORIES
+from storage.records import ReviewItem, User
+
+if TYPE_CHECKING:
+    from bot.core.booth import Booth
+
+__all__ = ["ADMIN_HELP", "AdminConsole", "Stats"]
+
+DECISIONS = ("approve", "reject", "ban")
+
+ADMIN_HELP = """\
+Admin commands (USER is #17, telegram:123 or discord:456):
+  ban USER [30m|12h|7d|2w] REASON   ban, for a time or until lifted
+  unban USER REASON                 lift a ban or suspension
+  purge USER REASON                 erase everything of a user
+  review                            the open review queue
+  review approve|reject|ban ITEM [REASON]
+  quota USER [images=N] [trainings=N]
+  pause [REASON] / resume           hold or restart the job queue
+  stats                             queue, throughput, failures, times
+  blocklist [list]
+  blocklist add|remove CATEGORY TERM
+  check-prompt TEXT                 the prompt filter's verdict
+  trace                             read the watermark of an attached image
+  audit [N]                         the last N audit log entries"""
+
+_USER_REF = re.compile(r"#?(\d+)|(telegram|discord|cli):(\S+)")
+_DURATION = re.compile(r"\d+[mhdw]", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    queued: int
+    running: int
+    paused: str | None
+    finished_last_hour: int
+    failed_last_day: int
+    average_seconds: dict[str, float]
+    users: int
+    open_reviews: int
+
+
+class AdminConsole:
+    def __init__(self, booth: Booth) -> None:
+        self.booth = booth
+        self.repo = booth.repo
+
+    # authorization -----------------------------------------------------------------------
+
+    async def authorize(self, actor: Identity, operation: str) -> str:
+        """The actor's name for the audit log, or NotAuthorized (audited) for a non-admin."""
+        if self.booth.is_admin(actor):
+            return f"{actor.platform}:{actor.user_id}"
+        # A refused caller is named by their internal number only: erasing them later
+        # leaves nothing in the append-only log that points back to their account.
+        user = await self.repo.find_user(actor.platform, actor.user_id)
+        who = f"{actor.platform} user #{user.id}" if user else f"{actor.platform} non-user"
+        await self.repo.audit(who, "admin.refused", {"operation": operation})
+        raise NotAuthorized("That command is for the bot's admins only.")
+
+    async def user(self, ref: str) -> User:
+        match = _USER_REF.fullmatch(ref.strip())
+        user = None
+        if match and match[1]:
+            async with self.repo.db.conn.execute(
+                "SELECT * FROM users WHERE id = ?", (int(match[1]),)
+            ) as cur:
+                row = await cur.fetchone()
+            user = User(**dict(row)) if row else None
+        elif match:
+            user = await self.repo.find_user(match[2], match[3])
+        else:
+            raise BoothError(f"{ref!r} is not a user: write #17, telegram:123 or discord:456.")
+        if user is None:
+            raise BoothError(f"There is no user {ref} (never registered, or erased).")
+        return user
+
+    # bans and erasure --------------------------------------------------------------------
+
+    async def ban(
+        self, actor: Identity, ref: str, reason: str, duration: timedelta | None = None
+    ) -> str:
+        name = await self.authorize(actor, "ban")
+        reason = _required(reason, "ban")
+        user = await self.user(ref)
+        until = await self.booth.moderation.ban(user.id, reason, duration)
+        await self.repo.audit(
+            name, "admin.ban", {"user": user.id, "reason": reason, "until": until}
+        )
+        for job in await self.repo.jobs(user.id):
+            if job.status == "queued":
+                await self.booth.jobs.finish(job.id, "cancelled", error="the user was banned")
+        return f"User #{user.id} is banned {f'until {until} UTC' if until else 'until lifted'}."
+
+    async def unban(self, actor: Identity, ref: str, reason: str) -> str:
+        name = await self.authorize(actor, "unban")
+        reason = _required(reason, "unban")
+        user = await self.user(ref)
+        lifted = await self.booth.moderation.unban(user.id)
+        await self.repo.audit(name, "admin.unban", {"user": user.id, "reason": reason})
+        return f"User #{user.id} {'may use the bot again' if lifted else 'was not banned'}."
+
+    async def purge(self, actor: Identity, ref: str, reason: str) -> str:
+        name = await self.authorize(actor, "purge")
+        reason = _required(reason, "purge")
+        user = await self.user(ref)
+        erasure = await self.booth.erase_user(user, action="user.purged")
+        await self.repo.audit(name, "admin.purge", {"user": user.id, "reason": reason})
+        return (
+            f"User #{user.id} purged: {erasure.photos} photo(s), {erasure.loras} model(s), "
+            f"{erasure.jobs} job(s), {erasure.files} file(s)."
+        )
+
+    # review queue ------------------------------------------------------------------------
+
+    async def review_queue(self, actor: Identity, limit: int = 20) -> list[ReviewItem]:
+        await self.authorize(actor, "review")
+        return await self.repo.review_items("open", limit)
+
+    async def decide(self, actor: Identity, item_id: int, decision: str, reason: str = "") -> str:
+        """approve: nothing wrong; reject: the content is removed; ban: reject, ban its maker."""
+        name = await self.authorize(actor, "review")
+        if decision not in DECISIONS:
+            raise BoothError(f"Decide with one of {', '.join(DECISIONS)}, not {decision!r}.")
+        item = await self.repo.review_item(item_id)
+        if item is None or item.status != "open":
+            raise BoothError(f"There is no open review item {item_id}.")
+        status = {"approve": "approved", "reject": "rejected", "ban": "banned"}[decision]
+        await self.repo.resolve_review_item(item.id, status, name)
+        removed = 0
+        if decision != "approve":
+            removed = await self.booth.withdraw_item_content(item)
+        if decision == "ban":
+            await self.booth.moderation.ban(item.user_id, reason or f"review item {item.id}", None)
+        lifted = decision == "approve" and await self._lift_automatic_suspension(item.user_id)
+        await self.repo.audit(
+            name,
+            f"admin.review.{decision}",
+            {"item": item.id, "kind": item.kind, "user": item.user_id, "reason": reason},
+        )
+        parts = [f"Review item {item.id} {status}."]
+        if removed:
+            parts.append(f"{removed} image(s) removed.")
+        if decision == "ban":
+            parts.append(f"User #{item.user_id} banned until lifted.")
+        if lifted:
+            parts.append(f"User #{item.user_id}'s automatic suspension lifted.")
+        return " ".join(parts)
+
+    async def _lift_automatic_suspension(self, user_id: int) -> bool:
+        """An automatic suspension waits for review: it ends when no refused prompt is left."""
+        user = await self.user(f"#{user_id}")
+        if not (user.ban_reason or "").startswith("automatic"):
+            return False
+        async with self.repo.db.conn.execute(
+            "SELECT 1 FROM review_items WHERE user_id = ? AND kind = 'prompt'"
+            " AND status = 'open' LIMIT 1",
+            (user_id,),
+        ) as cur:
+            if await cur.fetchone() is not None:
+                return False
+        return await self.booth.moderation.unban(user_id)
+
+    # quotas and the queue ----------------------------------------------------------------
+
+    async def quota(
+        self,
+        actor: Identity,
+        ref: str,
+        images_per_day: int | None = None,
+        trainings_per_week: int | None = None,
+    ) -> str:
+        name = await self.authorize(actor, "quota")
+        user = await self.user(ref)
+        for value in (images_per_day, trainings_per_week):
+            if value is not None and not 0 <= value <= 100_000:
+                raise BoothError(f"A quota is 0 to 100000, not {value}.")
+        if images_per_day is not None or trainings_per_week is not None:
+            await self.booth.moderation.set_quotas(user.id, images_per_day, trainings_per_week)
+            await self.repo.audit(
+                name,
+                "admin.quota",
+                {
+                    "user": user.id,
+                    "images_per_day": images_per_day,
+                    "trainings_per_week": trainings_per_week,
+                },
+            )
+            user = await self.user(f"#{user.id}")
+        quotas = self.booth.moderation.quotas(user)
+        return (
+            f"User #{user.id}: {quotas.images_per_day} images a day, "
+            f"{quotas.trainings_per_week} training(s) a week."
+        )
+
+    async def pause(self, actor: Identity, reason: str = "") -> str:
+        name = await self.authorize(actor, "pause")
+        await self.repo.set_setting(QUEUE_PAUSED, reason or "paused by an admin")
+        await self.repo.audit(name, "admin.pause", {"reason": reason})
+        return "The queue is paused: queued jobs wait, a running job finishes."
+
+    async def resume(self, actor: Identity, reason: str = "") -> str:
+        name = await self.authorize(actor, "resume")
+        await self.repo.set_setting(QUEUE_PAUSED, None)
+        await self.repo.audit(name, "admin.resume", {"reason": reason})
+        if self.booth.dispatcher is not None:
+            self.booth.dispatcher.wake()
+        return "The queue runs again."
+
+    async def stats(self, actor: Identity) -> Stats:
+        await self.authorize(actor, "stats")
+        one = self._scalar
+        averages = {}
+        async with self.repo.db.conn.execute(
+            "SELECT kind, avg((julianday(finished_at) - julianday(started_at)) * 86400)"
+            " FROM jobs WHERE status = 'succeeded' AND started_at IS NOT NULL"
+            " AND finished_at >= datetime('now', '-1 day') GROUP BY kind"
+        ) as cur:
+            for row in await cur.fetchall():
+                averages[str(row[0])] = round(float(row[1]), 1)
+        return Stats(
+            queued=await one("SELECT count(*) FROM jobs WHERE status = 'queued'"),
+            running=await one("SELECT count(*) FROM jobs WHERE status = 'running'"),
+            paused=await self.repo.setting(QUEUE_PAUSED),
+            finished_last_hour=await one(
+                "SELECT count(*) FROM jobs WHERE status IN ('succeeded', 'failed')"
+                " AND finished_at >= datetime('now', '-1 hour')"
+            ),
+            failed_last_day=await one(
+                "SELECT count(*) FROM jobs WHERE status = 'failed'"
+                " AND finished_at >= datetime('now', '-1 day')"
+            ),
+            average_seconds=averages,
+            users=await one("SELECT count(*) FROM users"),
+            open_reviews=await one("SELECT count(*) FROM review_items WHERE status = 'open'"),
+        )
+
+    async def _scalar(self, sql: str) -> int:
+        async with self.repo.db.conn.execute(sql) as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    # the prompt filter -------------------------------------------------------------------
+
+    async def blocklist_add(self, actor: Identity, category: str, term: str) -> str:
+        return await self._set_term(actor, category, term, removed=False)
+
+    async def blocklist_remove(self, actor: Identity, category: str, term: str) -> str:
+        return await self._set_term(actor, category, term, removed=True)
+
+    async def _set_term(self, actor: Identity, category: str, term: str, *, removed: bool) -> str:
+        name = await self.authorize(actor, "blocklist")
+        if category not in CATEGORIES:
+            raise BoothError(f"Unknown category {category!r}; one of {', '.join(CATEGORIES)}.")
+        term = " ".join(term.split()).casefold()
+        if not term or len(term) > 100:
+            raise BoothError("A term is 1 to 100 characters.")
+        await self.booth.moderation.set_term(term, category, removed=removed, by=name)
+        await self.booth.prompt_filter()
+        action = "admin.blocklist.remove" if removed else "admin.blocklist.add"
+        await self.repo.audit(name, action, {"term": term, "category": category})
+        if removed:
+            return f"{term!r} is no longer blocked as {category} (hard categories keep theirs)."
+        return f"{term!r} is blocked as {category}."
+
+    async def blocklist(self, actor: Identity) -> list[tuple[str, str, bool]]:
+        await self.authorize(actor, "blocklist")
+        return await self.booth.moderation.terms()
+
+    async def check_prompt(self, actor: Identity, prompt: str, negative: str = "") -> str:
+        await self.authorize(actor, "check-prompt")
+        verdict = (await self.booth.prompt_filter()).check(prompt, negative)
+        if verdict.allowed:
+            return "allowed"
+        return f"refused: {verdict.category} (in the {verdict.field})"
+
+    # provenance and the log --------------------------------------------------------------
+
+    async def trace(self, actor: Identity, image: bytes) -> str:
+        """Read an image's invisible mark and name the job, its user and its time."""
+        name = await self.authorize(actor, "trace")
+        from engine.provenance import read_job_id
+
+        job_id = read_job_id(image)
+        await self.repo.audit(name, "admin.trace", {"job": job_id})
+        if job_id is None:
+            return "No selfiebooth watermark found in this image."
+        job = await self.booth.jobs.get(job_id)
+        if job is None:
+            return f"Watermark: job {job_id}. That job is gone (its user was erased)."
+        user = await self.user(f"#{job.user_id}")
+        prompt = json.loads(job.params).get("prompt", "")
+        return (
+            f"Watermark: job {job_id}, made by user #{user.id} "
+            f"({user.platform}:{user.platform_user_id}) at {job.created_at[:19]} UTC, "
+            f"prompt {prompt!r}."
+        )
+
+    async def audit_log(self, actor: Identity, limit: int = 20) -> list[Any]:
+        await self.authorize(actor, "audit")
+        return list(await self.repo.audit_entries(max(1, min(limit, 500))))
+
+    # one line of text, for the chat front ends -------------------------------------------
+
+    async def run(self, actor: Identity, text: str, image: bytes | None = None) -> str:
+        """Parse and run one admin command line; the answer is text for the chat."""
+        await self.authorize(actor, "console")
+        try:
+            words = shlex.split(text)
+        except ValueError:
+            words = text.split()
+        if not words or words[0] == "help":
+            return ADMIN_HELP
+        command, args = words[0].lower(), words[1:]
+        if command in ("ban", "unban", "purge", "quota") and not args:
+            raise BoothError(f"Say which user: admin {command} USER ...")
+        if command == "ban":
+            duration = None
+            if len(args) > 1 and _DURATION.fullmatch(args[1]):
+                duration = _duration(args.pop(1))
+            return await self.ban(actor, args[0], " ".join(args[1:]), duration)
+        if command == "unban":
+            return await self.unban(actor, args[0], " ".join(args[1:]))
+        if command == "purge":
+            return await self.purge(actor, args[0], " ".join(args[1:]))
+        if command == "review":
+            if not args:
+                return format_review(await self.review_queue(actor))
+            if len(args) < 2 or not args[1].isdigit():
+                raise BoothError("Write: review approve|reject|ban ITEM [REASON]")
+            return await self.decide(actor, int(args[1]), args[0].lower(), " ".join(args[2:]))
+        if command == "quota":
+            values = dict(_key_value(a) for a in args[1:])
+            return await self.quota(
+                actor, args[0], values.get("images"), values.get("trainings")
+            )
+        if command == "pause":
+            return await self.pause(actor, " ".join(args))
+        if command == "resume":
+            return await self.resume(actor, " ".join(args))
+        if command == "stats":
+            return format_stats(await self.stats(actor))
+        if command == "blocklist":
+            if not args or args[0] == "list":
+                return format_terms(await self.blocklist(actor))
+            if args[0] in ("add", "remove") and len(args) >= 3:
+                change = self.blocklist_add if args[0] == "add" else self.blocklist_remove
+                return await change(actor, args[1], " ".join(args[2:]))
+            raise BoothError("Write: blocklist add|remove CATEGORY TERM")
+        if command == "check-prompt":
+            return await self.check_prompt(actor, " ".join(args))
+        if command == "trace":
+            if image is None:
+                raise BoothError("Attach the image to trace to the command.")
+            return await self.trace(actor, image)
+        if command == "audit":
+            limit = int(args[0]) if args and args[0].isdigit() else 20
+            return format_audit(await self.audit_log(actor, limit))
+        raise BoothError(f"There is no admin command {command!r}. Try: admin help")
+
+
+def _required(reason: str, what: str) -> str:
+    reason = " ".join(reason.split())
+    if not reason:
+        raise BoothError(f"Say why: admin {what} USER ... REASON (it goes to the audit log).")
+    return reason[:500]
+
+
+def _duration(text: str) -> timedelta:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise BoothError(str(exc)) from None
+
+
+def _key_value(arg: str) -> tuple[str, int]:
+    key, _, value = arg.partition("=")
+    if key not in ("images", "trainings") or not value.isdigit():
+        raise BoothError(f"{arg!r}: write images=N or trainings=N.")
+    return key, int(value)
+
+
+def format_review(items: list[ReviewItem]) -> str:
+    if not items:
+        return "The review queue is empty."
+    lines = []
+    for item in items:
+        detail = json.loads(item.detail)
+        if item.kind == "prompt":
+            what = f"prompt refused as {detail.get('category')}: {detail.get('prompt', '')!r}"
+        elif item.kind == "image":
+            classes = ", ".join(detail.get("classes", []))
+            what = f"image blocked ({classes}) from {detail.get('source', 'a generation')}"
+        else:
+            what = f"report of job {item.job_id}: {detail.get('note') or 'no note'}"
+        lines.append(f"{item.id}. user #{item.user_id}, {item.created_at[:16]}: {what}")
+    return "\n".join(lines)
+
+
+def format_stats(stats: Stats) -> str:
+    averages = ", ".join(f"{k} {v:g} s" for k, v in sorted(stats.average_seconds.items()))
+    return "\n".join(
+        [
+            f"queue: {stats.queued} waiting, {stats.running} running"
+            + (f" (paused: {stats.paused})" if stats.paused else ""),
+            f"finished in the last hour: {stats.finished_last_hour}",
+            f"failed in the last day: {stats.failed_last_day}",
+            f"average run time, last day: {averages or 'no jobs'}",
+            f"users: {stats.users}; open review items: {stats.open_reviews}",
+        ]
+    )
+
+
+def format_terms(terms: list[tuple[str, str, bool]]) -> str:
+    if not terms:
+        return "No admin changes to the shipped lists."
+    return "\n".join(
+        f"{category}: {'-' if removed else '+'} {term}" for term, category, removed in terms
+    )
+
+
+def format_audit(entries: list[Any]) -> str:
+    if not entries:
+        return "The audit log is empty."
+    return "\n".join(f"{e.at[:19]} {e.actor} {e.action} {e.detail}" for e in entries)
