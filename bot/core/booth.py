@@ -379,6 +379,10 @@ class Booth:
         async for update in self.dispatcher.updates(job_id):
             yield update
 
+    async def queue_position(self, job_id: int) -> int | None:
+        """Where a queued job stands (1 runs next); None once it runs or has ended."""
+        return await self.jobs.position(job_id)
+
     async def job_images(self, who: Identity, job_id: int) -> list[bytes]:
         """The PNGs a finished generation of the user's made, in order."""
         user = await self.repo.find_user(who.platform, who.user_id)

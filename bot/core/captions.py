@@ -1,0 +1,22 @@
+"""Words the front ends show with results: the visible AI-generated statement of each picture.
+
+One of three provenance marks (with the PNG metadata and the invisible watermark); every
+front end sends it with every generated picture, so it lives in the core.
+"""
+
+from __future__ import annotations
+
+__all__ = ["image_caption"]
+
+# Telegram captions hold 1024 characters, Discord messages 2000; stay far below both.
+_MAX_PROMPT = 200
+
+
+def image_caption(job_id: int, prompt: str, *, withheld: int = 0) -> str:
+    prompt = " ".join(prompt.split())
+    if len(prompt) > _MAX_PROMPT:
+        prompt = prompt[: _MAX_PROMPT - 1] + "…"
+    caption = f"AI-generated image (selfiebooth job {job_id}): {prompt}"
+    if withheld:
+        caption += f"\n{withheld} picture(s) were withheld by the safety filter."
+    return caption
