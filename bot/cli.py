@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import dataclasses
 import logging
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,6 +27,7 @@ from bot.core import (
     UserStatus,
     open_booth,
 )
+from bot.core.admin import ADMIN_HELP
 
 __all__ = ["main"]
 
@@ -82,13 +84,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     command("run", "work the job queue until interrupted (chat front ends come later)")
 
-    admin = commands.add_parser("admin", help="moderation tools", description="moderation tools")
-    admin_commands = admin.add_subparsers(dest="admin_command", required=True, metavar="ACTION")
-    check = admin_commands.add_parser(
-        "check-prompt", help="the prompt filter's verdict on a prompt, for tuning the lists"
+    export = command("export", "write your active model (LoRA, safetensors) to a file")
+    export.add_argument("--out", type=Path, default=Path("."), help="folder to write it in")
+
+    report = command("report", "report a picture to the admins")
+    report.add_argument("job", type=int, metavar="JOB", help="the job that made it")
+    report.add_argument("note", nargs="?", default="", help="what is wrong with it")
+
+    admin = commands.add_parser(
+        "admin",
+        help="moderation tools (admin help lists them)",
+        description="moderation tools: the same commands as /admin in the chats",
+        epilog=ADMIN_HELP + "\n  check-prompt TEXT [--negative TEXT]\n  trace IMAGE_FILE",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    check.add_argument("prompt", metavar="TEXT")
-    check.add_argument("--negative", default="", metavar="TEXT")
+    admin.add_argument("words", nargs=argparse.REMAINDER, metavar="ACTION ...")
 
     forget = command("forget", "delete every row and file about you")
     forget.add_argument("--yes", action="store_true", help="confirm: this cannot be undone")
@@ -134,7 +144,7 @@ async def _run(args: argparse.Namespace, config: Config) -> int:
     if args.command == "run":
         return await _work_queue(config)
     if args.command == "admin":
-        return _check_prompt(args)
+        return await _admin(config, args.words)
     dispatch = args.command == "imagine" or (args.command == "train" and args.wait)
     async with open_booth(config, dispatch=dispatch) as booth:
         who = Identity(PLATFORM, args.user)
@@ -275,6 +285,21 @@ async def _use_model(booth: Booth, who: Identity, args: argparse.Namespace) -> i
     return 0
 
 
+async def _export(booth: Booth, who: Identity, args: argparse.Namespace) -> int:
+    export = await booth.export(who)
+    await asyncio.to_thread(args.out.mkdir, parents=True, exist_ok=True)
+    path = args.out / export.filename
+    await asyncio.to_thread(path.write_bytes, export.data)
+    print(f"{path} (model version {export.version}; trigger word {export.trigger_word!r})")
+    return 0
+
+
+async def _report(booth: Booth, who: Identity, args: argparse.Namespace) -> int:
+    item = await booth.report(who, args.job, args.note)
+    print(f"Thank you: job {args.job} is in the admins' review queue (item {item}).")
+    return 0
+
+
 async def _work_queue(config: Config) -> int:
     async with open_booth(config, dispatch=True):
         print(f"Working the job queue in {config.data_dir}; Ctrl-C stops.", file=sys.stderr)
@@ -282,15 +307,35 @@ async def _work_queue(config: Config) -> int:
     return 0
 
 
-def _check_prompt(args: argparse.Namespace) -> int:
-    from engine.safety import PromptFilter
-
-    verdict = PromptFilter().check(args.prompt, args.negative)
-    if verdict.allowed:
-        print("allowed")
-        return 0
-    print(f"refused: {verdict.category} (in the {verdict.field})")
-    return 1
+async def _admin(config: Config, words: list[str]) -> int:
+    """The admin console as the local operator, who may do everything."""
+    operator = Identity(PLATFORM, "operator")
+    async with open_booth(config) as booth:
+        try:
+            if words[:1] == ["check-prompt"]:
+                check = argparse.ArgumentParser(prog="selfiebooth admin check-prompt")
+                check.add_argument("prompt", metavar="TEXT")
+                check.add_argument("--negative", default="", metavar="TEXT")
+                parsed = check.parse_args(words[1:])
+                verdict = await booth.admin.check_prompt(operator, parsed.prompt, parsed.negative)
+                print(verdict)
+                return 0 if verdict == "allowed" else 1
+            if words[:1] == ["trace"]:
+                if len(words) != 2:
+                    print("usage: selfiebooth admin trace IMAGE_FILE", file=sys.stderr)
+                    return 2
+                try:
+                    image = await asyncio.to_thread(Path(words[1]).read_bytes)
+                except OSError as exc:
+                    print(f"cannot read {words[1]}: {exc.strerror}", file=sys.stderr)
+                    return 2
+                print(await booth.admin.trace(operator, image))
+                return 0
+            print(await booth.admin.run(operator, shlex.join(words)))
+            return 0
+        except BoothError as exc:
+            print(exc, file=sys.stderr)
+            return 1
 
 
 def format_status(who: Identity, status: UserStatus) -> str:
@@ -330,6 +375,8 @@ _COMMANDS = {
     "imagine": _imagine,
     "cancel": _cancel,
     "use-model": _use_model,
+    "export": _export,
+    "report": _report,
 }
 
 if __name__ == "__main__":

@@ -35,7 +35,15 @@ def rows_of(db_path: Path, user_id: int) -> dict[str, int]:
             table: conn.execute(
                 f"SELECT count(*) FROM {table} WHERE user_id = ?", (user_id,)
             ).fetchone()[0]
-            for table in ("consents", "photos", "loras", "jobs")
+            for table in (
+                "consents",
+                "photos",
+                "loras",
+                "jobs",
+                "images",
+                "strikes",
+                "review_items",
+            )
         }
         counts["users"] = conn.execute(
             "SELECT count(*) FROM users WHERE id = ?", (user_id,)

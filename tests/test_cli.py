@@ -146,3 +146,21 @@ def test_admin_check_prompt_names_the_category(tmp_path: Path) -> None:
     assert (refused.returncode, refused.stdout.strip()) == (1, "refused: minors (in the prompt)")
     allowed = selfiebooth(tmp_path, "admin", "check-prompt", "me as a knight", "--negative", "blur")
     assert (allowed.returncode, allowed.stdout.strip()) == (0, "allowed")
+
+
+def test_admin_commands_from_the_shell_are_audited(tmp_path: Path) -> None:
+    assert selfiebooth(tmp_path, "consent", "--accept", "--user", "mallory").returncode == 0
+    banned = selfiebooth(tmp_path, "admin", "ban", "cli:mallory", "2d", "spam", "links")
+    assert banned.returncode == 0 and "User #1 is banned until" in banned.stdout
+    refused = selfiebooth(tmp_path, "train", "--user", "mallory")
+    assert refused.returncode == 1 and "suspended until" in refused.stderr
+    assert "may use the bot again" in selfiebooth(tmp_path, "admin", "unban", "#1", "ok").stdout
+    log = selfiebooth(tmp_path, "admin", "audit").stdout.splitlines()
+    assert [line.split()[1:3] for line in log[:2]] == [
+        ["cli:operator", "admin.unban"],
+        ["cli:operator", "admin.ban"],
+    ]
+    assert '"reason": "spam links"' in log[1]
+    unknown = selfiebooth(tmp_path, "admin", "frobnicate")
+    assert unknown.returncode == 1 and "no admin command 'frobnicate'" in unknown.stderr
+    assert "ban USER" in selfiebooth(tmp_path, "admin", "help").stdout
