@@ -146,9 +146,7 @@ class ImageFilterConfig:
     # NudeNet on every generated image, training preview and uploaded selfie.
     enabled: bool = True
     # NudeNet class -> the detection score at or above which an image is blocked.
-    blocked_classes: dict[str, float] = field(
-        default_factory=lambda: dict(DEFAULT_BLOCKED_CLASSES)
-    )
+    blocked_classes: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_BLOCKED_CLASSES))
 
 
 @dataclass(frozen=True, slots=True)

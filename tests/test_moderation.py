@@ -118,9 +118,9 @@ def test_waits_and_durations_read_like_people_write_them() -> None:
 async def test_refused_prompts_strike_and_suspend_until_reviewed(config: Config) -> None:
     async with open_booth(moderated(config, strikes_to_suspend=2)) as booth:
         user_id = await enrol(booth, ALICE, model=True)
-        with pytest.raises(BoothError, match="falls under sexual. Refused prompts count"):
+        with pytest.raises(BoothError, match=r"falls under sexual\. Refused prompts count"):
             await booth.imagine(ALICE, "me, n.u.d.e on a beach", QUICK)
-        with pytest.raises(BoothError, match="falls under minors.*now suspended"):
+        with pytest.raises(BoothError, match=r"falls under minors.*now suspended"):
             await booth.imagine(ALICE, "me as a 15 year old", QUICK)
         # The refusal names the category, never the matched word.
         with pytest.raises(Suspended, match="until an admin reviews it") as refused:

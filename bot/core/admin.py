@@ -351,9 +351,7 @@ class AdminConsole:
             return await self.decide(actor, int(args[1]), args[0].lower(), " ".join(args[2:]))
         if command == "quota":
             values = dict(_key_value(a) for a in args[1:])
-            return await self.quota(
-                actor, args[0], values.get("images"), values.get("trainings")
-            )
+            return await self.quota(actor, args[0], values.get("images"), values.get("trainings"))
         if command == "pause":
             return await self.pause(actor, " ".join(args))
         if command == "resume":

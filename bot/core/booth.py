@@ -395,9 +395,7 @@ class Booth:
         """The same generation again with new seeds."""
         params = await self._own_generation(who, job_id)
         options = _options_of(params)
-        return await self.imagine(
-            who, params["prompt"], dataclasses.replace(options, seed=None)
-        )
+        return await self.imagine(who, params["prompt"], dataclasses.replace(options, seed=None))
 
     async def variations(self, who: Identity, job_id: int, index: int) -> JobTicket:
         """Pictures close to image `index` (1-based) of a generation: its seed, nudged."""

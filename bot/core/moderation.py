@@ -130,9 +130,9 @@ class Moderation:
                 "field": verdict.field,
             },
         )
-        since = (
-            datetime.now(UTC) - timedelta(hours=self.config.strike_window_hours)
-        ).isoformat(timespec="milliseconds")
+        since = (datetime.now(UTC) - timedelta(hours=self.config.strike_window_hours)).isoformat(
+            timespec="milliseconds"
+        )
         async with conn.execute(
             "SELECT count(*) FROM strikes WHERE user_id = ? AND at >= ?", (user.id, since)
         ) as cur:
@@ -160,9 +160,7 @@ class Moderation:
     def quotas(self, user: User) -> Quotas:
         return Quotas(
             images_per_day=(
-                self.config.images_per_day
-                if user.images_per_day is None
-                else user.images_per_day
+                self.config.images_per_day if user.images_per_day is None else user.images_per_day
             ),
             trainings_per_week=(
                 self.config.trainings_per_week
