@@ -45,6 +45,11 @@ class TrainParams(TypedDict):
     prior: NotRequired[PriorParams]
 
 
+class VariationParams(TypedDict):
+    seed: int
+    strength: float
+
+
 class GenerateParams(TypedDict):
     prompt: str
     negative_prompt: str
@@ -55,6 +60,7 @@ class GenerateParams(TypedDict):
     count: int
     lora: LoraParams | None
     out_dir: str
+    variation: NotRequired[VariationParams]
 
 
 class Command(TypedDict):

@@ -206,6 +206,11 @@ class Worker:
             aspect_ratio=params["aspect_ratio"],
             count=params["count"],
         )
+        variation = params.get("variation")
+        if variation is not None:
+            request = dataclasses.replace(
+                request, variation_seed=variation["seed"], variation_strength=variation["strength"]
+            )
 
         def progress(step: int, total: int) -> None:
             if self.interrupts.get(job_id) == "cancel":

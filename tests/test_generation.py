@@ -7,6 +7,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 from safetensors import safe_open
@@ -63,6 +64,23 @@ def test_same_seed_same_image_other_seed_other_image(pipe: Pipeline) -> None:
     other = generate(pipe, _req(seed=12))
     assert first.images[0].png == again.images[0].png
     assert _pixels(first.images[0].png) != _pixels(other.images[0].png)
+
+
+def test_variations_stay_near_the_picture_they_vary(pipe: Pipeline) -> None:
+    def pixels(png: bytes) -> np.ndarray:
+        return np.asarray(Image.open(io.BytesIO(png)), dtype=np.float32)
+
+    original = pixels(generate(pipe, _req(seed=40)).images[0].png)
+    unrelated = pixels(generate(pipe, _req(seed=900)).images[0].png)
+    same = generate(pipe, _req(seed=900, variation_seed=40, variation_strength=0.0))
+    assert np.array_equal(pixels(same.images[0].png), original)
+
+    varied = generate(pipe, _req(seed=900, count=2, variation_seed=40, variation_strength=0.2))
+    first, second = (pixels(i.png) for i in varied.images)
+    assert not np.array_equal(first, second)
+    for image in (first, second):
+        assert not np.array_equal(image, original)
+        assert np.abs(image - original).mean() < 0.5 * np.abs(unrelated - original).mean()
 
 
 def test_count_seeds_and_progress(pipe: Pipeline) -> None:

@@ -390,3 +390,32 @@ async def test_pause_and_stats(mbooth: Booth) -> None:
 async def test_the_audit_log_reads_back(mbooth: Booth) -> None:
     await mbooth.admin.run(OPERATOR, "pause upgrade")
     assert "cli:operator admin.pause" in await mbooth.admin.run(OPERATOR, "audit 5")
+
+
+async def test_variations_and_rerolls_reuse_the_owners_settings(mbooth: Booth) -> None:
+    owner = await enrol(mbooth, ALICE, model=True)
+    options = dataclasses.replace(QUICK, seed=77, count=2, negative="hats", aspect_ratio="3:2")
+    ticket = await mbooth.imagine(ALICE, "me in Lisbon", options)
+    for n in (1, 2):
+        blob = await mbooth.blobs.put(f"picture {n}".encode())
+        await mbooth.repo.add_image(ticket.job_id, owner, blob=blob, seed=76 + n, width=8, height=8)
+
+    varied = await mbooth.variations(ALICE, ticket.job_id, 2)
+    rerolled = await mbooth.reroll(ALICE, ticket.job_id)
+    for job_id, count in ((varied.job_id, 4), (rerolled.job_id, 2)):
+        job = await mbooth.jobs.get(job_id)
+        assert job is not None
+        params = json.loads(job.params)
+        assert (params["prompt"], params["negative_prompt"], params["aspect_ratio"]) == (
+            "me in Lisbon",
+            "hats",
+            "3:2",
+        )
+        assert params["seed"] is None and params["count"] == count
+    varied_job = await mbooth.jobs.get(varied.job_id)
+    assert varied_job is not None
+    assert json.loads(varied_job.params)["variation"] == {"seed": 78, "strength": 0.25}
+    with pytest.raises(BoothError, match="has no image 3"):
+        await mbooth.variations(ALICE, ticket.job_id, 3)
+    with pytest.raises(BoothError, match="only its owner"):
+        await mbooth.variations(BOB, ticket.job_id, 1)

@@ -55,6 +55,9 @@ def generate(
     seed = request.seed if request.seed is not None else secrets.randbelow(2**32 - MAX_IMAGES)
     # CPU generators give the same noise on any device, so a seed means the same picture.
     generators = [torch.Generator("cpu").manual_seed(seed + i) for i in range(request.count)]
+    latents = None
+    if request.variation_seed is not None:
+        latents = _variation_latents(pipeline, request, seed, width, height)
 
     def on_step_end(
         pipe: object, step: int, timestep: object, kwargs: dict[str, object]
@@ -82,6 +85,7 @@ def generate(
         guidance_scale=request.guidance,
         num_images_per_prompt=request.count,
         generator=generators,
+        latents=latents,
         callback_on_step_end=on_step_end,
         output_type="pil",
     )
@@ -105,6 +109,45 @@ def generate(
         png = encode_png_with_metadata(image, {**parameters, "seed": seed + i})
         images.append(GeneratedImage(png, seed + i, width, height))
     return GenerationResult(tuple(images), prompt, {**parameters, "seed": seed}, seconds)
+
+
+def _variation_latents(
+    pipeline: Pipeline, request: GenerationRequest, seed: int, width: int, height: int
+) -> torch.Tensor:
+    """Starting noise between the varied picture's and each new seed's.
+
+    Drawn exactly as the pipeline draws it (CPU generator, batch of one, the UNet's dtype),
+    so strength 0 gives back the varied picture itself.
+    """
+    assert request.variation_seed is not None
+    scale = int(pipeline.vae_scale_factor)
+    shape = (1, int(pipeline.unet.config.in_channels), height // scale, width // scale)
+    dtype = pipeline.unet.dtype
+
+    def noise(s: int) -> torch.Tensor:
+        return torch.randn(shape, generator=torch.Generator("cpu").manual_seed(s), dtype=dtype)
+
+    base = noise(request.variation_seed)
+    blended = [
+        _slerp(base, noise(seed + i), request.variation_strength) for i in range(request.count)
+    ]
+    return torch.cat(blended).to(pipeline.device)
+
+
+def _slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
+    """Spherical interpolation: blended Gaussian noise keeps the norm the scheduler expects."""
+    if t == 0:
+        return a
+    a32, b32 = a.float().flatten(), b.float().flatten()
+    cos = torch.clamp(torch.dot(a32, b32) / (a32.norm() * b32.norm()), -1.0, 1.0)
+    omega = torch.arccos(cos)
+    if omega.abs() < 1e-4:
+        mixed = (1 - t) * a.float() + t * b.float()
+    else:
+        mixed = (
+            torch.sin((1 - t) * omega) * a.float() + torch.sin(t * omega) * b.float()
+        ) / torch.sin(omega)
+    return mixed.to(a.dtype)
 
 
 def _is_sdxl(pipeline: Pipeline) -> bool:

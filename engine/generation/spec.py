@@ -58,6 +58,10 @@ class GenerationRequest:
     guidance: float = 7.0
     aspect_ratio: str = "1:1"
     count: int = 1
+    # Variations of the picture made with `variation_seed`: its starting noise blended
+    # (spherically) with each image's own, `variation_strength` of the way (0 = the same).
+    variation_seed: int | None = None
+    variation_strength: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +98,10 @@ def check_request(request: GenerationRequest) -> None:
         )
     if request.seed is not None and not 0 <= request.seed < 2**32 - MAX_IMAGES:
         raise ValueError(f"seed must be 0 to {2**32 - MAX_IMAGES - 1}, got {request.seed!r}")
+    if not 0.0 <= request.variation_strength <= 1.0:
+        raise ValueError(f"variation strength must be 0 to 1, got {request.variation_strength!r}")
+    if request.variation_seed is not None and not 0 <= request.variation_seed < 2**32:
+        raise ValueError(f"variation seed must be 0 to {2**32 - 1}, got {request.variation_seed!r}")
     lora = request.lora
     if lora is not None:
         if not lora.trigger.isalnum():
