@@ -391,6 +391,14 @@ class Booth:
             raise BoothError(f"You have no job {job_id}.")
         return [await self.blobs.get(i.blob) for i in await self.repo.images_of_job(job_id)]
 
+    async def job(self, who: Identity, job_id: int) -> JobRecord:
+        """One of the user's own jobs: what a front end needs to answer for it after a restart."""
+        user = await self.repo.find_user(who.platform, who.user_id)
+        job = await self.jobs.get(job_id)
+        if user is None or job is None or job.user_id != user.id:
+            raise BoothError(f"You have no job {job_id}.")
+        return job
+
     async def reroll(self, who: Identity, job_id: int) -> JobTicket:
         """The same generation again with new seeds."""
         params = await self._own_generation(who, job_id)

@@ -131,7 +131,7 @@ def _variation_latents(
     blended = [
         _slerp(base, noise(seed + i), request.variation_strength) for i in range(request.count)
     ]
-    return torch.cat(blended).to(pipeline.device)
+    return torch.cat(blended).to(pipeline.unet.device)
 
 
 def _slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
