@@ -356,3 +356,44 @@ async def test_a_result_for_an_erased_user_leaves_no_file(booth: Booth, tmp_path
     with pytest.raises(sqlite3.IntegrityError):
         await booth.dispatcher._complete(job, {**result, "steps": 1, "loss": 0.0})  # type: ignore[union-attr]
     assert not any(p.is_file() for p in booth.config.blob_dir.rglob("*"))
+
+
+async def test_a_paused_queue_holds_jobs_until_resumed(booth: Booth) -> None:
+    operator = Identity("cli", "operator")
+    dispatcher = booth.dispatcher
+    assert dispatcher is not None
+    await booth.admin.pause(operator, "maintenance")
+    await with_photos(booth, ANN)
+    ticket = await booth.train(ANN)
+    looked = dispatcher.next_look()
+    dispatcher.wake()
+    await asyncio.wait_for(looked, TIMEOUT)
+    job = await booth.jobs.get(ticket.job_id)
+    assert job is not None and job.status == "queued"
+
+    await booth.admin.resume(operator)
+    updates = await asyncio.wait_for(watch(booth, ticket.job_id), TIMEOUT)
+    assert updates[-1].state == "succeeded"
+
+
+async def test_jobs_queued_by_another_process_are_picked_up(booth: Booth) -> None:
+    await with_photos(booth, ANN)
+    user = await booth.repo.find_user(ANN.platform, ANN.user_id)
+    assert user is not None
+    # As `selfiebooth train` in another shell does: a row in the queue and no doorbell.
+    job = await booth.jobs.enqueue(
+        user.id,
+        "imagine",
+        {
+            "prompt": "a cat",
+            "negative_prompt": "",
+            "seed": 1,
+            "steps": 2,
+            "guidance": 7.0,
+            "aspect_ratio": "1:1",
+            "count": 1,
+            "lora": None,
+        },
+    )
+    updates = await asyncio.wait_for(watch(booth, job.id), TIMEOUT)
+    assert updates[-1].state == "succeeded", updates[-1]

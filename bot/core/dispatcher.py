@@ -61,6 +61,7 @@ class Dispatcher:
         self._idle.set()
         self._task: asyncio.Task[None] | None = None
         self._listeners: defaultdict[int, set[asyncio.Queue[JobUpdate]]] = defaultdict(set)
+        self._next_look: asyncio.Future[None] | None = None
 
     # lifecycle -------------------------------------------------------------------------
 
@@ -105,6 +106,12 @@ class Dispatcher:
         """Look at the queue now (after a resume)."""
         self._doorbell.put_nowait(None)
 
+    async def next_look(self) -> None:
+        """Wait until the dispatcher has looked at the queue once more."""
+        if self._next_look is None or self._next_look.done():
+            self._next_look = asyncio.get_running_loop().create_future()
+        await asyncio.shield(self._next_look)
+
     async def abandon_user(self, user_id: int) -> None:
         """Stop everything of `user_id` at once, before their data is erased."""
         for job in await self.repo.jobs(user_id):
@@ -143,6 +150,8 @@ class Dispatcher:
         while True:
             paused = await self.repo.setting(QUEUE_PAUSED) is not None
             job = None if paused else await self.jobs.next_job()
+            if self._next_look is not None and not self._next_look.done():
+                self._next_look.set_result(None)
             if job is None:
                 # Other processes (the command line) queue jobs and pause the queue through
                 # the database only: look again now and then even when nobody rings.
