@@ -22,7 +22,7 @@ from typing import Any
 
 from bot.core.types import JobUpdate
 from engine.process import EngineDied, EngineProcess
-from engine.protocol import Command
+from engine.protocol import BlockedImage, Command
 from storage import BlobStore, Repository
 from storage.jobs import JobQueue
 from storage.records import JobRecord
@@ -117,6 +117,7 @@ class Dispatcher:
         for job in await self.repo.jobs(user_id):
             if job.status == "queued":
                 await self.jobs.finish(job.id, "cancelled", error="erased")
+                self._publish(JobUpdate(job.id, "cancelled", message="erased"))
         current = self._current
         if current is not None and current.user_id == user_id:
             self._abandoned.add(current.id)
@@ -238,6 +239,8 @@ class Dispatcher:
         await self.engine.kill()
         if job.id in self._abandoned:
             self._abandoned.discard(job.id)
+            # Followers (chat front ends) hear the end; the rows go with the erasure.
+            self._publish(JobUpdate(job.id, "cancelled", message="erased"))
             return
         if await self.jobs.cancel_requested(job.id):
             await self.jobs.finish(job.id, "cancelled", error="cancelled by the user")
@@ -330,10 +333,12 @@ class Dispatcher:
                 "steps": result["steps"],
                 "loss": result["loss"],
             }
+        images: list[str] = []
         for image in result["images"]:
             data = await asyncio.to_thread(Path(image["path"]).read_bytes)
             key = await self.blobs.put(data)
             written.append(key)
+            images.append(key)
             await self.repo.add_image(
                 job.id,
                 job.user_id,
@@ -342,7 +347,19 @@ class Dispatcher:
                 width=image["width"],
                 height=image["height"],
             )
-        return {"images": written, "prompt": result["prompt"]}
+        blocked: list[BlockedImage] = result.get("blocked", [])
+        for entry in blocked:
+            # The engine writes a blocked image only when config keeps them for review.
+            kept = None
+            if "path" in entry:
+                kept = await self.blobs.put(await asyncio.to_thread(Path(entry["path"]).read_bytes))
+                written.append(kept)
+            detail = {"source": "generation", "seed": entry["seed"], "classes": entry["classes"]}
+            await self.repo.add_review_item("image", job.user_id, detail, job_id=job.id, blob=kept)
+        if blocked:
+            _log.info("job %d: %d image(s) withheld by the image filter", job.id, len(blocked))
+        # "withheld": how many pictures the filter kept back, so front ends can say so.
+        return {"images": images, "prompt": result["prompt"], "withheld": len(blocked)}
 
     async def _sweep(self) -> None:
         """Remove scratch space left by jobs that are over or gone (a crash, an erasure)."""

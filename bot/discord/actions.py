@@ -1,0 +1,357 @@
+"""What each slash command and button does: parse nothing, decide nothing, call the core,
+and turn its answer into Discord messages.
+
+Every entry point runs inside `answering`, which defers first (Discord's 3 seconds) and
+turns the core's refusals into short messages only the user sees. Replies that may show
+selfies, data or a model are ephemeral; finished pictures are posted for the channel.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import discord
+
+from bot.core import BoothError, Identity, ImagineOptions, JobTicket
+from bot.core.admin import ADMIN_HELP
+from bot.discord.answers import Answer, answering
+from bot.discord.buttons import consent_view, forget_view
+from bot.discord.files import fetch_uploads
+from bot.discord.progress import PLATFORM, JobWatch, Place
+from bot.discord.texts import (
+    MAX_CONTENT,
+    TOO_BIG,
+    erasure_text,
+    help_text,
+    my_data_text,
+    safe,
+    status_text,
+    verdicts_text,
+)
+
+if TYPE_CHECKING:
+    from bot.discord.frontend import DiscordFrontEnd
+
+__all__ = ["ADMIN_COMMANDS", "Actions", "identity"]
+
+# Three backticks in an answer would end its code block early; a zero-width space breaks them.
+ZERO_WIDTH_FENCE = "`\u200b``"
+
+_log = logging.getLogger(__name__)
+
+# The admin console's sub-commands, for autocomplete: the first word of each help line,
+# and the word after a slash ("pause [REASON] / resume").
+_HELP_WORDS = re.findall(r"(?:^\s+|/ )([a-z][a-z-]*)", ADMIN_HELP, re.MULTILINE)
+ADMIN_COMMANDS: tuple[str, ...] = (*dict.fromkeys(_HELP_WORDS), "help")
+
+
+def identity(user: discord.abc.User) -> Identity:
+    return Identity(PLATFORM, str(user.id))
+
+
+class Actions:
+    def __init__(self, front: DiscordFrontEnd) -> None:
+        self.front = front
+        self.booth = front.booth
+
+    async def _answer(
+        self,
+        interaction: discord.Interaction[Any],
+        work: Callable[[Answer], Awaitable[None]],
+        *,
+        update: bool = False,
+    ) -> Answer:
+        return await answering(interaction, work, lifetime=self.front.token_lifetime, update=update)
+
+    # consent and erasure -----------------------------------------------------------------
+
+    async def consent(self, interaction: discord.Interaction[Any]) -> None:
+        async def work(answer: Answer) -> None:
+            text = self.booth.consent_text
+            header = f"**Consent, version {safe(text.version)}**\n\n"
+            body = text.text
+            files = None
+            if len(header) + len(body) > MAX_CONTENT:
+                # The whole text goes along as a file; the message holds its beginning.
+                files = [discord.File(io.BytesIO(body.encode()), "consent.md")]
+                body = body[: MAX_CONTENT - len(header) - 80] + "…\n(the full text is attached)"
+            await answer.show(header + body, files=files, view=consent_view(text.version))
+
+        await self._answer(interaction, work)
+
+    async def consent_choice(
+        self, interaction: discord.Interaction[Any], accept: bool, version: str
+    ) -> None:
+        who = identity(interaction.user)
+
+        async def work(answer: Answer) -> None:
+            if accept:
+                await self.booth.accept_consent(who, version)
+                await answer.show(
+                    f"Thank you: consent version {safe(version)} accepted. "
+                    "Now send your selfies with `/upload`.",
+                    view=None,
+                )
+            else:
+                erasure = await self.booth.withdraw_consent(who)
+                self.front.stop_watching(interaction.user.id)
+                erased = f" {erasure_text(erasure)}" if erasure.photos or erasure.jobs else ""
+                await answer.show(f"Declined: nothing of yours is kept.{erased}", view=None)
+
+        await self._answer(interaction, work, update=True)
+
+    async def forget(self, interaction: discord.Interaction[Any]) -> None:
+        async def work(answer: Answer) -> None:
+            await answer.show(
+                "This deletes every photo, model, picture and job of yours, and cannot be "
+                "undone. Are you sure?",
+                view=forget_view(),
+            )
+
+        await self._answer(interaction, work)
+
+    async def forget_choice(self, interaction: discord.Interaction[Any], confirm: bool) -> None:
+        who = identity(interaction.user)
+
+        async def work(answer: Answer) -> None:
+            if not confirm:
+                await answer.show("Nothing was deleted.", view=None)
+                return
+            erasure = await self.booth.forget(who)
+            self.front.stop_watching(interaction.user.id)
+            await answer.show(f"Forgotten. {erasure_text(erasure)}", view=None)
+
+        await self._answer(interaction, work, update=True)
+
+    # selfies -----------------------------------------------------------------------------
+
+    async def upload(
+        self, interaction: discord.Interaction[Any], attachments: list[discord.Attachment]
+    ) -> None:
+        who = identity(interaction.user)
+
+        async def work(answer: Answer) -> None:
+            before = await self.booth.status(who)
+            if not before.consent_current:
+                # The core refuses with its reasons; nothing is even downloaded first.
+                await self.booth.upload(who, [])
+            fetched = await fetch_uploads(self.booth, attachments, interaction.filesize_limit)
+            verdicts = await self.booth.upload(who, fetched.uploads)
+            accepted = sum(v.accepted for v in verdicts)
+            after = dataclasses.replace(before, photos=before.photos + accepted)
+            await answer.show(verdicts_text(fetched.merge(verdicts), after))
+
+        await self._answer(interaction, work)
+
+    # jobs --------------------------------------------------------------------------------
+
+    async def train(self, interaction: discord.Interaction[Any]) -> None:
+        who = identity(interaction.user)
+
+        async def work(answer: Answer) -> None:
+            ticket = await self.booth.train(who)
+            self._watch(interaction, answer, ticket)
+
+        await self._answer(interaction, work)
+
+    async def imagine(
+        self, interaction: discord.Interaction[Any], prompt: str, options: ImagineOptions
+    ) -> None:
+        who = identity(interaction.user)
+
+        async def work(answer: Answer) -> None:
+            ticket = await self.booth.imagine(who, prompt, options)
+            self._watch(interaction, answer, ticket, prompt=prompt)
+
+        await self._answer(interaction, work)
+
+    async def reroll(self, interaction: discord.Interaction[Any], job_id: int) -> None:
+        who = identity(interaction.user)
+
+        async def work(answer: Answer) -> None:
+            self._watch(interaction, answer, await self.booth.reroll(who, job_id))
+
+        await self._answer(interaction, work)
+
+    async def variations(
+        self, interaction: discord.Interaction[Any], job_id: int, index: int
+    ) -> None:
+        who = identity(interaction.user)
+
+        async def work(answer: Answer) -> None:
+            self._watch(interaction, answer, await self.booth.variations(who, job_id, index))
+
+        await self._answer(interaction, work)
+
+    def _watch(
+        self,
+        interaction: discord.Interaction[Any],
+        answer: Answer,
+        ticket: JobTicket,
+        *,
+        prompt: str = "",
+    ) -> None:
+        place = Place(interaction.user.id, interaction.channel_id, interaction.filesize_limit)
+        watch = JobWatch(
+            self.front,
+            ticket.job_id,
+            ticket.kind,
+            place,
+            answer,
+            position=ticket.position,
+            prompt=prompt,
+        )
+        self.front.spawn(
+            watch.run(), name=f"discord-job-{ticket.job_id}", owner=interaction.user.id
+        )
+
+    async def cancel(self, interaction: discord.Interaction[Any], job_id: int | None) -> None:
+        who = identity(interaction.user)
+
+        async def work(answer: Answer) -> None:
+            cancelled = await self.booth.cancel(who, job_id)
+            await answer.show(
+                f"Cancelled job(s): {', '.join(map(str, cancelled))}."
+                if cancelled
+                else "You have nothing waiting or running."
+            )
+
+        await self._answer(interaction, work)
+
+    async def cancel_button(self, interaction: discord.Interaction[Any], job_id: int) -> None:
+        who = identity(interaction.user)
+
+        async def work(answer: Answer) -> None:
+            await self.booth.cancel(who, job_id)
+            # The job's own message says "cancelled" when the engine has stopped it.
+
+        await self._answer(interaction, work, update=True)
+
+    # results -----------------------------------------------------------------------------
+
+    async def send_files(self, interaction: discord.Interaction[Any], job_id: int) -> None:
+        """The pictures at full quality, as they were made (with their metadata)."""
+        who = identity(interaction.user)
+        limit = interaction.filesize_limit
+
+        async def work(answer: Answer) -> None:
+            images = await self.booth.job_images(who, job_id)
+            files, notes = [], []
+            for n, png in enumerate(images, start=1):
+                if len(png) > limit:
+                    size = TOO_BIG.format(size=len(png) / 1048576, limit=limit / 1048576)
+                    notes.append(f"Picture {n} is {size}.")
+                else:
+                    files.append(
+                        discord.File(io.BytesIO(png), f"selfiebooth-{job_id}-{n}-full.png")
+                    )
+            text = "\n".join([f"The pictures of job {job_id}, as files:", *notes])
+            await answer.show(text, files=files)
+
+        await self._answer(interaction, work)
+
+    async def delete(self, interaction: discord.Interaction[Any]) -> None:
+        async def work(answer: Answer) -> None:
+            # After a deferred update, the "original response" is the message of the button.
+            await interaction.delete_original_response()
+
+        await self._answer(interaction, work, update=True)
+
+    async def report(self, interaction: discord.Interaction[Any], job_id: int) -> None:
+        who = identity(interaction.user)
+
+        async def work(answer: Answer) -> None:
+            item = await self.booth.report(who, job_id)
+            await answer.show(f"Thank you: the admins will look at these pictures (report {item}).")
+
+        await self._answer(interaction, work)
+
+    # what is stored ----------------------------------------------------------------------
+
+    async def status(self, interaction: discord.Interaction[Any]) -> None:
+        who = identity(interaction.user)
+
+        async def work(answer: Answer) -> None:
+            await answer.show(status_text(await self.booth.status(who)))
+
+        await self._answer(interaction, work)
+
+    async def my_data(self, interaction: discord.Interaction[Any]) -> None:
+        who = identity(interaction.user)
+
+        async def work(answer: Answer) -> None:
+            await answer.show(my_data_text(await self.booth.my_data(who)))
+
+        await self._answer(interaction, work)
+
+    async def export(self, interaction: discord.Interaction[Any]) -> None:
+        who = identity(interaction.user)
+        limit = interaction.filesize_limit
+
+        async def work(answer: Answer) -> None:
+            export = await self.booth.export(who)
+            if len(export.data) > limit:
+                size = TOO_BIG.format(size=len(export.data) / 1048576, limit=limit / 1048576)
+                raise BoothError(f"Your model file is {size}.")
+            await answer.show(
+                f"Your model, version {export.version} (trigger word {export.trigger_word}). "
+                "Keep it to yourself: it makes pictures of you.",
+                files=[discord.File(io.BytesIO(export.data), export.filename)],
+            )
+
+        await self._answer(interaction, work)
+
+    async def help(self, interaction: discord.Interaction[Any]) -> None:
+        async def work(answer: Answer) -> None:
+            await answer.show(help_text(self.booth.config.training.min_photos))
+
+        await self._answer(interaction, work)
+
+    # admins ------------------------------------------------------------------------------
+
+    async def admin(
+        self,
+        interaction: discord.Interaction[Any],
+        command: str,
+        image: discord.Attachment | None,
+    ) -> None:
+        who = identity(interaction.user)
+
+        async def work(answer: Answer) -> None:
+            data = None
+            if image is not None:
+                refusal = self.booth.oversized(
+                    image.filename, image.size, interaction.filesize_limit
+                )
+                if refusal is not None:
+                    raise BoothError(f"{image.filename}: {refusal.reason}")
+                # Only an admin's attachment is fetched; the core refuses the others anyway.
+                if self.booth.is_admin(who):
+                    data = await image.read()
+            text = await self.booth.admin_command(who, command, data)
+            block = f"```\n{text.replace('```', ZERO_WIDTH_FENCE)}\n```"
+            if len(block) <= MAX_CONTENT:
+                await answer.show(block)
+            else:
+                await answer.show(
+                    "The answer is long: it is attached.",
+                    files=[discord.File(io.BytesIO(text.encode()), "admin.txt")],
+                )
+
+        await self._answer(interaction, work)
+
+    def admin_choices(self, user: discord.abc.User, current: str) -> list[str]:
+        """Sub-commands that start with what the admin typed; nothing for anybody else."""
+        if not self.booth.is_admin(identity(user)):
+            return []
+        word = current.strip().split(" ", 1)[0].lower()
+        return [c for c in ADMIN_COMMANDS if c.startswith(word)][:25]
+
+    async def resume(self, job_id: int, kind: str, place: Place) -> None:
+        """Finish a job a previous run of the bot was following (its token is gone)."""
+        await JobWatch(self.front, job_id, kind, place, None).run()

@@ -1,0 +1,146 @@
+"""The slash commands: their names, options and descriptions, each handed to `Actions`.
+
+Option ranges and choices come from the engine's published limits and the core's
+defaults, so Discord's form shows what the core will accept; the core still checks.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import discord
+from discord import app_commands
+from discord.app_commands import Choice, Range
+
+from bot.config import ConfigError
+from bot.core import ImagineOptions
+from bot.discord.actions import Actions
+from bot.discord.answers import refuse
+from bot.discord.texts import SORRY
+from engine import limits
+
+__all__ = ["admin_permissions", "register"]
+
+_log = logging.getLogger(__name__)
+
+_DEFAULTS = ImagineOptions()
+_ASPECTS = [Choice(name=name, value=name) for name in limits.ASPECT_RATIOS]
+_Interaction = discord.Interaction[Any]
+_Photo = discord.Attachment | None
+
+
+def admin_permissions(name: str) -> discord.Permissions:
+    """discord.admin_permission from the config, as Discord permissions."""
+    if name not in discord.Permissions.VALID_FLAGS:
+        allowed = ", ".join(sorted(discord.Permissions.VALID_FLAGS))
+        raise ConfigError(
+            f"discord.admin_permission = {name!r} is not a Discord permission; one of {allowed}"
+        )
+    return discord.Permissions(**{name: True})
+
+
+def register(tree: app_commands.CommandTree[Any], actions: Actions, admin_permission: str) -> None:
+    """Add every command to `tree`."""
+
+    @tree.command(name="consent", description="Read what happens to your photos, then accept")
+    async def consent(interaction: _Interaction) -> None:
+        await actions.consent(interaction)
+
+    @tree.command(name="upload", description="Send up to 10 selfies; only you see the verdicts")
+    @app_commands.describe(photo1="a selfie: only you, face clearly visible")
+    async def upload(
+        interaction: _Interaction,
+        photo1: discord.Attachment,
+        photo2: _Photo = None,
+        photo3: _Photo = None,
+        photo4: _Photo = None,
+        photo5: _Photo = None,
+        photo6: _Photo = None,
+        photo7: _Photo = None,
+        photo8: _Photo = None,
+        photo9: _Photo = None,
+        photo10: _Photo = None,
+    ) -> None:
+        photos = (photo1, photo2, photo3, photo4, photo5, photo6, photo7, photo8, photo9, photo10)
+        await actions.upload(interaction, [p for p in photos if p is not None])
+
+    @tree.command(name="train", description="Train your own model on your selfies")
+    async def train(interaction: _Interaction) -> None:
+        await actions.train(interaction)
+
+    @tree.command(name="imagine", description="Pictures of you: say what to imagine")
+    @app_commands.describe(
+        prompt="what to imagine, for example: me as an astronaut",
+        negative="what to keep out of the picture",
+        seed="the same seed gives the same picture",
+        aspect_ratio="width to height",
+        steps="more steps: slower, often finer",
+        count="how many pictures",
+        guidance="how closely to follow the prompt",
+    )
+    @app_commands.choices(aspect_ratio=_ASPECTS)
+    async def imagine(
+        interaction: _Interaction,
+        prompt: Range[str, 1, limits.MAX_PROMPT_CHARS],
+        negative: Range[str, 0, limits.MAX_PROMPT_CHARS] = "",
+        seed: int | None = None,
+        aspect_ratio: str = _DEFAULTS.aspect_ratio,
+        steps: Range[int, 1, limits.MAX_STEPS] = _DEFAULTS.steps,
+        count: Range[int, 1, limits.MAX_IMAGES] = _DEFAULTS.count,
+        guidance: Range[float, 0.0, limits.MAX_GUIDANCE] = _DEFAULTS.guidance,
+    ) -> None:
+        options = ImagineOptions(
+            negative=negative,
+            seed=seed,
+            steps=steps,
+            guidance=guidance,
+            aspect_ratio=aspect_ratio,
+            count=count,
+        )
+        await actions.imagine(interaction, prompt, options)
+
+    @tree.command(name="status", description="Your photos, models and jobs")
+    async def status(interaction: _Interaction) -> None:
+        await actions.status(interaction)
+
+    @tree.command(name="cancel", description="Cancel your waiting or running jobs")
+    @app_commands.describe(job="only this job (default: all of yours)")
+    async def cancel(interaction: _Interaction, job: int | None = None) -> None:
+        await actions.cancel(interaction, job)
+
+    @tree.command(name="mydata", description="Everything stored about you")
+    async def mydata(interaction: _Interaction) -> None:
+        await actions.my_data(interaction)
+
+    @tree.command(name="export", description="Your model as a file (only you see it)")
+    async def export(interaction: _Interaction) -> None:
+        await actions.export(interaction)
+
+    @tree.command(name="forget", description="Delete everything about you")
+    async def forget(interaction: _Interaction) -> None:
+        await actions.forget(interaction)
+
+    @tree.command(name="help", description="How selfiebooth works")
+    async def help_(interaction: _Interaction) -> None:
+        await actions.help(interaction)
+
+    @tree.command(name="admin", description="Moderation (admins only): admin help lists them")
+    @app_commands.describe(command="for example: stats, review, ban discord:123 7d spam")
+    @app_commands.default_permissions(**{admin_permission: True})
+    async def admin(
+        interaction: _Interaction, command: str, image: discord.Attachment | None = None
+    ) -> None:
+        await actions.admin(interaction, command, image)
+
+    @admin.autocomplete("command")
+    async def admin_commands(interaction: _Interaction, current: str) -> list[Choice[str]]:
+        return [Choice(name=c, value=c) for c in actions.admin_choices(interaction.user, current)]
+
+    @tree.error
+    async def on_error(interaction: _Interaction, error: app_commands.AppCommandError) -> None:
+        # Reached only when a command fails before its handler answers (an unknown or
+        # stale command, an option Discord sent that does not convert).
+        _log.warning("command failed before its handler: %s", type(error).__name__)
+        if not interaction.response.is_done():
+            await refuse(interaction, SORRY)

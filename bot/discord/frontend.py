@@ -1,0 +1,171 @@
+"""The Discord front end's lifecycle: log in, sync the slash commands, hold the gateway
+connection, and finish after a restart the jobs a previous run was following.
+
+`start()` returns once the commands are synced and the gateway connection is under way;
+`stop()` stops following jobs (they go on in the core and are finished by the next
+start), then closes the connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import Any
+
+import discord
+import yarl
+from discord import app_commands
+from discord.gateway import DiscordWebSocket
+from discord.http import Route
+
+from bot.config import Config, DiscordConfig, Secret
+from bot.core import Booth
+from bot.discord.actions import Actions
+from bot.discord.answers import TOKEN_LIFETIME
+from bot.discord.buttons import BUTTONS, unknown_button
+from bot.discord.commands import admin_permissions, register
+from bot.discord.progress import PLATFORM, Place
+from storage.chat_messages import ChatMessages
+
+__all__ = ["DiscordFrontEnd"]
+
+_log = logging.getLogger(__name__)
+
+
+class BoothClient(discord.Client):
+    """The discord.py client, with the slash commands and the persistent buttons."""
+
+    def __init__(self, front: DiscordFrontEnd) -> None:
+        # Slash commands and buttons need no privileged intents; guilds keeps state sane.
+        super().__init__(intents=discord.Intents(guilds=True))
+        self.front = front
+        self.actions = front.actions
+        self.tree: app_commands.CommandTree[BoothClient] = app_commands.CommandTree(self)
+
+    async def setup_hook(self) -> None:
+        self.add_dynamic_items(*BUTTONS)
+        config = self.front.config.discord
+        register(self.tree, self.actions, config.admin_permission)
+        if not config.guild_ids:
+            synced = await self.tree.sync()
+            _log.info("%d command(s) synced globally", len(synced))
+        for guild_id in config.guild_ids:
+            guild = discord.Object(int(guild_id))
+            self.tree.copy_global_to(guild=guild)
+            synced = await self.tree.sync(guild=guild)
+            _log.info("%d command(s) synced to guild %s", len(synced), guild_id)
+
+    async def on_interaction(self, interaction: discord.Interaction[Any]) -> None:
+        if interaction.type is discord.InteractionType.component:
+            await unknown_button(interaction)
+
+
+class DiscordFrontEnd:
+    def __init__(
+        self,
+        booth: Booth,
+        config: Config,
+        token: Secret | str,
+        *,
+        token_lifetime: float = TOKEN_LIFETIME,
+    ) -> None:
+        self.booth = booth
+        self.config = config
+        self._token = token if isinstance(token, Secret) else Secret(token)
+        # How long an interaction token is used before answers go by message or DM.
+        self.token_lifetime = token_lifetime
+        self.actions = Actions(self)
+        self.chats = ChatMessages(booth.repo.db)
+        self.client: BoothClient | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._owned: dict[int, set[asyncio.Task[None]]] = {}
+        self._connection: asyncio.Task[None] | None = None
+        self._saved_urls: tuple[str, yarl.URL] | None = None
+        admin_permissions(config.discord.admin_permission)  # a bad name stops start-up
+
+    async def start(self) -> None:
+        # discord.py's webhook requests log their URLs at DEBUG, and an interaction's URL
+        # holds its token: keep that logger above DEBUG whatever the rest logs.
+        webhook_log = logging.getLogger("discord.webhook.async_")
+        webhook_log.setLevel(max(webhook_log.getEffectiveLevel(), logging.INFO))
+        self._point_at(self.config.discord)
+        client = BoothClient(self)
+        try:
+            await client.login(self._token.get())
+        except BaseException:
+            await client.close()
+            self._restore_urls()
+            raise
+        self.client = client
+        self._connection = asyncio.create_task(
+            client.connect(reconnect=True), name="discord-gateway"
+        )
+        self._connection.add_done_callback(_gateway_ended)
+        await self._resume_owed()
+
+    async def stop(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self.client is not None:
+            await self.client.close()
+        if self._connection is not None:
+            await asyncio.gather(self._connection, return_exceptions=True)
+            self._connection = None
+        self.client = None
+        self._restore_urls()
+
+    def spawn(
+        self, coro: Coroutine[Any, Any, None], *, name: str, owner: int | None = None
+    ) -> None:
+        """Run `coro` in the background; kept until done, its failure logged."""
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        if owner is not None:
+            self._owned.setdefault(owner, set()).add(task)
+        task.add_done_callback(self._task_done)
+
+    def stop_watching(self, owner: int) -> None:
+        """Stop following the jobs of a user whose data was just erased.
+
+        Their jobs were stopped without a last update, so nothing else ends the watch.
+        """
+        for task in self._owned.pop(owner, set()):
+            task.cancel()
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        for owner, tasks in list(self._owned.items()):
+            tasks.discard(task)
+            if not tasks:
+                del self._owned[owner]
+        if not task.cancelled() and task.exception() is not None:
+            _log.error("%s failed", task.get_name(), exc_info=task.exception())
+
+    async def _resume_owed(self) -> None:
+        """Follow again the jobs a previous run owed an answer; they finish by message."""
+        for owed in await self.chats.owed(PLATFORM):
+            job = await self.booth.jobs.get(owed.job_id)
+            if job is None:
+                await self.chats.answered(PLATFORM, owed.job_id)
+                continue
+            place = Place(int(owed.platform_user_id), int(owed.chat_id) or None)
+            self.spawn(self.actions.resume(job.id, job.kind, place), name=f"discord-job-{job.id}")
+
+    def _point_at(self, config: DiscordConfig) -> None:
+        # discord.py reads its API and gateway addresses from class attributes.
+        self._saved_urls = (Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY)
+        Route.BASE = config.api_base_url.rstrip("/")
+        DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(config.gateway_url)
+
+    def _restore_urls(self) -> None:
+        if self._saved_urls is not None:
+            Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY = self._saved_urls
+            self._saved_urls = None
+
+
+def _gateway_ended(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        _log.error("the Discord gateway connection ended", exc_info=task.exception())

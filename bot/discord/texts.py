@@ -1,0 +1,145 @@
+"""The words the Discord bot says: help, status, data, verdicts and job progress.
+
+Discord renders Markdown in message content, so text that comes from users (file names,
+prompts) or from the core is escaped before it is shown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from discord.utils import escape_markdown, escape_mentions
+
+from bot.core import JobUpdate, UserStatus, Verdict
+from bot.core.types import Erasure, MyData
+
+__all__ = [
+    "ADMIN_ONLY",
+    "MAX_CONTENT",
+    "SORRY",
+    "clip",
+    "erasure_text",
+    "help_text",
+    "my_data_text",
+    "progress_text",
+    "safe",
+    "status_text",
+    "verdicts_text",
+]
+
+MAX_CONTENT = 2000
+SORRY = "Sorry, something went wrong on our side. Please try again in a moment."
+ADMIN_ONLY = "That command is for the bot's admins only."
+NOT_YOURS = "Only the person who asked for these pictures can use this button."
+GONE_BUTTON = "This button no longer works: run the command again."
+TOO_BIG = "too large to send here ({size:.1f} MB; the limit here is {limit:.1f} MB)"
+
+
+def safe(text: str) -> str:
+    """User or core text shown as it is: no formatting, no pings."""
+    return escape_mentions(escape_markdown(text))
+
+
+def clip(text: str, limit: int = MAX_CONTENT) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def help_text(min_photos: int) -> str:
+    return "\n".join(
+        [
+            "**selfiebooth**: pictures of you, from a small image model trained on your selfies.",
+            "1. `/consent`: read what happens to your photos, and accept.",
+            f"2. `/upload`: at least {min_photos} selfies (up to 10 at a time): only you, "
+            "face clearly visible. Each gets a verdict; only you see them.",
+            "3. `/train`: one message shows the progress; it takes a few minutes.",
+            "4. `/imagine prompt`: options for what to avoid, seed, aspect ratio, steps, count.",
+            "Under each result: Variations, Reroll, Send as file, Delete, Report.",
+            "",
+            "`/status` what you have · `/cancel` stop your jobs · `/mydata` what is stored · "
+            "`/export` your model file · `/forget` delete everything about you",
+        ]
+    )
+
+
+def verdicts_text(verdicts: Sequence[Verdict], status: UserStatus) -> str:
+    lines = []
+    for verdict in verdicts:
+        mark = "accepted" if verdict.accepted else f"refused: {verdict.reason}"
+        lines.append(f"{safe(verdict.name)}: {safe(mark)}")
+    accepted = sum(v.accepted for v in verdicts)
+    lines.append("")
+    lines.append(
+        f"{accepted} of {len(verdicts)} accepted. You have {status.photos} photo(s) "
+        f"(at most {status.max_photos})."
+    )
+    return clip("\n".join(lines))
+
+
+def status_text(status: UserStatus) -> str:
+    if status.consent is None:
+        return "Nothing is stored about you. Start with `/consent`."
+    lines = [
+        "Consent: accepted"
+        + ("" if status.consent_current else " (the text changed: `/consent` to accept it again)"),
+        f"Photos: {status.photos} (at most {status.max_photos})",
+    ]
+    if status.loras:
+        for lora in status.loras:
+            active = " (in use)" if lora.active else ""
+            lines.append(f"Model version {lora.version}, trigger word {lora.trigger_word}{active}")
+    else:
+        lines.append("Models: none yet")
+    for job in status.jobs[-5:]:
+        what = "training" if job.kind == "train" else "pictures"
+        lines.append(f"Job {job.id}: {what}, {job.status} ({job.progress:.0%})")
+    return "\n".join(lines)
+
+
+def my_data_text(data: MyData) -> str:
+    if data.created_at is None:
+        return "Nothing is stored about you."
+    consent = (
+        f"version {data.consent.version}, accepted {data.consent.accepted_at[:16]} UTC"
+        if data.consent
+        else "none"
+    )
+    lines = [
+        "What is stored about you:",
+        f"Account since {data.created_at[:16]} UTC",
+        f"Consent: {consent}",
+        f"Selfies: {data.photos}",
+        f"Models: {len(data.loras)}",
+        f"Jobs: {data.jobs}; pictures kept: {data.images}",
+        f"Refused prompts counted against you: {data.strikes}",
+    ]
+    if data.ban_reason:
+        until = f" until {data.banned_until[:16]} UTC" if data.banned_until else ""
+        lines.append(f"Suspended{until}: {safe(data.ban_reason)}")
+    lines.append("`/export` gives you your model; `/forget` deletes all of it.")
+    return "\n".join(lines)
+
+
+def erasure_text(erasure: Erasure) -> str:
+    return (
+        f"Erased {erasure.photos} photo(s), {erasure.loras} model(s), {erasure.jobs} job(s) "
+        f"and {erasure.files} file(s)."
+    )
+
+
+def progress_text(kind: str, update: JobUpdate, position: int | None) -> str:
+    """One line about a job that has not ended yet."""
+    what = "Training your model" if kind == "train" else "Making your pictures"
+    if update.state == "queued":
+        if position is None:
+            return f"{what}: starting…"
+        return f"{what}: waiting in the queue, position {position}."
+    if update.state == "paused":
+        return f"{what}: paused to let pictures through; it goes on after them."
+    if update.state == "retrying":
+        return f"{what}: the engine restarted; your job runs again."
+    if update.state in ("progress", "sample") and update.total:
+        eta = f", about {update.eta:.0f} s left" if update.eta is not None else ""
+        return (
+            f"{what}: step {update.step} of {update.total} ({update.step / update.total:.0%}){eta}."
+        )
+    return f"{what}: running…"
