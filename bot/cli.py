@@ -15,6 +15,7 @@ import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 from bot.config import Config, ConfigError, load_config
 from bot.core import (
@@ -82,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     use = command("use-model", "make one of your model versions the active one")
     use.add_argument("version", type=int)
 
-    command("run", "work the job queue until interrupted (chat front ends come later)")
+    command("run", "work the job queue and serve the chats whose tokens are set, until Ctrl-C")
 
     export = command("export", "write your active model (LoRA, safetensors) to a file")
     export.add_argument("--out", type=Path, default=Path("."), help="folder to write it in")
@@ -301,10 +302,39 @@ async def _report(booth: Booth, who: Identity, args: argparse.Namespace) -> int:
 
 
 async def _work_queue(config: Config) -> int:
-    async with open_booth(config, dispatch=True):
-        print(f"Working the job queue in {config.data_dir}; Ctrl-C stops.", file=sys.stderr)
-        await asyncio.Event().wait()  # until cancelled by Ctrl-C
+    """Work the queue, and serve the chats whose tokens are in the environment."""
+    async with open_booth(config, dispatch=True) as booth:
+        front_ends: list[FrontEnd] = []
+        if config.telegram_token is not None:
+            from bot.telegram import TelegramFrontEnd
+
+            front_ends.append(TelegramFrontEnd(booth, config, config.telegram_token))
+        if config.discord_token is not None:
+            from bot.discord import DiscordFrontEnd
+
+            front_ends.append(DiscordFrontEnd(booth, config, config.discord_token))
+        started: list[FrontEnd] = []
+        try:
+            for front_end in front_ends:
+                await front_end.start()
+                started.append(front_end)
+            serving = ", ".join(type(f).__name__.removesuffix("FrontEnd") for f in started)
+            print(
+                f"Working the job queue in {config.data_dir}"
+                + (f" and serving {serving}" if serving else " (no chat tokens set)")
+                + "; Ctrl-C stops.",
+                file=sys.stderr,
+            )
+            await asyncio.Event().wait()  # until cancelled by Ctrl-C
+        finally:
+            for front_end in reversed(started):
+                await front_end.stop()
     return 0
+
+
+class FrontEnd(Protocol):
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
 
 
 async def _admin(config: Config, words: list[str]) -> int:

@@ -1,0 +1,272 @@
+"""Jobs in a Telegram chat: the progress message, re-attaching after a restart, the results.
+
+Each job gets one message, edited in place as the core reports progress. The message is
+recorded in `chat_messages` until the job's final answer is out, so a bot restarted while
+a job waits or runs finds the message again and finishes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+
+from telegram import Bot, InputMediaDocument, InputMediaPhoto
+from telegram.constants import ChatAction
+from telegram.error import TelegramError
+
+from bot.core import Booth, BoothError, Identity, JobTicket
+from bot.core.captions import image_caption
+from bot.telegram.keyboards import cancel_keyboard, results_keyboard
+from bot.telegram.progress import LiveMessage, Pacer, patiently
+from bot.telegram.tasks import TaskSet
+from bot.telegram.texts import final_text, progress_text, queued_text
+from storage.chat_messages import ChatMessage, ChatMessages
+
+__all__ = ["PLATFORM", "JobDesk"]
+
+_log = logging.getLogger(__name__)
+
+PLATFORM = "telegram"
+FINAL = ("succeeded", "failed", "cancelled")
+# The message of the final update of a job whose user was erased (bot.core.dispatcher).
+ERASED = "erased"
+SORRY_NOT_SENT = (
+    "Sorry, I could not send the answer to job {job_id} just now. "
+    "I will try again later; /status shows how it went."
+)
+# Seconds between two looks at a waiting job's place in the queue.
+POSITION_POLL = 5.0
+
+
+def erased_text(job_id: int) -> str:
+    return f"Job {job_id}: deleted with the rest of your data."
+
+
+class JobDesk:
+    def __init__(self, booth: Booth, bot: Bot, pacer: Pacer, tasks: TaskSet) -> None:
+        self.booth = booth
+        self.bot = bot
+        self.pacer = pacer
+        self.tasks = tasks
+        self.store = ChatMessages(booth.repo.db)
+        self.position_poll = POSITION_POLL
+        # job id -> its progress message and the task following it
+        self._following: dict[int, tuple[ChatMessage, asyncio.Task[Any]]] = {}
+
+    # progress ------------------------------------------------------------------------
+
+    async def post(self, who: Identity, chat_id: int, ticket: JobTicket) -> None:
+        """Post a new job's progress message, and follow the job until it is answered."""
+        text = queued_text(ticket.kind, ticket.job_id, ticket.position)
+        keyboard = cancel_keyboard(ticket.job_id)
+        message = await patiently(
+            self.pacer,
+            chat_id,
+            lambda: self.bot.send_message(chat_id, text, reply_markup=keyboard),
+            "progress message",
+        )
+        owed = ChatMessage(
+            PLATFORM, str(chat_id), str(message.message_id), ticket.job_id, who.user_id
+        )
+        if await self.store.track(owed.platform, owed.chat_id, owed.message_id, owed.job_id):
+            self.follow(owed, shown=(text, keyboard))
+
+    async def reattach(self) -> int:
+        """Follow again every job whose answer a previous run of the bot still owed."""
+        owed = await self.store.owed(PLATFORM)
+        for item in owed:
+            self.follow(item)
+        if owed:
+            _log.info("following %d job(s) again after a restart", len(owed))
+        return len(owed)
+
+    def follow(self, owed: ChatMessage, shown: tuple[str, Any] | None = None) -> None:
+        task = self.tasks.spawn(self._follow(owed, shown), name=f"telegram-job-{owed.job_id}")
+        self._following[owed.job_id] = (owed, task)
+        task.add_done_callback(lambda _: self._following.pop(owed.job_id, None))
+
+    async def erased(self, who: Identity) -> None:
+        """The user's data is gone: stop following their jobs and say so in their messages.
+
+        An erased job never reports an end (its rows are gone with the user), so its
+        follower would wait for ever.
+        """
+        mine = [(o, t) for o, t in self._following.values() if o.platform_user_id == who.user_id]
+        for owed, task in mine:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            text = erased_text(owed.job_id)
+            with contextlib.suppress(TelegramError):
+                await self.bot.edit_message_text(
+                    text, chat_id=int(owed.chat_id), message_id=int(owed.message_id)
+                )
+
+    async def _follow(self, owed: ChatMessage, shown: tuple[str, Any] | None) -> None:
+        who = Identity(PLATFORM, owed.platform_user_id)
+        chat_id, job_id = int(owed.chat_id), owed.job_id
+        live = LiveMessage(self.bot, self.pacer, chat_id, int(owed.message_id), shown=shown)
+        try:
+            try:
+                kind = (await self.booth.job(who, job_id)).kind
+            except BoothError:
+                return  # erased meanwhile: its row went with it
+            started = asyncio.Event()
+            position = asyncio.create_task(self._show_position(job_id, kind, live, started))
+            last = None
+            try:
+                async for update in self.booth.updates(job_id):
+                    last = update
+                    started.set()
+                    if update.state == "sample":
+                        if kind == "train" and update.preview is not None:
+                            await self._send_preview(chat_id, job_id, update.step, update.preview)
+                    elif update.state not in FINAL:
+                        live.show(progress_text(kind, update), cancel_keyboard(job_id))
+            finally:
+                position.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await position
+            if last is not None and last.state == "cancelled" and last.message == ERASED:
+                await live.settle(erased_text(job_id))
+                return
+            try:
+                await self._finish(who, chat_id, job_id, live)
+            except Exception:
+                # Its row stays: the next start of the bot tries to answer again.
+                _log.exception("job %d: the answer could not be delivered", job_id)
+                with contextlib.suppress(TelegramError):
+                    await self.bot.send_message(chat_id, SORRY_NOT_SENT.format(job_id=job_id))
+        finally:
+            await live.close()
+
+    async def _show_position(
+        self, job_id: int, kind: str, live: LiveMessage, started: asyncio.Event
+    ) -> None:
+        """While the job waits, keep its place in the queue on screen."""
+        while not started.is_set():
+            position = await self.booth.queue_position(job_id)
+            if position is None:
+                return  # running, or over: the updates say so
+            live.show(queued_text(kind, job_id, position), cancel_keyboard(job_id))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(started.wait(), self.position_poll)
+
+    async def _finish(self, who: Identity, chat_id: int, job_id: int, live: LiveMessage) -> None:
+        try:
+            job = await self.booth.job(who, job_id)
+        except BoothError:
+            return  # erased meanwhile
+        result: dict[str, Any] = json.loads(job.result or "{}")
+        text = final_text(job.kind, job_id, job.status, result)
+        if not await live.settle(text):
+            await patiently(
+                self.pacer, chat_id, lambda: self.bot.send_message(chat_id, text), "final text"
+            )
+        if job.status == "succeeded" and job.kind == "imagine":
+            prompt = json.loads(job.params).get("prompt", "")
+            await self.send_pictures(who, chat_id, job_id, prompt, int(result.get("withheld", 0)))
+        await self.store.answered(PLATFORM, job_id)
+
+    async def _send_preview(self, chat_id: int, job_id: int, step: int, path: Any) -> None:
+        try:
+            data = await asyncio.to_thread(path.read_bytes)
+        except OSError:
+            return  # the engine moved on and removed it: the next one will do
+        caption = f"AI-generated preview of your model (training job {job_id}, step {step})"
+        with contextlib.suppress(TelegramError):
+            await patiently(
+                self.pacer,
+                chat_id,
+                lambda: self.bot.send_photo(chat_id, data, caption=caption, filename="preview.png"),
+                "preview",
+            )
+
+    # results -------------------------------------------------------------------------
+
+    async def send_pictures(
+        self, who: Identity, chat_id: int, job_id: int, prompt: str, withheld: int
+    ) -> None:
+        """The pictures (an album when several), each captioned as AI-generated, and buttons."""
+        images = await self.booth.job_images(who, job_id)
+        caption = image_caption(job_id, prompt, withheld=withheld)
+        await self._action(chat_id, ChatAction.UPLOAD_PHOTO)
+        if not images:
+            text = f"No picture to show for job {job_id}.\n{caption}\nTry another prompt."
+            await patiently(
+                self.pacer, chat_id, lambda: self.bot.send_message(chat_id, text), "results"
+            )
+            return
+        keyboard = results_keyboard(job_id, len(images))
+        name = f"selfiebooth-{job_id}-{{}}.png"
+        if len(images) == 1:
+            await patiently(
+                self.pacer,
+                chat_id,
+                lambda: self.bot.send_photo(
+                    chat_id,
+                    images[0],
+                    caption=caption,
+                    reply_markup=keyboard,
+                    filename=name.format(1),
+                ),
+                "results",
+            )
+            return
+        media = [
+            InputMediaPhoto(png, caption=caption, filename=name.format(n))
+            for n, png in enumerate(images, start=1)
+        ]
+        await patiently(
+            self.pacer, chat_id, lambda: self.bot.send_media_group(chat_id, media), "results"
+        )
+        text = (
+            f"Job {job_id}: {len(images)} pictures. Reroll makes new ones; "
+            f"V1 to V{len(images)} make variations of one of them."
+        )
+        await patiently(
+            self.pacer,
+            chat_id,
+            lambda: self.bot.send_message(chat_id, text, reply_markup=keyboard),
+            "result buttons",
+        )
+
+    async def send_files(self, who: Identity, chat_id: int, job_id: int) -> None:
+        """The full-quality PNGs of a generation as documents (Telegram keeps their bytes)."""
+        job = await self.booth.job(who, job_id)
+        images = await self.booth.job_images(who, job_id)
+        if not images:
+            raise BoothError(f"Job {job_id} has no pictures to send.")
+        result: dict[str, Any] = json.loads(job.result or "{}")
+        caption = image_caption(
+            job_id,
+            json.loads(job.params).get("prompt", ""),
+            withheld=int(result.get("withheld", 0)),
+        )
+        await self._action(chat_id, ChatAction.UPLOAD_DOCUMENT)
+        name = f"selfiebooth-{job_id}-{{}}.png"
+        if len(images) == 1:
+            await patiently(
+                self.pacer,
+                chat_id,
+                lambda: self.bot.send_document(
+                    chat_id, images[0], caption=caption, filename=name.format(1)
+                ),
+                "files",
+            )
+            return
+        media = [
+            InputMediaDocument(png, caption=caption, filename=name.format(n))
+            for n, png in enumerate(images, start=1)
+        ]
+        await patiently(
+            self.pacer, chat_id, lambda: self.bot.send_media_group(chat_id, media), "files"
+        )
+
+    async def _action(self, chat_id: int, action: str) -> None:
+        # Only a hint for the client ("sending a photo..."): never worth a retry or an error.
+        with contextlib.suppress(TelegramError):
+            await self.bot.send_chat_action(chat_id, action)

@@ -1,0 +1,111 @@
+"""Inline keyboards and their callback data.
+
+Callback data carries everything a button needs (an action and ids), so a button keeps
+working after the bot restarts, and stays far below Telegram's 64-byte limit. Who pressed
+is never in the data: it is the pressing user, checked by the core on every press.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup
+
+__all__ = [
+    "MAX_CALLBACK_BYTES",
+    "Button",
+    "cancel_keyboard",
+    "consent_keyboard",
+    "forget_keyboard",
+    "parse_button",
+    "results_keyboard",
+]
+
+MAX_CALLBACK_BYTES = 64
+
+# action -> the shape of its arguments
+_ACTIONS: dict[str, re.Pattern[str]] = {
+    # The version of the consent text that was shown: the core refuses an outdated one.
+    "consent": re.compile(r"(yes|no):(.{1,50})"),
+    "forget": re.compile(r"(yes|no)"),
+    "cancel": re.compile(r"(\d{1,12})"),
+    "reroll": re.compile(r"(\d{1,12})"),
+    "vary": re.compile(r"(\d{1,12}):(\d{1,2})"),
+    "file": re.compile(r"(\d{1,12})"),
+    "report": re.compile(r"(\d{1,12})"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Button:
+    action: str
+    args: tuple[str, ...]
+
+
+def _data(action: str, *args: object) -> str:
+    data = ":".join([action, *map(str, args)])
+    if len(data.encode()) > MAX_CALLBACK_BYTES:
+        raise ValueError(f"callback data {data!r} is over Telegram's {MAX_CALLBACK_BYTES} bytes")
+    return data
+
+
+def parse_button(data: str | None) -> Button | None:
+    """The button's action and arguments; None for data this bot never made."""
+    if not data:
+        return None
+    action, _, rest = data.partition(":")
+    pattern = _ACTIONS.get(action)
+    match = pattern.fullmatch(rest) if pattern else None
+    if match is None:
+        return None
+    return Button(action, match.groups())
+
+
+def consent_keyboard(version: str) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(
+        [
+            [
+                InlineKeyboardButton("Accept", callback_data=_data("consent", "yes", version)),
+                InlineKeyboardButton("Decline", callback_data=_data("consent", "no", version)),
+            ]
+        ]
+    )
+
+
+def forget_keyboard() -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(
+        [
+            [
+                InlineKeyboardButton(
+                    "Yes, delete everything", callback_data=_data("forget", "yes")
+                ),
+                InlineKeyboardButton("No, keep it", callback_data=_data("forget", "no")),
+            ]
+        ]
+    )
+
+
+def cancel_keyboard(job_id: int) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(
+        [[InlineKeyboardButton("Cancel", callback_data=_data("cancel", job_id))]]
+    )
+
+
+def results_keyboard(job_id: int, count: int) -> InlineKeyboardMarkup:
+    """Reroll, a variations button per picture, full-quality files, and a report button."""
+    vary = [
+        InlineKeyboardButton(
+            "Variations" if count == 1 else f"V{n}", callback_data=_data("vary", job_id, n)
+        )
+        for n in range(1, count + 1)
+    ]
+    return InlineKeyboardMarkup(
+        [
+            [InlineKeyboardButton("Reroll", callback_data=_data("reroll", job_id)), *vary],
+            [
+                InlineKeyboardButton("Send as file", callback_data=_data("file", job_id)),
+                InlineKeyboardButton("Report", callback_data=_data("report", job_id)),
+            ],
+        ]
+    )

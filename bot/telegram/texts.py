@@ -1,0 +1,192 @@
+"""The words the Telegram bot says: help, status, verdicts and job progress, as plain text.
+
+Plain text only (no Markdown or HTML parse mode): prompts, file names and the core's
+messages are shown as they are, with nothing to escape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from bot.core import UserStatus, Verdict
+from bot.core.types import JobUpdate, MyData
+from bot.telegram.options import OPTIONS_HELP
+
+__all__ = [
+    "ADMIN_COMMAND",
+    "COMMANDS",
+    "GROUP_ONLY_PRIVATE",
+    "SORRY",
+    "chunks",
+    "final_text",
+    "help_text",
+    "intro",
+    "my_data_text",
+    "progress_text",
+    "queued_text",
+    "status_text",
+    "verdicts_text",
+]
+
+# Command -> description, as setMyCommands shows them in the menu.
+COMMANDS: dict[str, str] = {
+    "start": "what this bot does, and the consent to accept",
+    "imagine": "a picture of you: /imagine PROMPT --ar 3:2 --n 2",
+    "train": "train your model on your selfies",
+    "status": "your photos, models and jobs",
+    "cancel": "cancel your waiting or running jobs",
+    "mydata": "everything stored about you",
+    "export": "your model as a file",
+    "model": "switch to another version of your model: /model 2",
+    "report": "report a picture to the admins: /report JOB [why]",
+    "forget": "delete everything about you",
+    "help": "how it works",
+}
+ADMIN_COMMAND = ("admin", "moderation: /admin help")
+
+
+def intro(min_photos: int, max_photos: int) -> str:
+    return (
+        f"Hi! I am selfiebooth. Send me {min_photos} to {max_photos} selfies, train your own "
+        "image model, and then ask for pictures of yourself: /imagine me as an astronaut.\n\n"
+        "Everything here needs your consent first. Please read it:"
+    )
+
+
+SORRY = "Sorry, something went wrong on our side. Please try again in a moment."
+GROUP_ONLY_PRIVATE = (
+    "Please send me that in a private chat: your photos and your data stay between us there."
+)
+MAX_TEXT = 4096
+
+
+def help_text(min_photos: int) -> str:
+    return "\n".join(
+        [
+            "How it works:",
+            "1. /start and accept the consent text.",
+            f"2. Send at least {min_photos} selfies: only you, face clearly visible, different "
+            "days and light if you can. Send them as files (uncompressed) for the best "
+            "quality; photos and albums work too.",
+            "3. /train, and wait a few minutes: one message shows the progress.",
+            "4. /imagine me as a Lego figure. " + OPTIONS_HELP,
+            "",
+            "Under each result: Reroll (new seeds), Variations (close to one picture), "
+            "Send as file (full-quality PNG) and Report.",
+            "",
+            *[f"/{name}: {text}" for name, text in COMMANDS.items()],
+        ]
+    )
+
+
+def verdicts_text(
+    names: Sequence[str], verdicts: Sequence[Verdict], photos: int, max_photos: int
+) -> str:
+    lines = []
+    for name, verdict in zip(names, verdicts, strict=True):
+        mark = "accepted" if verdict.accepted else f"refused: {verdict.reason}"
+        lines.append(f"{name}: {mark}")
+    accepted = sum(v.accepted for v in verdicts)
+    lines.append("")
+    lines.append(
+        f"{accepted} of {len(verdicts)} accepted. You have {photos} photo(s) "
+        f"(at most {max_photos})."
+    )
+    return "\n".join(lines)
+
+
+def status_text(status: UserStatus) -> str:
+    if status.consent is None:
+        return "Nothing is stored about you. Send /start to begin."
+    lines = [
+        "Consent: accepted"
+        + ("" if status.consent_current else " (the text changed: /start to accept it again)"),
+        f"Photos: {status.photos} (at most {status.max_photos})",
+    ]
+    if status.loras:
+        for lora in status.loras:
+            active = " (in use)" if lora.active else ""
+            lines.append(f"Model version {lora.version}, trigger word {lora.trigger_word}{active}")
+    else:
+        lines.append("Models: none yet")
+    for job in status.jobs[-5:]:
+        what = "training" if job.kind == "train" else "pictures"
+        lines.append(f"Job {job.id}: {what}, {job.status} ({job.progress:.0%})")
+    return "\n".join(lines)
+
+
+def my_data_text(data: MyData) -> str:
+    if data.created_at is None:
+        return "Nothing is stored about you."
+    consent = (
+        f"version {data.consent.version}, accepted {data.consent.accepted_at[:16]} UTC"
+        if data.consent
+        else "none"
+    )
+    lines = [
+        "What is stored about you:",
+        f"Account since {data.created_at[:16]} UTC",
+        f"Consent: {consent}",
+        f"Selfies: {data.photos}",
+        f"Models: {len(data.loras)}",
+        f"Jobs: {data.jobs}",
+        f"Generated pictures: {data.images}",
+        f"Refused prompts (strikes): {data.strikes}",
+    ]
+    if data.banned_until or data.ban_reason:
+        until = f"until {data.banned_until} UTC" if data.banned_until else "until an admin lifts it"
+        lines.append(f"Suspended {until}: {data.ban_reason or 'no reason given'}")
+    lines.append("")
+    lines.append("/export sends your model; /forget deletes all of it.")
+    return "\n".join(lines)
+
+
+def queued_text(kind: str, job_id: int, position: int | None) -> str:
+    what = "Training" if kind == "train" else "Pictures"
+    if position is None:
+        return f"{what} (job {job_id}): starting."
+    if position == 1:
+        return f"{what} (job {job_id}): queued, next in line."
+    return f"{what} (job {job_id}): queued, number {position} in line."
+
+
+def progress_text(kind: str, update: JobUpdate) -> str:
+    what = "Training" if kind == "train" else "Pictures"
+    job = f"{what} (job {update.job_id})"
+    if update.state == "progress" and update.total:
+        eta = f", about {update.eta:.0f} s left" if update.eta is not None else ""
+        return (
+            f"{job}: step {update.step} of {update.total} ({update.step / update.total:.0%}){eta}."
+        )
+    if update.state == "paused":
+        return f"{job}: paused to make way for pictures; it carries on soon."
+    if update.state == "retrying":
+        return f"{job}: the engine restarted; running your job again."
+    return f"{job}: running."
+
+
+def final_text(kind: str, job_id: int, state: str, result: dict[str, object]) -> str:
+    what = "Training" if kind == "train" else "Pictures"
+    job = f"{what} (job {job_id})"
+    if state == "succeeded" and kind == "train":
+        return (
+            f"{job}: done. Model version {result.get('version', '?')} is ready.\n"
+            "Now try: /imagine me as an astronaut --n 2"
+        )
+    if state == "succeeded":
+        return f"{job}: done."
+    if state == "cancelled":
+        return f"{job}: cancelled."
+    return f"Sorry, {job[0].lower() + job[1:]} failed on our side. Please try again later."
+
+
+def chunks(text: str, size: int = MAX_TEXT) -> list[str]:
+    """Pieces of at most `size` characters, cut at line ends where possible."""
+    out: list[str] = []
+    while len(text) > size:
+        cut = text.rfind("\n", 0, size)
+        cut = cut if cut > 0 else size
+        out.append(text[:cut])
+        text = text[cut:].lstrip("\n")
+    out.append(text)
+    return out
