@@ -56,6 +56,7 @@ def test_id_lists_and_class_tables_are_read(tmp_path: Path) -> None:
         ("[image_filter.blocked_classes]\nFACE_MALE = 2\n", "thresholds above 0, at most 1"),
         ("[image_filter]\nblocked_classes = {FACE_MALE = \"high\"}\n", "a table of numbers"),
         ("[discord]\ngateway_url = \"http://x\"\n", "a ws(s) URL"),
+        ("[consent]\nversion = \"2026 spring edition\"\n", "1 to 32 letters, digits"),
     ],
 )
 def test_bad_lists_and_tables_are_refused(tmp_path: Path, text: str, message: str) -> None:

@@ -5,9 +5,11 @@ the fake Bot API over loopback; the core and SQLite are real."""
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 from fakes.telegram_api import BOT_USERNAME, TOKEN, FakeTelegram, Person
 from telegram_harness import ADMIN, Conversation, running_bot, telegram_config
@@ -253,13 +255,36 @@ async def test_the_token_never_reaches_the_log(
     assert not any(TOKEN.split(":")[1] in r.getMessage() for r in caplog.records)
 
 
-async def test_a_webhook_without_its_extra_is_a_config_error(
+async def test_webhook_mode_takes_only_updates_signed_with_its_secret(
     config: Config, fake: FakeTelegram
 ) -> None:
-    webhook = telegram_config(config, fake, webhook_url="https://bot.example/hook")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    hook = telegram_config(config, fake, webhook_url="https://bot.example/hook", webhook_port=port)
+    async with running_bot(hook):
+        registered = fake.of("setWebhook")[-1]
+        assert registered.params["url"] == "https://bot.example/hook"
+        secret = registered.params["secret_token"]
+        message = fake._user_message(ANN, None, text="/help")
+        message["entities"] = [{"type": "bot_command", "offset": 0, "length": 5}]
+        update = {"update_id": 1, "message": message}
+        url = f"http://127.0.0.1:{port}/hook"
+        async with aiohttp.ClientSession() as http:
+            async with http.post(url, json=update) as forged:
+                assert forged.status == 403
+            since = fake.mark()
+            headers = {"X-Telegram-Bot-Api-Secret-Token": secret}
+            async with http.post(url, json=update, headers=headers) as signed:
+                assert signed.status == 200
+        answer = await Conversation(fake, ANN).reply(since)
+        assert "/imagine" in answer.text
+        assert len(fake.of("sendMessage", chat_id=ANN.id)) == 1  # the forged one got nothing
+    assert fake.of("getUpdates") == []
+
+
+async def test_a_missing_token_is_a_config_error(config: Config, fake: FakeTelegram) -> None:
     async with running_bot(telegram_config(config, fake)) as (booth, _):
-        with pytest.raises(ConfigError, match="webhook"):
-            TelegramFrontEnd(booth, webhook, TOKEN)
         with pytest.raises(ConfigError, match="SELFIEBOOTH_TELEGRAM_TOKEN"):
             TelegramFrontEnd(booth, config, None)
 
