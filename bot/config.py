@@ -20,6 +20,7 @@ from typing import Any
 
 from engine.intake.settings import IntakeSettings
 from engine.models.families import FAMILY_NAMES
+from engine.safety.image_filter import NUDENET_LABELS
 
 __all__ = [
     "Config",
@@ -230,7 +231,11 @@ _SECTIONS: dict[str, type[Any]] = {
 _Check = tuple[Callable[[Any], bool], str]
 _CHECKS: dict[str, _Check] = {
     "log_level": (lambda v: v in LOG_LEVELS, f"one of {', '.join(LOG_LEVELS)}"),
-    "consent.version": (lambda v: bool(v.strip()), "a non-empty version string"),
+    # Chat buttons carry the version shown (Telegram allows 64 bytes of button data).
+    "consent.version": (
+        lambda v: re.fullmatch(r"[A-Za-z0-9._-]{1,32}", v) is not None,
+        "1 to 32 letters, digits, dots, dashes or underscores",
+    ),
     "model.base": (lambda v: bool(v.strip()), '"tiny", a hub model id or a local directory'),
     "model.family": (
         lambda v: v == "auto" or v in FAMILY_NAMES,
@@ -260,8 +265,8 @@ _CHECKS: dict[str, _Check] = {
     "moderation.commands_per_minute": (lambda v: 0 < v <= 6000, "above 0, at most 6000"),
     "moderation.command_burst": (lambda v: 1 <= v <= 1000, "1 to 1000"),
     "image_filter.blocked_classes": (
-        lambda v: all(0 < t <= 1 for t in v.values()),
-        "NudeNet class names with thresholds above 0, at most 1",
+        lambda v: all(k in NUDENET_LABELS and 0 < t <= 1 for k, t in v.items()),
+        f"NudeNet classes ({', '.join(NUDENET_LABELS)}) with thresholds above 0, at most 1",
     ),
     "telegram.api_base_url": (lambda v: v.startswith(("http://", "https://")), "an http(s) URL"),
     "telegram.file_base_url": (lambda v: v.startswith(("http://", "https://")), "an http(s) URL"),

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import sys
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,9 @@ class EngineOptions:
     device: str = "auto"
     log_level: str = "INFO"
     start_timeout: float = 600.0  # loading a real SDXL from disk takes minutes
+    # The image filter: NudeNet class -> threshold; empty screens nothing.
+    blocked_classes: Mapping[str, float] = field(default_factory=dict)
+    keep_blocked_images: bool = False  # write blocked results for admin review
 
 
 class EngineProcess:
@@ -56,6 +61,8 @@ class EngineProcess:
             "--base", o.base, "--family", o.family,
             "--models-dir", str(o.models_dir), "--device", o.device,
             "--log-level", o.log_level,
+            "--blocked-classes", json.dumps(dict(o.blocked_classes)),
+            *(["--keep-blocked"] if o.keep_blocked_images else []),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             limit=_STREAM_LIMIT,

@@ -10,6 +10,7 @@ import json
 from typing import Any, Literal, NotRequired, TypedDict
 
 __all__ = [
+    "BlockedImage",
     "Command",
     "Event",
     "GenerateParams",
@@ -61,6 +62,14 @@ class GenerateParams(TypedDict):
     lora: LoraParams | None
     out_dir: str
     variation: NotRequired[VariationParams]
+
+
+class BlockedImage(TypedDict):
+    """A generated image the image filter withheld (in a generation's result)."""
+
+    seed: int
+    classes: dict[str, float]  # blocking class -> its highest score
+    path: NotRequired[str]  # only when blocked images are kept for review
 
 
 class Command(TypedDict):

@@ -1,11 +1,17 @@
 """The engine process: owns the model and the device, runs one job at a time.
 
     python -m engine.worker --base tiny --family auto --models-dir DIR [--device auto]
+        [--blocked-classes '{"FEMALE_BREAST_EXPOSED": 0.4}'] [--keep-blocked]
 
 Commands arrive on stdin and events leave on stdout (engine.protocol). A reader thread
 takes `cancel` and `yield` while a job runs, so training stops between two steps (after
 a checkpoint) and generation between two denoising steps. Anything else the libraries
 print goes to stderr, so stdout carries the protocol only.
+
+Every image that leaves the engine (a result, a generation preview, a training sample)
+first passes the image filter (NudeNet, with the blocked classes given) and carries the
+job id as an invisible watermark. A blocked result is not written as a result: the job's
+result lists it under "blocked", with a file only when it is kept for review.
 """
 
 from __future__ import annotations
@@ -13,21 +19,35 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
+import io
+import json
 import logging
 import os
 import queue
 import sys
 import threading
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from engine.protocol import Command, Event, GenerateParams, TrainParams, decode, encode
+from engine.protocol import (
+    BlockedImage,
+    Command,
+    Event,
+    GenerateParams,
+    TrainParams,
+    decode,
+    encode,
+)
 
 if TYPE_CHECKING:
     from PIL import Image
 
-__all__ = ["main"]
+    from engine.generation import GeneratedImage
+    from engine.safety.image_filter import ImageFilter
+
+__all__ = ["main", "screen_results"]
 
 _log = logging.getLogger("engine.worker")
 
@@ -45,6 +65,7 @@ class Worker:
         from engine.generation import LoraCache
         from engine.models.families import resolve_family
         from engine.models.loader import load_pipeline
+        from engine.safety.image_filter import ImageFilter
 
         self._out = out
         self._out_lock = threading.Lock()
@@ -56,6 +77,9 @@ class Worker:
         self.models_dir: Path = args.models_dir
         self.pipeline = load_pipeline(args.base, self.family, device, models_dir=args.models_dir)
         self.adapters = LoraCache.for_pipeline(self.pipeline)
+        classes: dict[str, float] = json.loads(args.blocked_classes)
+        self.image_filter = ImageFilter(classes) if classes else None
+        self.keep_blocked: bool = args.keep_blocked
         self.commands: queue.Queue[Command | None] = queue.Queue()
         # job id -> "cancel" or "yield"; may arrive before the job starts.
         self.interrupts: dict[int, str] = {}
@@ -140,8 +164,11 @@ class Worker:
             )
 
         def on_sample(step: int, image: Image.Image) -> None:
+            outgoing = self.outgoing(job_id, image)
+            if outgoing is None:
+                return
             path = sample_dir / f"sample-{step:06d}.png"
-            image.save(path)
+            outgoing.save(path)
             self.send({"event": "sample", "job_id": job_id, "step": step, "path": str(path)})
 
         try:
@@ -221,8 +248,11 @@ class Worker:
         out_dir.mkdir(parents=True, exist_ok=True)
 
         def preview(step: int, image: Image.Image) -> None:
+            outgoing = self.outgoing(job_id, image)
+            if outgoing is None:
+                return
             path = out_dir / f"preview-{step:03d}.png"
-            image.save(path)
+            outgoing.save(path)
             self.send({"event": "sample", "job_id": job_id, "step": step, "path": str(path)})
 
         result = generate(
@@ -232,20 +262,75 @@ class Worker:
             progress=progress,
             preview=preview,
             preview_every=max(1, request.steps // 4),  # about three previews a picture
+            watermark=job_id,
         )
-        images = []
-        for n, image in enumerate(result.images, start=1):
-            path = out_dir / f"image-{n}.png"
-            path.write_bytes(image.png)
-            images.append(
-                {
-                    "path": str(path),
-                    "seed": image.seed,
-                    "width": image.width,
-                    "height": image.height,
-                }
+        images, blocked = screen_results(
+            result.images, out_dir, self.image_filter, keep_blocked=self.keep_blocked
+        )
+        for entry in blocked:
+            _log.warning(
+                "job %d: the image of seed %d is withheld by the image filter (%s)",
+                job_id,
+                entry["seed"],
+                ", ".join(entry["classes"]),
             )
-        return {"images": images, "prompt": result.prompt, "seconds": result.seconds}
+        return {
+            "images": images,
+            "blocked": blocked,
+            "prompt": result.prompt,
+            "seconds": result.seconds,
+        }
+
+    def outgoing(self, job_id: int, image: Image.Image) -> Image.Image | None:
+        """A preview or sample as it may leave the engine: marked, or None when blocked."""
+        from engine.provenance import MIN_SIDE, embed
+
+        if self.image_filter is not None:
+            verdict = self.image_filter.check(image)
+            if not verdict.allowed:
+                _log.warning(
+                    "job %d: a preview is withheld by the image filter (%s)",
+                    job_id,
+                    ", ".join(verdict.blocked_by),
+                )
+                return None
+        # Previews of very small models are below what a mark needs; results never are.
+        return embed(image, job_id) if max(image.size) >= MIN_SIDE else image
+
+
+def screen_results(
+    images: Sequence[GeneratedImage],
+    out_dir: Path,
+    image_filter: ImageFilter | None,
+    *,
+    keep_blocked: bool,
+) -> tuple[list[dict[str, Any]], list[BlockedImage]]:
+    """Write the images the filter allows as image-N.png; list the ones it blocks.
+
+    A blocked image is written (as blocked-N.png) only when it is kept for review.
+    """
+    from PIL import Image
+
+    allowed: list[dict[str, Any]] = []
+    blocked: list[BlockedImage] = []
+    for n, image in enumerate(images, start=1):
+        if image_filter is not None:
+            with Image.open(io.BytesIO(image.png)) as decoded:
+                verdict = image_filter.check(decoded)
+            if not verdict.allowed:
+                entry: BlockedImage = {"seed": image.seed, "classes": verdict.scores()}
+                if keep_blocked:
+                    kept = out_dir / f"blocked-{n}.png"
+                    kept.write_bytes(image.png)
+                    entry["path"] = str(kept)
+                blocked.append(entry)
+                continue
+        path = out_dir / f"image-{n}.png"
+        path.write_bytes(image.png)
+        allowed.append(
+            {"path": str(path), "seed": image.seed, "width": image.width, "height": image.height}
+        )
+    return allowed, blocked
 
 
 def _describe(exc: Exception) -> str:
@@ -271,6 +356,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models-dir", type=Path, required=True)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--log-level", default="INFO")
+    # NudeNet class -> threshold, as JSON; "{}" screens nothing.
+    parser.add_argument("--blocked-classes", default="{}")
+    parser.add_argument("--keep-blocked", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=args.log_level,

@@ -44,7 +44,7 @@ def pipe(models_dir: Path) -> Pipeline:
 def lora(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> LoraRef:
     """A LoRA trained for a few steps on flat colours: enough to change the output."""
     trainer = load_pipeline("tiny", TINY, "cpu", models_dir=models_dir)
-    images = tuple(Image.new("RGB", (64, 64), (200, 40 * i, 90)) for i in range(4))
+    images = tuple(Image.new("RGB", (256, 256), (200, 40 * i, 90)) for i in range(4))
     out = tmp_path_factory.mktemp("lora") / "user.safetensors"
     result = train(trainer, TINY, TrainingRequest(images, "sbx7", out, steps=6))
     return LoraRef(result.path, result.sha256, "sbx7")
@@ -149,8 +149,8 @@ def test_aspect_ratio_sizes(pipe: Pipeline) -> None:
     assert size_for(512, "16:9") == (680, 384)
     assert size_for(1024, "2:3") == (840, 1256)
     image = generate(pipe, _req(aspect_ratio="16:9")).images[0]
-    assert (image.width, image.height) == (88, 48)
-    assert Image.open(io.BytesIO(image.png)).size == (88, 48)
+    assert (image.width, image.height) == (344, 192)
+    assert Image.open(io.BytesIO(image.png)).size == (344, 192)
 
 
 def test_png_carries_parameters_and_ai_statement(pipe: Pipeline) -> None:
@@ -193,4 +193,4 @@ def test_previews_come_during_denoising(pipe: Pipeline) -> None:
     )
     # Every second step but the last, whose finished picture needs no preview.
     assert [step for step, _ in previews] == [2, 4, 6]
-    assert all(size == (64, 64) for _, size in previews)
+    assert all(size == (256, 256) for _, size in previews)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ import torch
 from engine.models import FAMILIES, TrainingRecipe, dtype_for, resolve_family
 from engine.models.loader import load_pipeline
 from engine.models.pipeline import Pipeline
-from engine.models.tiny import bytes_to_unicode, ensure_tiny
+from engine.models.tiny import TINY_VERSION, bytes_to_unicode, ensure_tiny
 
 
 @pytest.fixture(scope="session")
@@ -27,7 +28,7 @@ def _weights(pipe: Pipeline) -> dict[str, torch.Tensor]:
 
 
 def test_families_know_resolution_targets_and_recipe() -> None:
-    assert {f: FAMILIES[f].resolution for f in FAMILIES} == {"tiny": 64, "sd15": 512, "sdxl": 1024}
+    assert {f: FAMILIES[f].resolution for f in FAMILIES} == {"tiny": 256, "sd15": 512, "sdxl": 1024}
     for family in FAMILIES.values():
         assert family.lora_targets == ("to_k", "to_q", "to_v", "to_out.0")
         assert family.recipe.min_steps <= family.recipe.max_steps
@@ -84,7 +85,8 @@ def test_tiny_pipeline_builds_offline_and_reloads_identically(
     ids = tokenizer("a photo of sbx7 person").input_ids
     assert ids[0] == tokenizer.convert_tokens_to_ids("<|startoftext|>")
     assert ids[-1] == tokenizer.convert_tokens_to_ids("<|endoftext|>")
-    assert first.unet.config.sample_size * first.vae_scale_factor == 64
+    assert first.unet.config.sample_size * first.vae_scale_factor == 256
+    assert first.vae_scale_factor == 8  # as SD's VAE
 
 
 def test_ensure_tiny_keeps_an_existing_build(models_dir: Path) -> None:
@@ -92,6 +94,21 @@ def test_ensure_tiny_keeps_an_existing_build(models_dir: Path) -> None:
     stamp = (models_dir / "tiny" / "model_index.json").stat().st_mtime_ns
     ensure_tiny(models_dir / "tiny")
     assert (models_dir / "tiny" / "model_index.json").stat().st_mtime_ns == stamp
+
+
+def test_a_tiny_cache_of_an_older_version_is_rebuilt(tmp_path: Path) -> None:
+    old = tmp_path / "tiny"
+    old.mkdir()
+    (old / "model_index.json").write_text("{}")  # version 1 wrote no stamp
+    (old / "vae").mkdir()
+    (old / "vae" / "old-weights.safetensors").write_bytes(b"64 px")
+    ensure_tiny(old)
+    assert not (old / "vae" / "old-weights.safetensors").exists()
+    stamp = json.loads((old / "selfiebooth-tiny.json").read_text())
+    assert stamp == {"version": TINY_VERSION}
+    vae = json.loads((old / "vae" / "config.json").read_text())
+    assert len(vae["block_out_channels"]) == 4  # a scale factor of 8
+    assert not list(tmp_path.glob(".tiny-*"))  # the staging directory is gone
 
 
 def test_tiny_base_needs_the_tiny_family(models_dir: Path) -> None:

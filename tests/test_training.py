@@ -51,8 +51,9 @@ def crops() -> tuple[Image.Image, ...]:
 def synthetic() -> tuple[Image.Image, ...]:
     """Stand-ins where the faces do not matter (cancel, resume): seeded noise."""
     rng = np.random.default_rng(0)
+    side = TINY.resolution
     return tuple(
-        Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)) for _ in range(4)
+        Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)) for _ in range(4)
     )
 
 
@@ -98,7 +99,7 @@ def test_trained_lora_loads_into_a_fresh_pipeline_and_changes_it(
         on_sample=lambda step, image: samples.append((step, image.size)),
     )
     assert seen == [(s, STEPS) for s in range(1, STEPS + 1)]
-    assert samples == [(4, (64, 64)), (8, (64, 64))]
+    assert samples == [(4, (256, 256)), (8, (256, 256))]
     assert result.steps == STEPS and result.recipe == TINY.recipe
     assert result.path.is_file() and result.sha256 == file_sha256(result.path)
     assert result.loss == result.loss  # not NaN
@@ -186,9 +187,9 @@ def test_resume_refuses_a_checkpoint_of_another_run(
 
 
 def test_training_refuses_crops_of_the_wrong_size(pipe: Pipeline, tmp_path: Path) -> None:
-    images = (Image.new("RGB", (64, 64)), Image.new("RGB", (80, 64)))
+    images = (Image.new("RGB", (256, 256)), Image.new("RGB", (80, 64)))
     request = TrainingRequest(images, "sbx7", tmp_path / "lora.safetensors", steps=2)
-    with pytest.raises(ValueError, match="image 1 is 80x64, need 64x64"):
+    with pytest.raises(ValueError, match="image 1 is 80x64, need 256x256"):
         train(pipe, TINY, request)
     with pytest.raises(ValueError, match="'two words'"):
         train(pipe, TINY, TrainingRequest(images[:1], "two words", tmp_path / "x", steps=2))

@@ -24,6 +24,8 @@ def engine_options(config: Config) -> EngineOptions:
         device=config.engine.device,
         log_level=config.log_level,
         start_timeout=config.engine.start_timeout,
+        blocked_classes=config.image_filter.blocked_classes if config.image_filter.enabled else {},
+        keep_blocked_images=config.moderation.keep_blocked_images,
     )
 
 

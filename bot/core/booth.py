@@ -16,7 +16,7 @@ import shutil
 import unicodedata
 from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -53,10 +53,13 @@ from engine.intake import (
 )
 from engine.models.families import resolve_family
 from engine.models.recipe import TrainingRecipe
-from engine.safety import PromptFilter
+from engine.safety import ImageFilter, ImageVerdict, PromptFilter
 from storage import BlobStore, NewPhoto, Repository
 from storage.jobs import JobQueue
 from storage.records import JobRecord, LoraRecord, PhotoRecord, ReviewItem, User
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 __all__ = ["Booth"]
 
@@ -68,6 +71,16 @@ _TRIGGER_SHAPE = re.compile(r"(?<![a-z])(?:[bcdfghjklmnpqrstvwxz][aeiouy]){3}(?!
 VARIATION_STRENGTH = 0.25
 
 BAD_NAME = "file name not allowed (it holds a path or control characters): rename the file"
+FILTER_REFUSED = "this photo was refused by the content filter: send an ordinary selfie"
+
+
+class _FilterRefused(PhotoRefused):
+    """An upload the image filter blocked: refused, and put in front of the admins."""
+
+    def __init__(self, verdict: ImageVerdict, image: Image.Image) -> None:
+        super().__init__(FILTER_REFUSED)
+        self.verdict = verdict
+        self.image = image
 
 
 class Booth:
@@ -93,6 +106,13 @@ class Booth:
         self.admin = AdminConsole(self)
         self._filter_loaded = False
         self._analyzer = analyzer
+        # NudeNet on every upload (its model loads with the first photo); None when off.
+        screening = config.image_filter
+        self.image_filter = (
+            ImageFilter(screening.blocked_classes)
+            if screening.enabled and screening.blocked_classes
+            else None
+        )
         # One operation at a time per user: uploads judge against the photos already kept.
         self._locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
 
@@ -104,8 +124,14 @@ class Booth:
 
     # consent -------------------------------------------------------------------------
 
-    async def accept_consent(self, who: Identity) -> None:
+    async def accept_consent(self, who: Identity, version: str | None = None) -> None:
+        """Record consent to the current text; `version` is the one the user was shown."""
         self._take_command(who)
+        if version is not None and version != self.consent_text.version:
+            raise BoothError(
+                "The consent text has changed since it was shown to you: "
+                "read the new one and accept it again."
+            )
         user = await self.repo.get_or_create_user(who.platform, who.user_id)
         async with self._locks[user.id]:
             if await self._consent_is_current(user):
@@ -139,6 +165,7 @@ class Booth:
                 reasons[i] = result.reason
             else:
                 analyses[i] = result
+        await self._flag_uploads(user, [r for r in results if isinstance(r, _FilterRefused)])
 
         known = [_known(p) for p in await self.repo.photos(user.id)]
         candidates = [
@@ -156,16 +183,65 @@ class Booth:
             for f, reason in zip(files, reasons, strict=True)
         ]
 
+    def oversized(self, name: str, size: int, platform_limit: int | None = None) -> Verdict | None:
+        """The refusal of a file by the size a platform announces, before downloading it.
+
+        `platform_limit` is the platform's own limit for that place (bytes), if it has one.
+        """
+        limit = self.config.intake.max_file_bytes
+        if platform_limit:
+            limit = min(limit, platform_limit)
+        if size <= limit:
+            return None
+        return Verdict(
+            name,
+            accepted=False,
+            reason=f"file too large ({size / 1048576:.1f} MB): "
+            f"send a photo of at most {limit / 1048576:.3g} MB",
+        )
+
     def _analyze_all(self, blobs: list[bytes]) -> list[PhotoAnalysis | PhotoRefused]:
         out: list[PhotoAnalysis | PhotoRefused] = []
         for data in blobs:
             try:
                 out.append(
-                    analyze_photo(data, self.config.intake, self.family.resolution, self.analyzer)
+                    analyze_photo(
+                        data,
+                        self.config.intake,
+                        self.family.resolution,
+                        self.analyzer,
+                        screen=self._screen_upload,
+                    )
                 )
             except PhotoRefused as refusal:
                 out.append(refusal)
         return out
+
+    def _screen_upload(self, image: Image.Image) -> None:
+        if self.image_filter is not None:
+            verdict = self.image_filter.check(image)
+            if not verdict.allowed:
+                raise _FilterRefused(verdict, image)
+
+    async def _flag_uploads(self, user: User, refused: list[_FilterRefused]) -> None:
+        """A review item for each upload the image filter refused; the photo only if kept."""
+        for refusal in refused:
+            blob = None
+            if self.config.moderation.keep_blocked_images:
+                blob = await self.blobs.put(await asyncio.to_thread(encode_jpeg, refusal.image))
+            detail = {
+                "source": "upload",
+                "classes": list(refusal.verdict.blocked_by),
+                "scores": refusal.verdict.scores(),
+            }
+            try:
+                await self.repo.add_review_item("image", user.id, detail, blob=blob)
+            except BaseException:
+                if blob is not None and not await self.repo.blob_in_use(blob):
+                    await self.blobs.delete(blob)
+                raise
+        if refused:
+            _log.warning("user %d: %d upload(s) refused by the image filter", user.id, len(refused))
 
     async def _store(self, user: User, accepted: list[PhotoAnalysis]) -> None:
         encoded = await asyncio.to_thread(

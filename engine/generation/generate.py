@@ -24,6 +24,7 @@ from engine.generation.spec import (
     check_request,
 )
 from engine.models.pipeline import Pipeline
+from engine.provenance import embed
 
 __all__ = ["generate", "with_trigger"]
 
@@ -44,8 +45,13 @@ def generate(
     progress: StepFn | None = None,
     preview: PreviewFn | None = None,
     preview_every: int = 0,
+    watermark: int | None = None,
 ) -> GenerationResult:
-    """Generate `request.count` images; the same seed and parameters give the same images."""
+    """Generate `request.count` images; the same seed and parameters give the same images.
+
+    With `watermark` (a job id), each image carries it as an invisible mark (engine.provenance)
+    before it is encoded.
+    """
     check_request(request)
     adapters = adapters or LoraCache.for_pipeline(pipeline)
     adapters.activate(request.lora)
@@ -106,6 +112,8 @@ def generate(
     for i, image in enumerate(output.images):
         if not isinstance(image, Image.Image):
             raise TypeError(f"the pipeline returned a {type(image).__name__}, not a PIL image")
+        if watermark is not None:
+            image = embed(image, watermark)
         png = encode_png_with_metadata(image, {**parameters, "seed": seed + i})
         images.append(GeneratedImage(png, seed + i, width, height))
     return GenerationResult(tuple(images), prompt, {**parameters, "seed": seed}, seconds)

@@ -4,6 +4,7 @@ sharpness, describe it, and cut the training crop."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,10 +32,20 @@ class PhotoAnalysis:
 
 
 def analyze_photo(
-    data: bytes, settings: IntakeSettings, resolution: int, analyzer: FaceAnalyzer
+    data: bytes,
+    settings: IntakeSettings,
+    resolution: int,
+    analyzer: FaceAnalyzer,
+    screen: Callable[[Image.Image], None] | None = None,
 ) -> PhotoAnalysis:
-    """Analyse one upload, or raise PhotoRefused with a reason a person can act on."""
+    """Analyse one upload, or raise PhotoRefused with a reason a person can act on.
+
+    `screen` sees the decoded image before anything else (the content filter), so that a
+    photo it refuses is refused whatever else is wrong with it; it raises PhotoRefused.
+    """
     image = decode_image(data, settings)
+    if screen is not None:
+        screen(image)
     scale = min(1.0, settings.detection_max_side / max(image.size))
     small = image
     if scale < 1.0:

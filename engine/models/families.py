@@ -37,12 +37,13 @@ class Family:
 
 
 FAMILIES: dict[str, Family] = {
-    # Random weights built from configs; 64 px keeps training and generation to seconds on a
-    # CPU. The recipe is sized for tests: a high learning rate so a few steps visibly move
-    # the output, and batch 4 as in diffusers' train_dreambooth_lora.py default.
+    # Random weights built from configs; 32x32 latents (256 px images through a VAE that
+    # scales by 8, as SD's) keep training and generation to seconds on a CPU. The recipe is
+    # sized for tests: a high learning rate so a few steps visibly move the output, and
+    # batch 4 as in diffusers' train_dreambooth_lora.py default.
     "tiny": Family(
         "tiny",
-        64,
+        256,
         "sd",
         TrainingRecipe(
             rank=4,

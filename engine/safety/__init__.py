@@ -1,6 +1,15 @@
-"""Safety: the prompt filter (image filtering and provenance marks come next)."""
+"""Safety: the prompt filter and the image filter (provenance marks: engine.provenance)."""
 
+from engine.safety.image_filter import NUDENET_LABELS, ImageFilter, ImageVerdict
 from engine.safety.prompt_filter import PromptFilter, PromptVerdict
 from engine.safety.terms import CATEGORIES, HARD_CATEGORIES
 
-__all__ = ["CATEGORIES", "HARD_CATEGORIES", "PromptFilter", "PromptVerdict"]
+__all__ = [
+    "CATEGORIES",
+    "HARD_CATEGORIES",
+    "NUDENET_LABELS",
+    "ImageFilter",
+    "ImageVerdict",
+    "PromptFilter",
+    "PromptVerdict",
+]
