@@ -246,6 +246,9 @@ async def _imagine(booth: Booth, who: Identity, args: argparse.Namespace) -> int
         return 1
     for path in await save_images(booth, who, ticket.job_id, args.out):
         print(path)
+    withheld = int(final.result.get("withheld", 0))
+    if withheld:
+        print(f"{withheld} picture(s) were withheld by the safety filter.", file=sys.stderr)
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -28,7 +29,12 @@ def analyzer() -> FaceAnalyzer:
 
 @pytest.fixture
 def config(tmp_path: Path) -> Config:
-    return load_config(None, environ={}, data_dir=tmp_path / "data")
+    config = load_config(None, environ={}, data_dir=tmp_path / "data")
+    # Tests type faster than people: the command rate limit has tests of its own.
+    moderation = dataclasses.replace(
+        config.moderation, commands_per_minute=6000, command_burst=1000
+    )
+    return dataclasses.replace(config, moderation=moderation)
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ front end only passes through what the admin typed.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import shlex
@@ -301,7 +302,7 @@ class AdminConsole:
         name = await self.authorize(actor, "trace")
         from engine.provenance import read_job_id
 
-        job_id = read_job_id(image)
+        job_id = await asyncio.to_thread(read_job_id, image)
         await self.repo.audit(name, "admin.trace", {"job": job_id})
         if job_id is None:
             return "No selfiebooth watermark found in this image."
