@@ -40,8 +40,7 @@ def test_example_file_documents_every_key_with_its_default() -> None:
 def test_id_lists_and_class_tables_are_read(tmp_path: Path) -> None:
     path = write(
         tmp_path,
-        "[telegram]\nadmin_ids = [42, \"43\"]\n"
-        "[image_filter.blocked_classes]\nFACE_FEMALE = 0.3\n",
+        '[telegram]\nadmin_ids = [42, "43"]\n[image_filter.blocked_classes]\nFACE_FEMALE = 0.3\n',
     )
     config = load_config(path, environ={})
     assert config.telegram.admin_ids == ("42", "43")
@@ -52,11 +51,11 @@ def test_id_lists_and_class_tables_are_read(tmp_path: Path) -> None:
     ("text", "message"),
     [
         ("[telegram]\nadmin_ids = 42\n", "telegram.admin_ids = 42 is not allowed"),
-        ("[telegram]\nadmin_ids = [\"@bob\"]\n", "numeric Telegram user ids"),
+        ('[telegram]\nadmin_ids = ["@bob"]\n', "numeric Telegram user ids"),
         ("[image_filter.blocked_classes]\nFACE_MALE = 2\n", "thresholds above 0, at most 1"),
-        ("[image_filter]\nblocked_classes = {FACE_MALE = \"high\"}\n", "a table of numbers"),
-        ("[discord]\ngateway_url = \"http://x\"\n", "a ws(s) URL"),
-        ("[consent]\nversion = \"2026 spring edition\"\n", "1 to 32 letters, digits"),
+        ('[image_filter]\nblocked_classes = {FACE_MALE = "high"}\n', "a table of numbers"),
+        ('[discord]\ngateway_url = "http://x"\n', "a ws(s) URL"),
+        ('[consent]\nversion = "2026 spring edition"\n', "1 to 32 letters, digits"),
     ],
 )
 def test_bad_lists_and_tables_are_refused(tmp_path: Path, text: str, message: str) -> None:
