@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from discord.utils import escape_markdown, escape_mentions
 
 from bot.core import JobUpdate, UserStatus, Verdict
+from bot.core.summaries import my_data_lines, status_lines
 from bot.core.types import Erasure, MyData
 
 __all__ = [
@@ -76,46 +77,13 @@ def verdicts_text(verdicts: Sequence[Verdict], status: UserStatus) -> str:
 
 
 def status_text(status: UserStatus) -> str:
-    if status.consent is None:
-        return "Nothing is stored about you. Start with `/consent`."
-    lines = [
-        "Consent: accepted"
-        + ("" if status.consent_current else " (the text changed: `/consent` to accept it again)"),
-        f"Photos: {status.photos} (at most {status.max_photos})",
-    ]
-    if status.loras:
-        for lora in status.loras:
-            active = " (in use)" if lora.active else ""
-            lines.append(f"Model version {lora.version}, trigger word {lora.trigger_word}{active}")
-    else:
-        lines.append("Models: none yet")
-    for job in status.jobs[-5:]:
-        what = "training" if job.kind == "train" else "pictures"
-        lines.append(f"Job {job.id}: {what}, {job.status} ({job.progress:.0%})")
-    return "\n".join(lines)
+    return "\n".join(status_lines(status, "`/consent`"))
 
 
 def my_data_text(data: MyData) -> str:
-    if data.created_at is None:
-        return "Nothing is stored about you."
-    consent = (
-        f"version {data.consent.version}, accepted {data.consent.accepted_at[:16]} UTC"
-        if data.consent
-        else "none"
-    )
-    lines = [
-        "What is stored about you:",
-        f"Account since {data.created_at[:16]} UTC",
-        f"Consent: {consent}",
-        f"Selfies: {data.photos}",
-        f"Models: {len(data.loras)}",
-        f"Jobs: {data.jobs}; pictures kept: {data.images}",
-        f"Refused prompts counted against you: {data.strikes}",
-    ]
-    if data.ban_reason:
-        until = f" until {data.banned_until[:16]} UTC" if data.banned_until else ""
-        lines.append(f"Suspended{until}: {safe(data.ban_reason)}")
-    lines.append("`/export` gives you your model; `/forget` deletes all of it.")
+    lines = my_data_lines(data, safe)
+    if data.created_at is not None:
+        lines.append("`/export` gives you your model; `/forget` deletes all of it.")
     return "\n".join(lines)
 
 

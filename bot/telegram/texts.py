@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from bot.core import UserStatus, Verdict
+from bot.core.summaries import my_data_lines, status_lines
 from bot.core.types import JobUpdate, MyData
 from bot.telegram.options import OPTIONS_HELP
 
@@ -96,48 +97,13 @@ def verdicts_text(
 
 
 def status_text(status: UserStatus) -> str:
-    if status.consent is None:
-        return "Nothing is stored about you. Send /start to begin."
-    lines = [
-        "Consent: accepted"
-        + ("" if status.consent_current else " (the text changed: /start to accept it again)"),
-        f"Photos: {status.photos} (at most {status.max_photos})",
-    ]
-    if status.loras:
-        for lora in status.loras:
-            active = " (in use)" if lora.active else ""
-            lines.append(f"Model version {lora.version}, trigger word {lora.trigger_word}{active}")
-    else:
-        lines.append("Models: none yet")
-    for job in status.jobs[-5:]:
-        what = "training" if job.kind == "train" else "pictures"
-        lines.append(f"Job {job.id}: {what}, {job.status} ({job.progress:.0%})")
-    return "\n".join(lines)
+    return "\n".join(status_lines(status, "/start"))
 
 
 def my_data_text(data: MyData) -> str:
-    if data.created_at is None:
-        return "Nothing is stored about you."
-    consent = (
-        f"version {data.consent.version}, accepted {data.consent.accepted_at[:16]} UTC"
-        if data.consent
-        else "none"
-    )
-    lines = [
-        "What is stored about you:",
-        f"Account since {data.created_at[:16]} UTC",
-        f"Consent: {consent}",
-        f"Selfies: {data.photos}",
-        f"Models: {len(data.loras)}",
-        f"Jobs: {data.jobs}",
-        f"Generated pictures: {data.images}",
-        f"Refused prompts (strikes): {data.strikes}",
-    ]
-    if data.banned_until or data.ban_reason:
-        until = f"until {data.banned_until} UTC" if data.banned_until else "until an admin lifts it"
-        lines.append(f"Suspended {until}: {data.ban_reason or 'no reason given'}")
-    lines.append("")
-    lines.append("/export sends your model; /forget deletes all of it.")
+    lines = my_data_lines(data)
+    if data.created_at is not None:
+        lines += ["", "/export sends your model; /forget deletes all of it."]
     return "\n".join(lines)
 
 

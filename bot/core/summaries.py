@@ -1,0 +1,63 @@
+"""What /status and /mydata say, as lines of plain text shared by every chat front end.
+
+A front end adds its own command names (`consent_command`) and its own quoting of text
+that users or admins wrote (`quote`, e.g. Markdown escaping on Discord).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from bot.core.types import MyData, UserStatus
+
+__all__ = ["my_data_lines", "status_lines"]
+
+
+def status_lines(status: UserStatus, consent_command: str) -> list[str]:
+    if status.consent is None:
+        return [f"Nothing is stored about you. Start with {consent_command}."]
+    lines = [
+        "Consent: accepted"
+        + (
+            ""
+            if status.consent_current
+            else f" (the text changed: {consent_command} to accept it again)"
+        ),
+        f"Photos: {status.photos} (at most {status.max_photos})",
+    ]
+    if status.loras:
+        for lora in status.loras:
+            active = " (in use)" if lora.active else ""
+            lines.append(f"Model version {lora.version}, trigger word {lora.trigger_word}{active}")
+    else:
+        lines.append("Models: none yet")
+    for job in status.jobs[-5:]:
+        what = "training" if job.kind == "train" else "pictures"
+        lines.append(f"Job {job.id}: {what}, {job.status} ({job.progress:.0%})")
+    return lines
+
+
+def my_data_lines(data: MyData, quote: Callable[[str], str] = str) -> list[str]:
+    if data.created_at is None:
+        return ["Nothing is stored about you."]
+    consent = (
+        f"version {data.consent.version}, accepted {data.consent.accepted_at[:16]} UTC"
+        if data.consent
+        else "none"
+    )
+    lines = [
+        "What is stored about you:",
+        f"Account since {data.created_at[:16]} UTC",
+        f"Consent: {consent}",
+        f"Selfies: {data.photos}",
+        f"Models: {len(data.loras)}",
+        f"Jobs: {data.jobs}",
+        f"Generated pictures: {data.images}",
+        f"Refused prompts (strikes): {data.strikes}",
+    ]
+    if data.banned_until or data.ban_reason:
+        until = "until an admin lifts it"
+        if data.banned_until:
+            until = f"until {data.banned_until[:16].replace('T', ' ')} UTC"
+        lines.append(f"Suspended {until}: {quote(data.ban_reason or 'no reason given')}")
+    return lines
