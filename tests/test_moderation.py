@@ -164,6 +164,7 @@ async def test_a_ban_stops_work_but_not_seeing_or_erasing_ones_data(mbooth: Boot
         mbooth.train(ALICE),
         mbooth.export(ALICE),
         mbooth.use_model(ALICE, 1),
+        mbooth.ready_to_upload(ALICE),  # chats ask before they download anything
     ):
         with pytest.raises(Suspended, match=r"suspended until \d{4}-\d\d-\d\d .*spamming"):
             await attempt
@@ -272,6 +273,9 @@ async def test_nobody_generates_with_or_exports_another_users_model(mbooth: Boot
     assert export.filename == f"selfiebooth-{bob.trigger_word}-v1.safetensors"
     with pytest.raises(ConsentRequired):
         await mbooth.export(Identity("telegram", "someone-new"))
+    with pytest.raises(ConsentRequired):
+        await mbooth.ready_to_upload(Identity("telegram", "someone-new"))
+    assert (await mbooth.ready_to_upload(BOB)).consent_current
 
     with pytest.raises(BoothError, match="only its owner"):
         await mbooth.reroll(ALICE, ticket.job_id)

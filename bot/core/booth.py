@@ -281,6 +281,14 @@ class Booth:
         user = await self.repo.find_user(who.platform, who.user_id)
         if user is None:
             return UserStatus(None, False, 0, self.config.intake.max_photos, (), ())
+        return await self._status_of(user)
+
+    async def ready_to_upload(self, who: Identity) -> UserStatus:
+        """What a front end asks before it downloads a user's files: ConsentRequired or
+        Suspended when an upload would be refused anyway, else the user's status."""
+        return await self._status_of(await self._consenting_user(who))
+
+    async def _status_of(self, user: User) -> UserStatus:
         consent = await self.repo.active_consent(user.id)
         return UserStatus(
             consent=consent,

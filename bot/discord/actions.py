@@ -136,10 +136,8 @@ class Actions:
         who = identity(interaction.user)
 
         async def work(answer: Answer) -> None:
-            before = await self.booth.status(who)
-            if not before.consent_current:
-                # The core refuses with its reasons; nothing is even downloaded first.
-                await self.booth.upload(who, [])
+            # The core refuses with its reasons before anything is downloaded.
+            before = await self.booth.ready_to_upload(who)
             fetched = await fetch_uploads(self.booth, attachments, interaction.filesize_limit)
             verdicts = await self.booth.upload(who, fetched.uploads)
             accepted = sum(v.accepted for v in verdicts)

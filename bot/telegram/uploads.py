@@ -132,12 +132,9 @@ class Intake:
             _log.warning("verdicts could not be sent: %s", exc)
 
     async def _verdicts(self, who: Identity, chat_id: int, messages: list[Message]) -> str:
-        # Nothing is downloaded for someone who has not accepted. The core's own refusal
-        # (an empty upload) gives the words; each call counts against the user's command
-        # rate, so a batch costs two: status, then the upload.
-        before = await self.booth.status(who)
-        if not before.consent_current:
-            await self.booth.upload(who, [])
+        # Nothing is downloaded for someone whose upload the core would refuse anyway. Each
+        # call counts against the user's command rate, so a batch costs two.
+        before = await self.booth.ready_to_upload(who)
         files = [_file_of(n, m) for n, m in enumerate(messages, start=1)]
         verdicts: list[Verdict | None] = [None] * len(files)
         uploads: list[tuple[int, Upload]] = []
