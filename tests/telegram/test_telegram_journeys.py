@@ -8,7 +8,6 @@ import dataclasses
 import io
 import itertools
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -25,14 +24,6 @@ from engine.intake import FaceAnalyzer
 pytestmark = pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
 
 ANN = Person(5151, "Ann")
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeTelegram]:
-    server = FakeTelegram()
-    await server.start()
-    yield server
-    await server.stop()
 
 
 def edits_of(fake: FakeTelegram, message: Call) -> list[Call]:

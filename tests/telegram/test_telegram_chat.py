@@ -24,14 +24,6 @@ BOB = Person(4343, "Bob")
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeTelegram]:
-    server = FakeTelegram()
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
 async def bot(config: Config, fake: FakeTelegram, analyzer: FaceAnalyzer) -> AsyncIterator[Booth]:
     async with running_bot(telegram_config(config, fake), analyzer) as (booth, _):
         yield booth
