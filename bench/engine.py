@@ -67,11 +67,12 @@ from peft import LoraConfig  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from engine.generation import LoraCache, LoraRef  # noqa: E402
+from engine.jobs import ImagineRequest, ModelRef, encode  # noqa: E402
 from engine.models.families import FAMILIES, Family  # noqa: E402
 from engine.models.loader import load_pipeline  # noqa: E402
 from engine.models.pipeline import Pipeline  # noqa: E402
 from engine.process import EngineOptions, EngineProcess  # noqa: E402
-from engine.protocol import GenerateParams  # noqa: E402
+from engine.protocol import GenerateCommand  # noqa: E402
 from engine.training import TrainingRequest, train  # noqa: E402
 from engine.training.export import save_lora  # noqa: E402
 
@@ -203,35 +204,37 @@ def train_plain(
 # --- 1. generation ----------------------------------------------------------------------
 
 
-def generate_params(lora: Lora, steps: int, seed: int, out_dir: Path) -> GenerateParams:
+def generate_command(
+    lora: Lora, steps: int, seed: int, job_id: int, out_dir: Path
+) -> GenerateCommand:
+    request = ImagineRequest(
+        PROMPT,
+        seed=seed,
+        steps=steps,
+        guidance=GUIDANCE,
+        model=ModelRef(blob="bench", sha256=lora.sha256, trigger=TRIGGER, version=1),
+    )
     return {
-        "prompt": PROMPT,
-        "negative_prompt": "",
-        "seed": seed,
-        "steps": steps,
-        "guidance": GUIDANCE,
-        "aspect_ratio": "1:1",
-        "count": 1,
-        "lora": {"path": str(lora.path), "sha256": lora.sha256, "trigger": TRIGGER},
-        "out_dir": str(out_dir),
+        "op": "generate",
+        "job_id": job_id,
+        "request": encode(request),
+        "files": {"lora": str(lora.path), "out_dir": str(out_dir)},
     }
 
 
-async def engine_generate(
-    engine: EngineProcess, job_id: int, params: GenerateParams
-) -> tuple[float, float]:
+async def engine_generate(engine: EngineProcess, command: GenerateCommand) -> tuple[float, float]:
     """Seconds from sending a generate command to its `done` event, and of those the
     seconds the engine reports inside the pipeline call."""
     start = time.perf_counter()
-    await engine.send({"op": "generate", "job_id": job_id, "params": params})
+    await engine.send(command)
     while True:
         event = await engine.next_event()
-        if event.get("job_id") != job_id:
+        if event.get("job_id") != command["job_id"]:
             continue
-        if event["event"] == "done":
-            return time.perf_counter() - start, float(event["result"]["seconds"])
+        if event["event"] == "done" and "generated" in event:
+            return time.perf_counter() - start, event["generated"]["seconds"]
         if event["event"] in ("failed", "stopped"):
-            raise RuntimeError(f"engine job {job_id}: {event}")
+            raise RuntimeError(f"engine job {command['job_id']}: {event}")
 
 
 def plain_generate(pipe: Any, steps: int, seed: int, size: int) -> float:
@@ -262,8 +265,8 @@ async def bench_generation(
     plain_times: list[float] = []
     try:
         for rep in range(reps + 1):  # rep 0 is the warm-up of each (the engine loads the LoRA)
-            params = generate_params(lora, steps, seed=rep, out_dir=work / f"gen-{rep}")
-            engine_s, inside_s = await engine_generate(engine, rep + 1, params)
+            command = generate_command(lora, steps, rep, rep + 1, work / f"gen-{rep}")
+            engine_s, inside_s = await engine_generate(engine, command)
             plain_s = plain_generate(pipe, steps, seed=rep, size=size)
             if rep:
                 engine_times.append(engine_s)

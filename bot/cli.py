@@ -22,13 +22,16 @@ from bot.core import (
     Booth,
     BoothError,
     Identity,
-    ImagineOptions,
-    JobUpdate,
+    ImagineRequest,
+    JobOutcome,
     Upload,
     UserStatus,
     open_booth,
 )
 from bot.core.admin import ADMIN_HELP
+from bot.core.summaries import erasure_text
+from engine import jobs
+from engine.limits import ASPECT_RATIOS
 
 __all__ = ["main"]
 
@@ -69,12 +72,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     imagine = command("imagine", "generate pictures of yourself (runs the queue until done)")
     imagine.add_argument("prompt", metavar="PROMPT")
-    imagine.add_argument("--seed", type=int, help="the same seed gives the same picture")
-    imagine.add_argument("--steps", type=int, default=30, help="denoising steps (%(default)s)")
-    imagine.add_argument("--count", type=int, default=1, help="images, 1 to 4 (%(default)s)")
+    seed, steps, count, guidance = jobs.SEED, jobs.STEPS, jobs.COUNT, jobs.GUIDANCE
+    imagine.add_argument(
+        "--seed", type=int, help=f"{seed.range}: the same seed gives the same picture"
+    )
+    imagine.add_argument(
+        "--steps", type=int, default=steps.default,
+        help=f"denoising steps, {steps.range} (%(default)s)",
+    )  # fmt: skip
+    imagine.add_argument(
+        "--count", type=int, default=count.default,
+        help=f"images, {count.range} (%(default)s)",
+    )  # fmt: skip
     imagine.add_argument("--negative", default="", metavar="TEXT", help="what to avoid")
-    imagine.add_argument("--guidance", type=float, default=7.0, help="(%(default)s)")
-    imagine.add_argument("--aspect", default="1:1", metavar="W:H", help="aspect ratio (1:1)")
+    imagine.add_argument(
+        "--guidance", type=float, default=guidance.default,
+        help=f"{guidance.range} (%(default)s)",
+    )  # fmt: skip
+    imagine.add_argument(
+        "--aspect", default=jobs.DEFAULT_ASPECT, metavar="W:H",
+        help=f"aspect ratio, one of {', '.join(ASPECT_RATIOS)} (%(default)s)",
+    )  # fmt: skip
     imagine.add_argument("--out", type=Path, default=Path("."), help="where to write the PNGs")
 
     cancel = command("cancel", "cancel your queued and running jobs, or one of them")
@@ -159,11 +177,7 @@ async def _run(args: argparse.Namespace, config: Config) -> int:
 
 async def _consent(booth: Booth, who: Identity, args: argparse.Namespace) -> int:
     if args.withdraw:
-        erasure = await booth.withdraw_consent(who)
-        print(
-            f"Consent withdrawn. Erased {erasure.photos} photo(s), {erasure.loras} model(s), "
-            f"{erasure.jobs} job(s) and {erasure.files} file(s)."
-        )
+        print(erasure_text(await booth.withdraw_consent(who)))
         return 0
     print(f"Consent text, version {booth.consent_text.version}:\n")
     print(booth.consent_text.text)
@@ -210,11 +224,7 @@ async def _forget(booth: Booth, who: Identity, args: argparse.Namespace) -> int:
     if not args.yes:
         print("This deletes every photo, model, picture and job of yours. Add --yes to confirm.")
         return 1
-    erasure = await booth.forget(who)
-    print(
-        f"Forgotten. Erased {erasure.photos} photo(s), {erasure.loras} model(s), "
-        f"{erasure.jobs} job(s) and {erasure.files} file(s)."
-    )
+    print(erasure_text(await booth.forget(who)))
     return 0
 
 
@@ -224,15 +234,16 @@ async def _train(booth: Booth, who: Identity, args: argparse.Namespace) -> int:
     if not args.wait:
         print("It runs in a `selfiebooth run` process, or here with --wait.")
         return 0
-    final = await follow(booth, ticket.job_id)
+    final = await follow(booth, who, ticket.job_id)
     if final.state != "succeeded":
         return 1
-    print(f"Model version {final.result['version']} is ready and active.")
+    print(f"Model version {final.version} is ready and active.")
     return 0
 
 
 async def _imagine(booth: Booth, who: Identity, args: argparse.Namespace) -> int:
-    options = ImagineOptions(
+    request = ImagineRequest(
+        args.prompt,
         negative=args.negative,
         seed=args.seed,
         steps=args.steps,
@@ -240,39 +251,41 @@ async def _imagine(booth: Booth, who: Identity, args: argparse.Namespace) -> int
         aspect_ratio=args.aspect,
         count=args.count,
     )
-    ticket = await booth.imagine(who, args.prompt, options)
-    final = await follow(booth, ticket.job_id)
+    ticket = await booth.imagine(who, request)
+    final = await follow(booth, who, ticket.job_id)
     if final.state != "succeeded":
         return 1
-    for path in await save_images(booth, who, ticket.job_id, args.out):
+    for path in await save_images(final, args.out):
         print(path)
-    withheld = int(final.result.get("withheld", 0))
-    if withheld:
-        print(f"{withheld} picture(s) were withheld by the safety filter.", file=sys.stderr)
+    if final.withheld:
+        print(f"{final.withheld} picture(s) were withheld by the safety filter.", file=sys.stderr)
     return 0
 
 
-async def save_images(booth: Booth, who: Identity, job_id: int, out: Path) -> list[Path]:
-    images = await booth.job_images(who, job_id)
+async def save_images(outcome: JobOutcome, out: Path) -> list[Path]:
     await asyncio.to_thread(out.mkdir, parents=True, exist_ok=True)
-    paths = [out / f"selfiebooth-{job_id}-{n}.png" for n in range(1, len(images) + 1)]
-    for path, png in zip(paths, images, strict=True):
+    job_id = outcome.job_id
+    paths = [out / f"selfiebooth-{job_id}-{n}.png" for n in range(1, len(outcome.pictures) + 1)]
+    for path, png in zip(paths, outcome.pictures, strict=True):
         await asyncio.to_thread(path.write_bytes, png)
     return paths
 
 
-async def follow(booth: Booth, job_id: int) -> JobUpdate:
-    """Print a job's progress on stderr until it ends; the final update."""
-    last = JobUpdate(job_id, "queued")
-    async for update in booth.updates(job_id):
-        last = update
+async def follow(booth: Booth, who: Identity, job_id: int) -> JobOutcome:
+    """Print a job's progress on stderr until it ends; how it ended."""
+    async for update in booth.updates(who, job_id):
+        if update.outcome is not None:
+            if update.outcome.state != "succeeded":
+                message = update.outcome.message or ""
+                print(f"  {update.outcome.state}: {message}".rstrip(": "), file=sys.stderr)
+            return update.outcome
         if update.state == "progress":
             eta = f", about {update.eta:.0f} s left" if update.eta is not None else ""
             loss = f", loss {update.loss:.4f}" if update.loss is not None else ""
             print(f"  step {update.step}/{update.total}{loss}{eta}", file=sys.stderr)
-        elif update.state in ("paused", "retrying", "failed", "cancelled"):
+        elif update.state in ("paused", "retrying"):
             print(f"  {update.state}: {update.message or ''}".rstrip(": "), file=sys.stderr)
-    return last
+    return await booth.outcome(who, job_id)
 
 
 async def _cancel(booth: Booth, who: Identity, args: argparse.Namespace) -> int:

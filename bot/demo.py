@@ -14,7 +14,7 @@ from pathlib import Path
 
 from bot.cli import follow, format_status, save_images
 from bot.config import Config
-from bot.core import Identity, ImagineOptions, Upload, open_booth
+from bot.core import Identity, ImagineRequest, Upload, open_booth
 
 __all__ = ["astronaut_photo", "run_demo"]
 
@@ -82,22 +82,22 @@ async def run_demo(config: Config, photos_dir: Path | None) -> int:
 
         print(f"6. Training a LoRA on the {booth.family.name} model (engine process):")
         ticket = await booth.train(DEMO_USER)
-        trained = await follow(booth, ticket.job_id)
+        trained = await follow(booth, DEMO_USER, ticket.job_id)
         if trained.state != "succeeded":
             print(f"   training {trained.state}: {trained.message}")
             return 1
         lora = await booth.repo.active_lora(user.id) if user else None
         trigger = lora.trigger_word if lora else "?"
-        print(f"   -> model version {trained.result['version']}, trigger word {trigger!r}")
+        print(f"   -> model version {trained.version}, trigger word {trigger!r}")
 
         prompt = "an astronaut portrait, studio light"
         print(f"7. Imagining {prompt!r} (2 images, seed 42):")
-        ticket = await booth.imagine(DEMO_USER, prompt, ImagineOptions(seed=42, count=2))
-        imagined = await follow(booth, ticket.job_id)
+        ticket = await booth.imagine(DEMO_USER, ImagineRequest(prompt, seed=42, count=2))
+        imagined = await follow(booth, DEMO_USER, ticket.job_id)
         if imagined.state != "succeeded":
             print(f"   generation {imagined.state}: {imagined.message}")
             return 1
-        images = await save_images(booth, DEMO_USER, ticket.job_id, out_dir)
+        images = await save_images(imagined, out_dir)
 
     print("\nOutputs:")
     print(f"   database:        {config.database_path}")

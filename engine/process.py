@@ -14,9 +14,8 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from engine.protocol import Command, decode, encode
+from engine.protocol import Command, Event, decode_event, encode
 
 __all__ = ["EngineDied", "EngineOptions", "EngineProcess"]
 
@@ -82,14 +81,14 @@ class EngineProcess:
         except (BrokenPipeError, ConnectionResetError) as exc:
             raise EngineDied("the engine process is gone") from exc
 
-    async def next_event(self) -> dict[str, Any]:
+    async def next_event(self) -> Event:
         proc = self._require()
         assert proc.stdout is not None
         line = await proc.stdout.readline()
         if not line:
             code = await proc.wait()
             raise EngineDied(f"the engine process ended with exit code {code}")
-        return decode(line)
+        return decode_event(line)
 
     async def stop(self, grace: float = 10.0) -> None:
         """Ask the engine to finish; kill it if it does not within `grace` seconds."""

@@ -1,67 +1,72 @@
 """The wire between the bot process and the engine process: one JSON object per line.
 
 The bot sends commands on the engine's stdin; the engine answers with events on its
-stdout. Both sides import this module, which imports neither torch nor diffusers.
+stdout. A job command carries the job's request in its versioned JSON form
+(engine.jobs) and the local files the engine reads and writes for it. Both sides import
+this module, which imports neither torch nor diffusers.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any, Literal, NotRequired, TypedDict
+from typing import Literal, NotRequired, TypedDict, cast
 
 __all__ = [
     "BlockedImage",
     "Command",
+    "ControlCommand",
     "Event",
-    "GenerateParams",
-    "LoraParams",
-    "PriorParams",
-    "TrainParams",
-    "decode",
+    "GenerateCommand",
+    "GenerateFiles",
+    "Generated",
+    "OutputImage",
+    "TrainCommand",
+    "TrainFiles",
+    "Trained",
+    "decode_command",
+    "decode_event",
     "encode",
 ]
 
 
-class LoraParams(TypedDict):
-    path: str
-    sha256: str
-    trigger: str
-
-
-class PriorParams(TypedDict):
-    class_images: int  # made once per base model by the base model, then cached
-    weight: float
-
-
-class TrainParams(TypedDict):
-    images: list[str]  # square face crops at the family's resolution
-    trigger: str
+class TrainFiles(TypedDict):
+    images: list[str]  # square face crops at the family's resolution, in request order
     output: str  # where the LoRA file goes
     checkpoint_dir: str  # resumable checkpoints; a restarted job resumes from the newest
-    seed: int
-    steps: NotRequired[int]
-    checkpoint_every: int
-    sample_every: int
-    recipe: NotRequired[dict[str, int | float]]
-    prior: NotRequired[PriorParams]
 
 
-class VariationParams(TypedDict):
-    seed: int
-    strength: float
-
-
-class GenerateParams(TypedDict):
-    prompt: str
-    negative_prompt: str
-    seed: int | None
-    steps: int
-    guidance: float
-    aspect_ratio: str
-    count: int
-    lora: LoraParams | None
+class GenerateFiles(TypedDict):
+    lora: str | None  # the request's model file, when it names one
     out_dir: str
-    variation: NotRequired[VariationParams]
+
+
+class TrainCommand(TypedDict):
+    op: Literal["train"]
+    job_id: int
+    request: str  # engine.jobs.TrainRequest, encoded
+    files: TrainFiles
+
+
+class GenerateCommand(TypedDict):
+    op: Literal["generate"]
+    job_id: int
+    request: str  # engine.jobs.ImagineRequest, encoded
+    files: GenerateFiles
+
+
+class ControlCommand(TypedDict):
+    op: Literal["cancel", "yield", "shutdown"]
+    job_id: NotRequired[int]
+
+
+Command = TrainCommand | GenerateCommand | ControlCommand
+
+
+class OutputImage(TypedDict):
+    path: str
+    seed: int
+    width: int
+    height: int
 
 
 class BlockedImage(TypedDict):
@@ -72,10 +77,20 @@ class BlockedImage(TypedDict):
     path: NotRequired[str]  # only when blocked images are kept for review
 
 
-class Command(TypedDict):
-    op: Literal["train", "generate", "cancel", "yield", "shutdown"]
-    job_id: NotRequired[int]
-    params: NotRequired[Any]  # TrainParams or GenerateParams, by op
+class Generated(TypedDict):
+    images: list[OutputImage]
+    blocked: list[BlockedImage]
+    prompt: str  # as the model read it, trigger word included
+    seconds: float
+
+
+class Trained(TypedDict):
+    path: str
+    sha256: str
+    steps: int
+    loss: float
+    recipe: dict[str, int | float]
+    family: str
 
 
 class Event(TypedDict):
@@ -88,15 +103,32 @@ class Event(TypedDict):
     path: NotRequired[str]  # a sample image
     reason: NotRequired[Literal["cancel", "yield"]]
     error: NotRequired[str]
-    result: NotRequired[dict[str, Any]]
+    # With "done", by the job's kind:
+    generated: NotRequired[Generated]
+    trained: NotRequired[Trained]
 
 
 def encode(message: Command | Event) -> bytes:
     return (json.dumps(message, separators=(",", ":")) + "\n").encode("utf-8")
 
 
-def decode(line: bytes) -> dict[str, Any]:
+def _object(line: bytes) -> dict[str, object]:
     value = json.loads(line)
     if not isinstance(value, dict):
         raise ValueError(f"protocol message is not an object: {line[:80]!r}")
     return value
+
+
+def decode_command(line: bytes) -> Command:
+    value = _object(line)
+    if value.get("op") not in ("train", "generate", "cancel", "yield", "shutdown"):
+        raise ValueError(f"unknown command: {line[:80]!r}")
+    # Both ends are this program: the shape is this module's, the op checked above.
+    return cast(Command, value)
+
+
+def decode_event(line: bytes) -> Event:
+    value = _object(line)
+    if value.get("event") not in ("ready", "progress", "sample", "done", "stopped", "failed"):
+        raise ValueError(f"unknown event: {line[:80]!r}")
+    return cast(Event, value)

@@ -29,15 +29,19 @@ import threading
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, Literal
 
+from engine.jobs import ImagineRequest, TrainRequest, decode_request
 from engine.protocol import (
     BlockedImage,
     Command,
     Event,
-    GenerateParams,
-    TrainParams,
-    decode,
+    GenerateCommand,
+    Generated,
+    OutputImage,
+    TrainCommand,
+    Trained,
+    decode_command,
     encode,
 )
 
@@ -91,9 +95,9 @@ class Worker:
 
     def read_commands(self, stdin: BinaryIO) -> None:
         for line in stdin:
-            command: Command = decode(line)  # type: ignore[assignment]
-            if command["op"] in ("cancel", "yield"):
-                job_id = command["job_id"]
+            command = decode_command(line)
+            if command["op"] == "cancel" or command["op"] == "yield":
+                job_id = command.get("job_id", -1)
                 # A cancel is never downgraded to a yield.
                 if self.interrupts.get(job_id) != "cancel":
                     self.interrupts[job_id] = command["op"]
@@ -103,52 +107,58 @@ class Worker:
 
     def serve(self) -> None:
         self.send({"event": "ready"})
-        while (command := self.commands.get()) is not None and command["op"] != "shutdown":
+        while (command := self.commands.get()) is not None:
+            if command["op"] != "train" and command["op"] != "generate":
+                break  # shutdown
             job_id = command["job_id"]
             try:
                 if command["op"] == "train":
-                    result = self.train(job_id, command["params"])
+                    self.send({"event": "done", "job_id": job_id, "trained": self.train(command)})
                 else:
-                    result = self.generate(job_id, command["params"])
-                self.send({"event": "done", "job_id": job_id, "result": result})
+                    generated = self.generate(command)
+                    self.send({"event": "done", "job_id": job_id, "generated": generated})
             except JobInterrupted as stop:
-                self.send({"event": "stopped", "job_id": job_id, "reason": stop.reason})  # type: ignore[typeddict-item]
+                reason: Literal["cancel", "yield"] = "yield" if stop.reason == "yield" else "cancel"
+                self.send({"event": "stopped", "job_id": job_id, "reason": reason})
             except Exception as exc:  # a job's failure must not end the engine
                 _log.error("job %d failed:\n%s", job_id, traceback.format_exc())
                 self.send({"event": "failed", "job_id": job_id, "error": _describe(exc)})
             finally:
                 self.interrupts.pop(job_id, None)
 
-    def train(self, job_id: int, params: TrainParams) -> dict[str, Any]:
+    def train(self, command: TrainCommand) -> Trained:
         from PIL import Image
 
         from engine.models.recipe import TrainingRecipe
         from engine.training import TrainingRequest, TrainingStopped, latest_checkpoint, train
 
+        job_id, files = command["job_id"], command["files"]
+        asked = decode_request("train", command["request"])
+        assert isinstance(asked, TrainRequest)
+        asked.check()
         images = []
-        for path in params["images"]:
+        for path in files["images"]:
             with Image.open(path) as img:
                 images.append(img.convert("RGB"))
         request = TrainingRequest(
             images=tuple(images),
-            trigger=params["trigger"],
-            output=Path(params["output"]),
-            seed=params["seed"],
-            steps=params.get("steps"),
-            recipe=TrainingRecipe.from_dict(params["recipe"]) if "recipe" in params else None,
-            checkpoint_every=params["checkpoint_every"],
-            sample_every=params["sample_every"],
+            trigger=asked.trigger,
+            output=Path(files["output"]),
+            seed=asked.seed,
+            steps=asked.steps,
+            recipe=TrainingRecipe.from_dict(dict(asked.recipe)) if asked.recipe else None,
+            checkpoint_every=asked.checkpoint_every,
+            sample_every=asked.sample_every,
         )
-        prior = params.get("prior")
-        if prior is not None:
+        if asked.prior is not None:
             request = dataclasses.replace(
                 request,
-                class_images=self.class_images(prior["class_images"], request.class_word),
-                prior_loss_weight=prior["weight"],
+                class_images=self.class_images(asked.prior.class_images, request.class_word),
+                prior_loss_weight=asked.prior.weight,
             )
         # A training takes minutes; reloading cached adapters afterwards takes milliseconds.
         self.adapters.clear()
-        checkpoints = Path(params["checkpoint_dir"])
+        checkpoints = Path(files["checkpoint_dir"])
         sample_dir = checkpoints.parent
 
         def progress(step: int, total: int, loss: float, eta: float) -> None:
@@ -218,33 +228,39 @@ class Worker:
                 images.append(img.convert("RGB").resize(size))
         return tuple(images)
 
-    def generate(self, job_id: int, params: GenerateParams) -> dict[str, Any]:
-
+    def generate(self, command: GenerateCommand) -> Generated:
         from engine.generation import GenerationRequest, LoraRef, generate
 
-        lora = params["lora"]
-        request = GenerationRequest(
-            prompt=params["prompt"],
-            lora=LoraRef(Path(lora["path"]), lora["sha256"], lora["trigger"]) if lora else None,
-            negative_prompt=params["negative_prompt"],
-            seed=params["seed"],
-            steps=params["steps"],
-            guidance=params["guidance"],
-            aspect_ratio=params["aspect_ratio"],
-            count=params["count"],
+        job_id, files = command["job_id"], command["files"]
+        asked = decode_request("imagine", command["request"])
+        assert isinstance(asked, ImagineRequest)
+        asked.check()
+        model, lora_file = asked.model, files["lora"]
+        if (model is None) != (lora_file is None):
+            raise ValueError("a generation's model and its file come together or not at all")
+        variation = asked.variation
+        lora = (
+            LoraRef(Path(lora_file), model.sha256, model.trigger) if model and lora_file else None
         )
-        variation = params.get("variation")
-        if variation is not None:
-            request = dataclasses.replace(
-                request, variation_seed=variation["seed"], variation_strength=variation["strength"]
-            )
+        request = GenerationRequest(
+            prompt=asked.prompt,
+            lora=lora,
+            negative_prompt=asked.negative,
+            seed=asked.seed,
+            steps=asked.steps,
+            guidance=asked.guidance,
+            aspect_ratio=asked.aspect_ratio,
+            count=asked.count,
+            variation_seed=variation.seed if variation else None,
+            variation_strength=variation.strength if variation else 0.0,
+        )
 
         def progress(step: int, total: int) -> None:
             if self.interrupts.get(job_id) == "cancel":
                 raise JobInterrupted("cancel")  # generations are short: they never yield
             self.send({"event": "progress", "job_id": job_id, "step": step, "total": total})
 
-        out_dir = Path(params["out_dir"])
+        out_dir = Path(files["out_dir"])
         out_dir.mkdir(parents=True, exist_ok=True)
 
         def preview(step: int, image: Image.Image) -> None:
@@ -304,14 +320,14 @@ def screen_results(
     image_filter: ImageFilter | None,
     *,
     keep_blocked: bool,
-) -> tuple[list[dict[str, Any]], list[BlockedImage]]:
+) -> tuple[list[OutputImage], list[BlockedImage]]:
     """Write the images the filter allows as image-N.png; list the ones it blocks.
 
     A blocked image is written (as blocked-N.png) only when it is kept for review.
     """
     from PIL import Image
 
-    allowed: list[dict[str, Any]] = []
+    allowed: list[OutputImage] = []
     blocked: list[BlockedImage] = []
     for n, image in enumerate(images, start=1):
         if image_filter is not None:

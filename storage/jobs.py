@@ -8,19 +8,14 @@ the runs that began, so a job that keeps killing the engine fails instead of loo
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
-from typing import Any
-
+from engine.jobs import JobRequest, JobResult, encode
 from storage.database import Database
 from storage.records import JobRecord
 from storage.repository import utcnow
 
-__all__ = ["ACTIVE", "KIND_PRIORITY", "JobQueue"]
+__all__ = ["ACTIVE", "JobQueue"]
 
 ACTIVE = ("queued", "running")
-# Lower runs first.
-KIND_PRIORITY = {"imagine": 0, "train": 1}
 
 _SCHEDULE = """
 SELECT id FROM (
@@ -37,14 +32,12 @@ class JobQueue:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def enqueue(self, user_id: int, kind: str, params: Mapping[str, Any]) -> JobRecord:
-        if kind not in KIND_PRIORITY:
-            raise ValueError(f"unknown job kind {kind!r}; one of {', '.join(KIND_PRIORITY)}")
+    async def enqueue(self, user_id: int, request: JobRequest) -> JobRecord:
         now = utcnow()
         cur = await self.db.conn.execute(
             "INSERT INTO jobs (user_id, kind, params, created_at, updated_at)"
             " VALUES (?, ?, ?, ?, ?)",
-            (user_id, kind, json.dumps(dict(params), sort_keys=True), now, now),
+            (user_id, request.kind, encode(request), now, now),
         )
         job = await self.get(cur.lastrowid or 0)
         assert job is not None
@@ -110,7 +103,7 @@ class JobQueue:
         job_id: int,
         status: str,
         *,
-        result: Mapping[str, Any] | None = None,
+        result: JobResult | None = None,
         error: str | None = None,
     ) -> None:
         if status not in ("succeeded", "failed", "cancelled"):
@@ -122,7 +115,7 @@ class JobQueue:
             " WHERE id = ? AND status IN ('queued', 'running')",
             (
                 status,
-                json.dumps(dict(result), sort_keys=True) if result is not None else None,
+                encode(result) if result is not None else None,
                 error,
                 now,
                 now,

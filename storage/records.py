@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from engine.jobs import JobRequest, JobResult, decode_request, decode_result
+
 __all__ = [
     "AuditEntry",
     "ConsentRecord",
@@ -88,6 +90,14 @@ class JobRecord:
     finished_at: str | None
     updated_at: str
     cancel_requested: int = 0
+
+    def request(self) -> JobRequest:
+        """The request, typed; JobFormatError when this version cannot read it."""
+        return decode_request(self.kind, self.params)
+
+    def outcome(self) -> JobResult | None:
+        """The result of a job that succeeded, typed; None before then."""
+        return decode_result(self.kind, self.result) if self.result is not None else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import sqlite3
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -12,8 +13,8 @@ from helpers_images import person
 from PIL import Image
 
 from bot.config import Config
-from bot.core import Booth, ConsentRequired, Identity, Upload, open_booth
-from bot.core.booth import BAD_NAME
+from bot.core import Booth, BoothError, ConsentRequired, Identity, Upload, open_booth
+from bot.core.booth import BAD_NAME, CONFIRMATION_TTL
 from engine.intake import FaceAnalyzer
 
 ALICE = Identity("telegram", "alice-7731")
@@ -184,3 +185,10 @@ async def test_forget_keeps_files_another_user_still_needs(
     assert erasure.files == 0
     assert len(files_under(config.blob_dir)) == 2
     assert (await booth.status(BOB)).photos == 1
+
+
+async def test_an_erasure_confirmation_is_good_for_ten_minutes(booth: Booth) -> None:
+    now = datetime.now(UTC)
+    booth.check_confirmation(now - CONFIRMATION_TTL + timedelta(seconds=5))
+    with pytest.raises(BoothError, match="confirmation is too old"):
+        booth.check_confirmation(now - CONFIRMATION_TTL - timedelta(seconds=5))

@@ -54,7 +54,7 @@ def test_consent_upload_status_forget(tmp_path: Path, faces: Path) -> None:
     assert "photos: 4 accepted" in selfiebooth(tmp_path, "status", "--user", "ann").stdout
 
     forgotten = selfiebooth(tmp_path, "forget", "--user", "ann", "--yes")
-    assert forgotten.returncode == 0 and "Erased 4 photo(s)" in forgotten.stdout
+    assert forgotten.returncode == 0 and "Deleted 4 selfie(s)" in forgotten.stdout
     status = selfiebooth(tmp_path, "status", "--user", "ann").stdout
     assert "consent: not given" in status and "photos: 0 accepted" in status
     assert not any(p.is_file() for p in (tmp_path / "blobs").rglob("*"))

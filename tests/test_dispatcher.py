@@ -8,6 +8,7 @@ import asyncio
 import dataclasses
 import hashlib
 import io
+import json
 import os
 import signal
 import sqlite3
@@ -19,7 +20,7 @@ import pytest
 from PIL import Image
 
 from bot.config import Config
-from bot.core import Booth, BoothError, Identity, ImagineOptions, JobUpdate, open_booth
+from bot.core import Booth, BoothError, Identity, ImagineRequest, JobUpdate, open_booth
 from storage import NewPhoto
 
 ANN = Identity("cli", "ann")
@@ -51,11 +52,14 @@ async def with_photos(booth: Booth, who: Identity, count: int = 3) -> None:
 
 
 async def watch(
-    booth: Booth, job_id: int, on: Callable[[JobUpdate], Awaitable[None]] | None = None
+    booth: Booth,
+    job_id: int,
+    on: Callable[[JobUpdate], Awaitable[None]] | None = None,
+    who: Identity = ANN,
 ) -> list[JobUpdate]:
-    """Every update of a job until it ends; `on` runs after each one."""
+    """Every update of `who`'s job until it ends; `on` runs after each one."""
     seen = []
-    async for update in booth.updates(job_id):
+    async for update in booth.updates(who, job_id):
         seen.append(update)
         if on is not None:
             await on(update)
@@ -86,13 +90,12 @@ async def test_train_then_imagine_reproducibly(booth: Booth) -> None:
     assert lora_bytes[8:9] == b"{"  # a safetensors header, not a pickle
 
     async def pictures(seed: int) -> list[bytes]:
-        options = ImagineOptions(seed=seed, count=2, steps=4)
-        job = await booth.imagine(ANN, "a portrait", options)
-        previews: list[Path] = []
+        job = await booth.imagine(ANN, ImagineRequest("a portrait", seed=seed, count=2, steps=4))
+        previews: list[bytes] = []
 
         async def keep_preview(update: JobUpdate) -> None:
             if update.state == "sample" and update.preview is not None:
-                assert update.preview.read_bytes().startswith(b"\x89PNG")
+                assert update.preview.startswith(b"\x89PNG")
                 previews.append(update.preview)
 
         final = (await asyncio.wait_for(watch(booth, job.job_id, keep_preview), TIMEOUT))[-1]
@@ -171,7 +174,7 @@ async def test_training_yields_to_a_waiting_generation_then_continues(booth: Boo
 
     async def ask_for_a_picture(update: JobUpdate) -> None:
         if update.state == "progress" and update.step == 2 and not picture:
-            ticket = await booth.imagine(ANN, "a portrait", ImagineOptions(seed=1, steps=2))
+            ticket = await booth.imagine(ANN, ImagineRequest("a portrait", seed=1, steps=2))
             picture.append(ticket.job_id)
             tasks.add(asyncio.create_task(record(ticket.job_id)))
 
@@ -216,12 +219,12 @@ async def test_a_restart_of_the_whole_program_loses_nothing(engine_config: Confi
         await with_photos(booth, BOB)
         for who in (ANN, BOB):
             ticket = await booth.train(who)
-            assert (await asyncio.wait_for(watch(booth, ticket.job_id), TIMEOUT))[-1].state == (
-                "succeeded"
-            )
+            assert (await asyncio.wait_for(watch(booth, ticket.job_id, who=who), TIMEOUT))[
+                -1
+            ].state == ("succeeded")
         queued = [
-            await booth.imagine(ANN, "one", ImagineOptions(seed=1, steps=2, count=2)),
-            await booth.imagine(BOB, "two", ImagineOptions(seed=2, steps=2)),
+            await booth.imagine(ANN, ImagineRequest("one", seed=1, steps=2, count=2)),
+            await booth.imagine(BOB, ImagineRequest("two", seed=2, steps=2)),
             await booth.train(ANN),
         ]
         crashed = asyncio.Event()
@@ -240,8 +243,8 @@ async def test_a_restart_of_the_whole_program_loses_nothing(engine_config: Confi
         assert running is not None and running.status == "running"
 
     async with open_booth(engine_config, dispatch=True) as booth:
-        for ticket in queued:
-            final = (await asyncio.wait_for(watch(booth, ticket.job_id), TIMEOUT))[-1]
+        for who, ticket in zip((ANN, BOB, ANN), queued, strict=True):
+            final = (await asyncio.wait_for(watch(booth, ticket.job_id, who=who), TIMEOUT))[-1]
             assert final.state == "succeeded", (ticket, final)
         ann = await booth.repo.find_user(ANN.platform, ANN.user_id)
         assert ann is not None
@@ -266,7 +269,8 @@ async def test_forget_mid_training_stops_the_job_and_erases_everything(
     erasure = await booth.forget(ANN)
     # Whoever followed the job hears that it ended.
     updates = await asyncio.wait_for(watcher, TIMEOUT)
-    assert (updates[-1].state, updates[-1].message) == ("cancelled", "erased")
+    assert updates[-1].state == "erased"
+    assert updates[-1].outcome is not None and updates[-1].outcome.state == "erased"
     assert erasure.jobs == 1 and erasure.photos == 3
     assert await booth.jobs.get(ticket.job_id) is None
     assert not any(p.is_file() for p in engine_config.blob_dir.rglob("*"))
@@ -318,7 +322,7 @@ async def test_queue_limits_and_bad_requests_are_refused_before_queueing(
         with pytest.raises(BoothError, match="needs at least 2"):
             await booth.train(ANN)
         with pytest.raises(BoothError, match="no trained model yet"):
-            await booth.imagine(ANN, "a portrait", ImagineOptions())
+            await booth.imagine(ANN, ImagineRequest("a portrait"))
         user = await booth.repo.find_user(ANN.platform, ANN.user_id)
         assert user is not None
         key = await booth.blobs.put(b"not really a LoRA")
@@ -327,21 +331,21 @@ async def test_queue_limits_and_bad_requests_are_refused_before_queueing(
             sha256=key, recipe={},
         )  # fmt: skip
         for bad, message in [
-            (ImagineOptions(aspect_ratio="7:5"), "'7:5' is not offered"),
-            (ImagineOptions(count=5), "1 to 4 images"),
-            (ImagineOptions(steps=0), "Steps must be 1 to 100"),
+            (ImagineRequest("a portrait", aspect_ratio="7:5"), "'7:5' is not offered"),
+            (ImagineRequest("a portrait", count=5), "count must be 1 to 4, got 5"),
+            (ImagineRequest("a portrait", steps=0), "steps must be 1 to 100, got 0"),
         ]:
             with pytest.raises(BoothError, match=message):
-                await booth.imagine(ANN, "a portrait", bad)
+                await booth.imagine(ANN, bad)
         with pytest.raises(BoothError, match="refused: it falls under sexual"):
-            await booth.imagine(ANN, "me as a n4k3d statue", ImagineOptions())
+            await booth.imagine(ANN, ImagineRequest("me as a n4k3d statue"))
         with pytest.raises(BoothError, match="negative prompt was refused"):
-            await booth.imagine(ANN, "a portrait", ImagineOptions(negative="clothes"))
-        first = await booth.imagine(ANN, "a portrait", ImagineOptions())
-        second = await booth.imagine(ANN, "a castle", ImagineOptions())
+            await booth.imagine(ANN, ImagineRequest("a portrait", negative="clothes"))
+        first = await booth.imagine(ANN, ImagineRequest("a portrait"))
+        second = await booth.imagine(ANN, ImagineRequest("a castle"))
         assert (first.position, second.position) == (1, 2)
         with pytest.raises(BoothError, match="already have 2 job"):
-            await booth.imagine(ANN, "a third", ImagineOptions())
+            await booth.imagine(ANN, ImagineRequest("a third"))
         assert [j.status for j in await booth.repo.jobs(user.id)] == ["queued", "queued"]
 
 
@@ -387,19 +391,39 @@ async def test_jobs_queued_by_another_process_are_picked_up(booth: Booth) -> Non
     user = await booth.repo.find_user(ANN.platform, ANN.user_id)
     assert user is not None
     # As `selfiebooth train` in another shell does: a row in the queue and no doorbell.
-    job = await booth.jobs.enqueue(
-        user.id,
-        "imagine",
-        {
-            "prompt": "a cat",
-            "negative_prompt": "",
-            "seed": 1,
-            "steps": 2,
-            "guidance": 7.0,
-            "aspect_ratio": "1:1",
-            "count": 1,
-            "lora": None,
-        },
-    )
+    job = await booth.jobs.enqueue(user.id, ImagineRequest("a cat", seed=1, steps=2))
     updates = await asyncio.wait_for(watch(booth, job.id), TIMEOUT)
     assert updates[-1].state == "succeeded", updates[-1]
+
+
+async def test_jobs_queued_by_an_older_or_newer_version_run_or_say_why(booth: Booth) -> None:
+    await with_photos(booth, ANN)
+    user = await booth.repo.find_user(ANN.platform, ANN.user_id)
+    assert user is not None
+    # Rows as an older version stored them (no format number), and as a newer one might.
+    old = {
+        "prompt": "a cat",
+        "negative_prompt": "",
+        "seed": 1,
+        "steps": 2,
+        "guidance": 7.0,
+        "aspect_ratio": "1:1",
+        "count": 1,
+        "lora": None,
+    }
+    ids = []
+    for params in (json.dumps(old), json.dumps({"v": 99, "kind": "imagine", "prompt": "x"})):
+        cur = await booth.repo.db.conn.execute(
+            "INSERT INTO jobs (user_id, kind, params, created_at, updated_at)"
+            " VALUES (?, 'imagine', ?, '2026-01-01', '2026-01-01')",
+            (user.id, params),
+        )
+        ids.append(cur.lastrowid or 0)
+    booth.dispatcher.wake()  # type: ignore[union-attr]
+    older = await asyncio.wait_for(watch(booth, ids[0]), TIMEOUT)
+    assert older[-1].state == "succeeded", older[-1]
+    assert len(await booth.job_images(ANN, ids[0])) == 1
+    newer = await asyncio.wait_for(watch(booth, ids[1]), TIMEOUT)
+    assert newer[-1].state == "failed"
+    assert newer[-1].outcome is not None
+    assert "written in format 99, by another version" in (newer[-1].outcome.message or "")

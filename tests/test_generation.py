@@ -172,7 +172,7 @@ def test_png_carries_parameters_and_ai_statement(pipe: Pipeline) -> None:
         ({"steps": 0}, "steps must be 1 to 100, got 0"),
         ({"count": 5}, "count must be 1 to 4, got 5"),
         ({"guidance": -1.0}, "guidance must be 0 to 20, got -1.0"),
-        ({"aspect_ratio": "7:3"}, "aspect ratio '7:3' is not one of"),
+        ({"aspect_ratio": "7:3"}, "aspect ratio '7:3' is not offered"),
         ({"prompt": "  "}, "prompt is empty"),
     ],
 )

@@ -28,7 +28,9 @@ from bot.core.booth import FILTER_REFUSED
 from bot.core.dispatcher import Dispatcher
 from engine.generation.spec import GeneratedImage
 from engine.intake import FaceAnalyzer
+from engine.jobs import ImagineRequest, ImagineResult
 from engine.process import EngineProcess
+from engine.protocol import Generated
 from engine.safety import NUDENET_LABELS, ImageFilter
 from engine.worker import screen_results
 
@@ -187,7 +189,7 @@ async def test_withheld_results_become_review_items_and_go_with_their_user(
         await booth.accept_consent(ANN)
         user = await booth.repo.find_user(ANN.platform, ANN.user_id)
         assert user is not None
-        job = await booth.jobs.enqueue(user.id, "imagine", {"prompt": "a portrait"})
+        job = await booth.jobs.enqueue(user.id, ImagineRequest("a portrait"))
         # Not started: the test hands it the result the engine's screening made.
         dispatcher = Dispatcher(
             booth.repo,
@@ -202,13 +204,17 @@ async def test_withheld_results_become_review_items_and_go_with_their_user(
         images, blocked = screen_results(
             [_as_generated(photo, 5)], out, face_filter, keep_blocked=keep
         )
-        result = {"images": images, "blocked": blocked, "prompt": "a portrait", "seconds": 1.0}
-        await dispatcher._complete(job, result)
+        generated: Generated = {
+            "images": images,
+            "blocked": blocked,
+            "prompt": "a portrait",
+            "seconds": 1.0,
+        }
+        await dispatcher._complete(job, generated, None)
 
         finished = await booth.jobs.get(job.id)
         assert finished is not None and finished.status == "succeeded"
-        summary = json.loads(finished.result or "{}")
-        assert summary["images"] == [] and summary["withheld"] == 1
+        assert finished.outcome() == ImagineResult((), withheld=1, model_prompt="a portrait")
         assert await booth.repo.images_of_job(job.id) == []
         [item] = await booth.repo.review_items()
         assert (item.kind, item.job_id, item.user_id) == ("image", job.id, user.id)

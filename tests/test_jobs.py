@@ -6,8 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from engine.jobs import ImagineRequest, ImagineResult, TrainRequest
 from storage import Database, Repository
 from storage.jobs import JobQueue
+
+PICTURE = ImagineRequest("a portrait")
+TRAINING = TrainRequest(("c" * 64,), "zovaka", "tiny", seed=1, sample_every=0, checkpoint_every=1)
 
 
 @pytest.fixture
@@ -24,24 +28,24 @@ async def users(db: Database, *names: str) -> list[int]:
 async def test_generation_runs_before_training_and_users_take_turns(db: Database) -> None:
     jobs = JobQueue(db)
     ann, bob = await users(db, "ann", "bob")
-    a_train = await jobs.enqueue(ann, "train", {})
-    a1 = await jobs.enqueue(ann, "imagine", {})
-    a2 = await jobs.enqueue(ann, "imagine", {})
-    a3 = await jobs.enqueue(ann, "imagine", {})
-    b1 = await jobs.enqueue(bob, "imagine", {})
-    b_train = await jobs.enqueue(bob, "train", {})
+    a_train = await jobs.enqueue(ann, TRAINING)
+    a1 = await jobs.enqueue(ann, PICTURE)
+    a2 = await jobs.enqueue(ann, PICTURE)
+    a3 = await jobs.enqueue(ann, PICTURE)
+    b1 = await jobs.enqueue(bob, PICTURE)
+    b_train = await jobs.enqueue(bob, TRAINING)
     # Bob's one picture does not wait behind all of Ann's.
     assert await jobs.schedule() == [a1.id, b1.id, a2.id, a3.id, a_train.id, b_train.id]
     assert await jobs.position(b1.id) == 2
     assert (await jobs.next_job()).id == a1.id  # type: ignore[union-attr]
-    with pytest.raises(ValueError, match="unknown job kind 'upscale'"):
-        await jobs.enqueue(ann, "upscale", {})
+    assert (a1.kind, a_train.kind) == ("imagine", "train")
+    assert (a1.request(), a_train.request()) == (PICTURE, TRAINING)
 
 
 async def test_running_jobs_are_queued_again_after_a_crash(db: Database) -> None:
     jobs = JobQueue(db)
     (ann,) = await users(db, "ann")
-    job = await jobs.enqueue(ann, "train", {"x": 1})
+    job = await jobs.enqueue(ann, TRAINING)
     await jobs.mark_running(job.id)
     assert await jobs.position(job.id) is None
     assert await JobQueue(db).recover() == 1
@@ -53,7 +57,7 @@ async def test_running_jobs_are_queued_again_after_a_crash(db: Database) -> None
 async def test_a_yield_does_not_use_an_attempt_but_a_crash_does(db: Database) -> None:
     jobs = JobQueue(db)
     (ann,) = await users(db, "ann")
-    job = await jobs.enqueue(ann, "train", {})
+    job = await jobs.enqueue(ann, TRAINING)
     await jobs.mark_running(job.id)
     await jobs.requeue(job.id, attempt_counts=False)
     assert (await jobs.get(job.id)).attempts == 0  # type: ignore[union-attr]
@@ -65,8 +69,8 @@ async def test_a_yield_does_not_use_an_attempt_but_a_crash_does(db: Database) ->
 async def test_a_finished_job_stays_finished(db: Database) -> None:
     jobs = JobQueue(db)
     (ann,) = await users(db, "ann")
-    job = await jobs.enqueue(ann, "imagine", {})
-    await jobs.finish(job.id, "succeeded", result={"images": []})
+    job = await jobs.enqueue(ann, PICTURE)
+    await jobs.finish(job.id, "succeeded", result=ImagineResult(()))
     await jobs.finish(job.id, "cancelled")
     done = await jobs.get(job.id)
     assert done is not None and done.status == "succeeded" and done.progress == 1
@@ -95,12 +99,12 @@ async def test_results_of_a_job_finished_twice_are_stored_once(db: Database) -> 
     repo = Repository(db)
     jobs = JobQueue(db)
     (ann,) = await users(db, "ann")
-    job = await jobs.enqueue(ann, "train", {})
+    job = await jobs.enqueue(ann, TRAINING)
     common = {"base_model": "tiny", "family": "tiny", "trigger_word": "zovaka", "recipe": {}}
     first = await repo.add_lora(ann, blob="a" * 64, sha256="a" * 64, job_id=job.id, **common)  # type: ignore[arg-type]
     again = await repo.add_lora(ann, blob="a" * 64, sha256="a" * 64, job_id=job.id, **common)  # type: ignore[arg-type]
     assert again == first and len(await repo.loras(ann)) == 1
-    picture = await jobs.enqueue(ann, "imagine", {})
+    picture = await jobs.enqueue(ann, PICTURE)
     for _ in range(2):
         await repo.add_image(picture.id, ann, blob="c" * 64, seed=1, width=64, height=64)
     assert len(await repo.images_of_job(picture.id)) == 1

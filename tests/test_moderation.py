@@ -5,20 +5,25 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 import numpy as np
 import pytest
 
 from bot.config import Config
-from bot.core import Booth, BoothError, ConsentRequired, Identity, ImagineOptions, open_booth
+from bot.core import Booth, BoothError, ConsentRequired, Identity, ImagineRequest, open_booth
 from bot.core.moderation import TokenBuckets, format_wait, parse_duration
 from bot.core.types import RateLimited, Suspended
+from engine.jobs import Variation
 from storage import NewPhoto
 
 ALICE = Identity("telegram", "4401")
 BOB = Identity("discord", "99120")
 OPERATOR = Identity("cli", "operator")
-QUICK = ImagineOptions(steps=2)
+
+
+def quick(prompt: str, **options: Any) -> ImagineRequest:
+    return ImagineRequest(prompt, steps=2, **options)
 
 
 def moderated(config: Config, **changes: object) -> Config:
@@ -119,12 +124,12 @@ async def test_refused_prompts_strike_and_suspend_until_reviewed(config: Config)
     async with open_booth(moderated(config, strikes_to_suspend=2)) as booth:
         user_id = await enrol(booth, ALICE, model=True)
         with pytest.raises(BoothError, match=r"falls under sexual\. Refused prompts count"):
-            await booth.imagine(ALICE, "me, n.u.d.e on a beach", QUICK)
+            await booth.imagine(ALICE, quick("me, n.u.d.e on a beach"))
         with pytest.raises(BoothError, match=r"falls under minors.*now suspended"):
-            await booth.imagine(ALICE, "me as a 15 year old", QUICK)
+            await booth.imagine(ALICE, quick("me as a 15 year old"))
         # The refusal names the category, never the matched word.
         with pytest.raises(Suspended, match="until an admin reviews it") as refused:
-            await booth.imagine(ALICE, "me as an astronaut", QUICK)
+            await booth.imagine(ALICE, quick("me as an astronaut"))
         assert "/forget" in str(refused.value)
         assert (await booth.my_data(ALICE)).strikes == 2
         assert await booth.repo.jobs(user_id) == []
@@ -140,14 +145,14 @@ async def test_refused_prompts_strike_and_suspend_until_reviewed(config: Config)
         assert "lifted" not in await booth.admin.decide(OPERATOR, items[0].id, "approve")
         answer = await booth.admin.decide(OPERATOR, items[1].id, "approve", "a film role")
         assert "automatic suspension lifted" in answer
-        ticket = await booth.imagine(ALICE, "me as an astronaut", QUICK)
+        ticket = await booth.imagine(ALICE, quick("me as an astronaut"))
         assert ticket.kind == "imagine"
 
 
 async def test_a_refused_negative_prompt_strikes_too(mbooth: Booth) -> None:
     await enrol(mbooth, ALICE, model=True)
     with pytest.raises(BoothError, match="negative prompt was refused"):
-        await mbooth.imagine(ALICE, "me in a suit", dataclasses.replace(QUICK, negative="clothes"))
+        await mbooth.imagine(ALICE, quick("me in a suit", negative="clothes"))
     assert (await mbooth.my_data(ALICE)).strikes == 1
 
 
@@ -160,7 +165,7 @@ async def test_a_ban_stops_work_but_not_seeing_or_erasing_ones_data(mbooth: Boot
     assert f"User #{user_id} is banned until" in answer
 
     for attempt in (
-        mbooth.imagine(ALICE, "me", QUICK),
+        mbooth.imagine(ALICE, quick("me")),
         mbooth.train(ALICE),
         mbooth.export(ALICE),
         mbooth.use_model(ALICE, 1),
@@ -177,19 +182,19 @@ async def test_a_ban_stops_work_but_not_seeing_or_erasing_ones_data(mbooth: Boot
     assert json.loads(entry.detail)["reason"] == "spamming"
 
     assert "may use the bot again" in await mbooth.admin.run(OPERATOR, f"unban #{user_id} ok")
-    await mbooth.imagine(ALICE, "me as a knight", QUICK)
+    await mbooth.imagine(ALICE, quick("me as a knight"))
 
 
 async def test_a_ban_for_a_time_ends_by_itself(mbooth: Booth) -> None:
     user_id = await enrol(mbooth, ALICE, model=True)
     await mbooth.admin.run(OPERATOR, f"ban #{user_id} 1h cooling off")
     with pytest.raises(Suspended):
-        await mbooth.imagine(ALICE, "me", QUICK)
+        await mbooth.imagine(ALICE, quick("me"))
     # An hour later (the ban's end moved into the past):
     await mbooth.repo.db.conn.execute(
         "UPDATE users SET banned_until = '2000-01-01T00:00:00+00:00' WHERE id = ?", (user_id,)
     )
-    await mbooth.imagine(ALICE, "me", QUICK)
+    await mbooth.imagine(ALICE, quick("me"))
 
 
 async def test_a_ban_needs_a_reason_and_a_real_user(mbooth: Booth) -> None:
@@ -210,18 +215,18 @@ async def test_a_ban_needs_a_reason_and_a_real_user(mbooth: Booth) -> None:
 async def test_the_daily_image_quota_counts_what_was_made(config: Config) -> None:
     async with open_booth(moderated(config, images_per_day=3)) as booth:
         user_id = await enrol(booth, ALICE, model=True)
-        first = await booth.imagine(ALICE, "me", dataclasses.replace(QUICK, count=2))
+        first = await booth.imagine(ALICE, quick("me", count=2))
         with pytest.raises(RateLimited, match="3 images a day and 1 are left") as refused:
-            await booth.imagine(ALICE, "me", dataclasses.replace(QUICK, count=2))
+            await booth.imagine(ALICE, quick("me", count=2))
         assert 23 * 3600 < refused.value.retry_after <= 24 * 3600
         # A cancelled job made nothing, so it uses none of the quota.
         await booth.cancel(ALICE, first.job_id)
-        await booth.imagine(ALICE, "me", dataclasses.replace(QUICK, count=3))
+        await booth.imagine(ALICE, quick("me", count=3))
 
         answer = await booth.admin.run(OPERATOR, f"quota #{user_id} images=10 trainings=0")
         assert answer == f"User #{user_id}: 10 images a day, 0 training(s) a week."
         await booth.cancel(ALICE)
-        await booth.imagine(ALICE, "me", dataclasses.replace(QUICK, count=4))
+        await booth.imagine(ALICE, quick("me", count=4))
 
 
 async def test_the_weekly_training_quota(config: Config) -> None:
@@ -263,10 +268,12 @@ async def test_nobody_generates_with_or_exports_another_users_model(mbooth: Boot
     assert alice is not None and bob is not None
 
     with pytest.raises(BoothError, match="names another person's model"):
-        await mbooth.imagine(BOB, f"{alice.trigger_word} at the beach", QUICK)
-    ticket = await mbooth.imagine(BOB, f"{bob.trigger_word} at the beach", QUICK)
+        await mbooth.imagine(BOB, quick(f"{alice.trigger_word} at the beach"))
+    ticket = await mbooth.imagine(BOB, quick(f"{bob.trigger_word} at the beach"))
     job = await mbooth.jobs.get(ticket.job_id)
-    assert job is not None and json.loads(job.params)["lora"]["blob"] == bob.blob
+    request = job.request() if job is not None else None
+    assert isinstance(request, ImagineRequest) and request.model is not None
+    assert request.model.blob == bob.blob
 
     export = await mbooth.export(BOB)
     assert export.data == b"lora weights of " + BOB.user_id.encode()
@@ -308,7 +315,7 @@ async def test_a_report_reaches_the_review_queue_and_reject_removes_the_pictures
     mbooth: Booth, config: Config
 ) -> None:
     owner = await enrol(mbooth, ALICE, model=True)
-    ticket = await mbooth.imagine(ALICE, "me on the moon", QUICK)
+    ticket = await mbooth.imagine(ALICE, quick("me on the moon"))
     picture = await mbooth.blobs.put(b"a generated png")
     await mbooth.repo.add_image(ticket.job_id, owner, blob=picture, seed=1, width=8, height=8)
 
@@ -331,8 +338,8 @@ async def test_purge_erases_a_user_and_keeps_only_who_purged_and_why(
 ) -> None:
     user_id = await enrol(mbooth, ALICE, photos=2, model=True)
     with pytest.raises(BoothError):
-        await mbooth.imagine(ALICE, "me naked", QUICK)
-    await mbooth.report(BOB, (await mbooth.imagine(ALICE, "me", QUICK)).job_id)
+        await mbooth.imagine(ALICE, quick("me naked"))
+    await mbooth.report(BOB, (await mbooth.imagine(ALICE, quick("me"))).job_id)
 
     answer = await mbooth.admin.run(OPERATOR, f"purge #{user_id} court order 17")
     assert answer.startswith(f"User #{user_id} purged: 2 photo(s), 1 model(s), 1 job(s)")
@@ -352,12 +359,12 @@ async def test_purge_erases_a_user_and_keeps_only_who_purged_and_why(
 
 async def test_admins_edit_the_blocklist_but_not_the_hard_rules(mbooth: Booth) -> None:
     await enrol(mbooth, ALICE, model=True)
-    await mbooth.imagine(ALICE, "me holding a crowbar", QUICK)
+    await mbooth.imagine(ALICE, quick("me holding a crowbar"))
     assert "blocked as violence" in await mbooth.admin.run(
         OPERATOR, "blocklist add violence crowbar"
     )
     with pytest.raises(BoothError, match="falls under violence"):
-        await mbooth.imagine(ALICE, "me holding a CROWBAR", QUICK)
+        await mbooth.imagine(ALICE, quick("me holding a CROWBAR"))
     assert await mbooth.admin.run(OPERATOR, "check-prompt a crowbar") == (
         "refused: violence (in the prompt)"
     )
@@ -382,7 +389,7 @@ async def test_the_blocklist_survives_a_restart(mbooth: Booth, config: Config) -
 
 async def test_pause_and_stats(mbooth: Booth) -> None:
     await enrol(mbooth, ALICE, model=True)
-    await mbooth.imagine(ALICE, "me", QUICK)
+    await mbooth.imagine(ALICE, quick("me"))
     assert "paused" in await mbooth.admin.run(OPERATOR, "pause maintenance")
     stats = await mbooth.admin.run(OPERATOR, "stats")
     assert "queue: 1 waiting, 0 running (paused: maintenance)" in stats
@@ -398,8 +405,8 @@ async def test_the_audit_log_reads_back(mbooth: Booth) -> None:
 
 async def test_variations_and_rerolls_reuse_the_owners_settings(mbooth: Booth) -> None:
     owner = await enrol(mbooth, ALICE, model=True)
-    options = dataclasses.replace(QUICK, seed=77, count=2, negative="hats", aspect_ratio="3:2")
-    ticket = await mbooth.imagine(ALICE, "me in Lisbon", options)
+    asked = quick("me in Lisbon", seed=77, count=2, negative="hats", aspect_ratio="3:2")
+    ticket = await mbooth.imagine(ALICE, asked)
     for n in (1, 2):
         blob = await mbooth.blobs.put(f"picture {n}".encode())
         await mbooth.repo.add_image(ticket.job_id, owner, blob=blob, seed=76 + n, width=8, height=8)
@@ -409,16 +416,19 @@ async def test_variations_and_rerolls_reuse_the_owners_settings(mbooth: Booth) -
     for job_id, count in ((varied.job_id, 4), (rerolled.job_id, 2)):
         job = await mbooth.jobs.get(job_id)
         assert job is not None
-        params = json.loads(job.params)
-        assert (params["prompt"], params["negative_prompt"], params["aspect_ratio"]) == (
+        request = job.request()
+        assert isinstance(request, ImagineRequest)
+        assert (request.prompt, request.negative, request.aspect_ratio) == (
             "me in Lisbon",
             "hats",
             "3:2",
         )
-        assert params["seed"] is None and params["count"] == count
+        assert request.seed is None and request.count == count
     varied_job = await mbooth.jobs.get(varied.job_id)
     assert varied_job is not None
-    assert json.loads(varied_job.params)["variation"] == {"seed": 78, "strength": 0.25}
+    varied_request = varied_job.request()
+    assert isinstance(varied_request, ImagineRequest)
+    assert varied_request.variation == Variation(seed=78, strength=0.25)
     with pytest.raises(BoothError, match="has no image 3"):
         await mbooth.variations(ALICE, ticket.job_id, 3)
     with pytest.raises(BoothError, match="only its owner"):

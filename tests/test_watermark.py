@@ -15,7 +15,7 @@ from helpers_images import person
 from PIL import Image
 
 from bot.config import Config
-from bot.core import Booth, Identity, ImagineOptions, JobUpdate, open_booth
+from bot.core import FINAL_STATES, Booth, Identity, ImagineRequest, JobUpdate, open_booth
 from engine.provenance import MIN_SIDE, ecc, embed, inspect, read, read_job_id
 from storage import NewPhoto
 
@@ -78,10 +78,10 @@ async def _with_photos(booth: Booth, who: Identity) -> None:
 
 async def _finish(booth: Booth, job_id: int, previews: list[bytes] | None = None) -> JobUpdate:
     async def watch() -> JobUpdate:
-        async for update in booth.updates(job_id):
+        async for update in booth.updates(ANN, job_id):
             if update.state == "sample" and update.preview is not None and previews is not None:
-                previews.append(update.preview.read_bytes())
-            if update.state in ("succeeded", "failed", "cancelled"):
+                previews.append(update.preview)
+            if update.state in FINAL_STATES:
                 return update
         raise AssertionError("the updates ended without a final state")
 
@@ -93,11 +93,11 @@ async def test_generated_images_and_previews_carry_their_job_id(engine_booth: Bo
     await _with_photos(booth, ANN)
     trained = await _finish(booth, (await booth.train(ANN)).job_id)
     assert trained.state == "succeeded", trained
-    ticket = await booth.imagine(ANN, "a portrait", ImagineOptions(seed=4, count=2, steps=4))
+    ticket = await booth.imagine(ANN, ImagineRequest("a portrait", seed=4, count=2, steps=4))
     previews: list[bytes] = []
     final = await _finish(booth, ticket.job_id, previews)
     assert final.state == "succeeded", final
-    assert final.result is not None and final.result["withheld"] == 0
+    assert final.outcome is not None and final.outcome.withheld == 0
     pngs = await booth.job_images(ANN, ticket.job_id)
     assert len(pngs) == 2
     for png in pngs:

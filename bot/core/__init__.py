@@ -4,26 +4,30 @@ from bot.core.app import open_booth
 from bot.core.booth import Booth
 from bot.core.consent import ConsentText
 from bot.core.types import (
+    FINAL_STATES,
     BoothError,
     ConsentRequired,
     Erasure,
     Identity,
-    ImagineOptions,
+    JobOutcome,
     JobTicket,
     JobUpdate,
     Upload,
     UserStatus,
     Verdict,
 )
+from engine.jobs import ImagineRequest
 
 __all__ = [
+    "FINAL_STATES",
     "Booth",
     "BoothError",
     "ConsentRequired",
     "ConsentText",
     "Erasure",
     "Identity",
-    "ImagineOptions",
+    "ImagineRequest",
+    "JobOutcome",
     "JobTicket",
     "JobUpdate",
     "Upload",

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from bot.core.dispatcher import QUEUE_PAUSED
 from bot.core.moderation import parse_duration
 from bot.core.types import BoothError, Identity, NotAuthorized
+from engine.jobs import ImagineRequest
 from engine.safety import CATEGORIES
 from storage.records import ReviewItem, User
 
@@ -310,7 +311,8 @@ class AdminConsole:
         if job is None:
             return f"Watermark: job {job_id}. That job is gone (its user was erased)."
         user = await self.user(f"#{job.user_id}")
-        prompt = json.loads(job.params).get("prompt", "")
+        request = job.request()
+        prompt = request.prompt if isinstance(request, ImagineRequest) else ""
         return (
             f"Watermark: job {job_id}, made by user #{user.id} "
             f"({user.platform}:{user.platform_user_id}) at {job.created_at[:19]} UTC, "

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import logging
 import re
 import secrets
@@ -16,22 +15,25 @@ import shutil
 import unicodedata
 from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
-from typing import TYPE_CHECKING, Any
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bot.config import Config
 from bot.core.admin import AdminConsole
+from bot.core.captions import image_caption
 from bot.core.consent import ConsentText, load_consent_text
 from bot.core.dispatcher import Dispatcher
 from bot.core.moderation import Moderation
 from bot.core.types import (
+    FINAL_STATES,
     BoothError,
     ConsentRequired,
     Erasure,
     Export,
     Identity,
-    ImagineOptions,
+    JobOutcome,
     JobTicket,
     JobUpdate,
     MyData,
@@ -51,6 +53,17 @@ from engine.intake import (
     identity_outliers,
     judge_set,
 )
+from engine.jobs import (
+    ImagineRequest,
+    ImagineResult,
+    JobRequest,
+    ModelRef,
+    Prior,
+    RequestError,
+    TrainRequest,
+    TrainResult,
+    Variation,
+)
 from engine.models.families import resolve_family
 from engine.models.recipe import TrainingRecipe
 from engine.safety import ImageFilter, ImageVerdict, PromptFilter
@@ -61,11 +74,15 @@ from storage.records import JobRecord, LoraRecord, PhotoRecord, ReviewItem, User
 if TYPE_CHECKING:
     from PIL import Image
 
-__all__ = ["Booth"]
+__all__ = ["CONFIRMATION_TTL", "Booth"]
 
 _log = logging.getLogger(__name__)
 
 _TRIGGER_SHAPE = re.compile(r"(?<![a-z])(?:[bcdfghjklmnpqrstvwxz][aeiouy]){3}(?![a-z])")
+
+# How long a confirmation (of an erasure) can be answered: a button pressed days later
+# was most likely not meant for now.
+CONFIRMATION_TTL = timedelta(minutes=10)
 
 # How far variations stray from the picture they vary (0: the same, 1: unrelated).
 VARIATION_STRENGTH = 0.25
@@ -139,6 +156,21 @@ class Booth:
             await self.repo.add_consent(
                 user.id, self.consent_text.version, self.consent_text.sha256, who.platform
             )
+
+    async def decline(self, who: Identity) -> bool:
+        """The Decline button: nothing is stored, and nothing is deleted either.
+
+        True when the user had accepted already: their data stays, since withdrawing
+        (which erases everything) is its own action with a confirmation (`forget`).
+        """
+        self._take_command(who)
+        user = await self.repo.find_user(who.platform, who.user_id)
+        return user is not None and await self._consent_is_current(user)
+
+    def check_confirmation(self, asked_at: datetime) -> None:
+        """A confirmation button (Delete everything) is good for CONFIRMATION_TTL only."""
+        if datetime.now(UTC) - asked_at > CONFIRMATION_TTL:
+            raise BoothError("That confirmation is too old. Ask again if you still want to.")
 
     async def withdraw_consent(self, who: Identity) -> Erasure:
         """Withdrawal erases everything, as fast as consenting was."""
@@ -364,41 +396,38 @@ class Booth:
         self._check_job_limit(active)
         await self.moderation.check_trainings_quota(user)
         trigger = user.trigger_word or await self._new_trigger_word(user)
-        params: dict[str, Any] = {
-            "crops": [p.crop_blob for p in photos],
-            "trigger": trigger,
-            "base_model": self.config.model.base,
-            "seed": secrets.randbelow(2**31),
-            "sample_every": self.config.training.sample_every,
-        }
         recipe = self._recipe()
-        total = self.config.training.steps or recipe.total_steps(len(photos))
-        params["checkpoint_every"] = self.config.training.checkpoint_every or max(1, total // 10)
-        if self.config.training.steps:
-            params["steps"] = self.config.training.steps
-        if recipe != self.family.recipe:
-            params["recipe"] = recipe.to_dict()
-        if self.config.training.prior_preservation:
-            params["prior"] = {
-                "class_images": self.config.training.class_images,
-                "weight": self.config.training.prior_loss_weight,
-            }
-        return await self._submit(user, "train", params)
+        training = self.config.training
+        total = training.steps or recipe.total_steps(len(photos))
+        request = TrainRequest(
+            crops=tuple(p.crop_blob for p in photos),
+            trigger=trigger,
+            base_model=self.config.model.base,
+            seed=secrets.randbelow(2**31),
+            sample_every=training.sample_every,
+            checkpoint_every=training.checkpoint_every or max(1, total // 10),
+            steps=training.steps or None,
+            recipe=recipe.to_dict() if recipe != self.family.recipe else None,
+            prior=(
+                Prior(training.class_images, training.prior_loss_weight)
+                if training.prior_preservation
+                else None
+            ),
+        )
+        return await self._submit(user, request)
 
-    async def imagine(
-        self,
-        who: Identity,
-        prompt: str,
-        options: ImagineOptions,
-        *,
-        variation: dict[str, Any] | None = None,
-    ) -> JobTicket:
+    async def imagine(self, who: Identity, request: ImagineRequest) -> JobTicket:
         """Queue a generation with the user's active model; their trigger word is put in."""
         user = await self._consenting_user(who)
-        _check_imagine(prompt, options)
-        verdict = (await self.prompt_filter()).check(prompt, options.negative)
+        try:
+            request.check()
+        except RequestError as exc:
+            raise BoothError(f"Nothing was queued: {exc}.") from None
+        verdict = (await self.prompt_filter()).check(request.prompt, request.negative)
         if not verdict.allowed:
-            suspended = await self.moderation.strike(user, verdict, prompt, options.negative)
+            suspended = await self.moderation.strike(
+                user, verdict, request.prompt, request.negative
+            )
             if suspended:
                 raise BoothError(
                     f"{verdict.reason} Your account is now suspended until an admin reviews it."
@@ -407,25 +436,18 @@ class Booth:
         lora = await self.repo.active_lora(user.id)
         if lora is None:
             raise BoothError("You have no trained model yet: send selfies, then train first.")
-        await self._refuse_other_likeness(user, prompt)
+        await self._refuse_other_likeness(user, request.prompt)
         self._check_job_limit(
             [j for j in await self.repo.jobs(user.id) if j.status in ("queued", "running")]
         )
-        await self.moderation.check_images_quota(user, options.count)
-        params: dict[str, Any] = {
-            "prompt": prompt.strip(),
-            "negative_prompt": options.negative.strip(),
-            "seed": options.seed,
-            "steps": options.steps,
-            "guidance": options.guidance,
-            "aspect_ratio": options.aspect_ratio,
-            "count": options.count,
-            "lora": {"blob": lora.blob, "sha256": lora.sha256, "trigger": lora.trigger_word},
-            "lora_version": lora.version,
-        }
-        if variation is not None:
-            params["variation"] = variation
-        return await self._submit(user, "imagine", params)
+        await self.moderation.check_images_quota(user, request.count)
+        request = dataclasses.replace(
+            request,
+            prompt=request.prompt.strip(),
+            negative=request.negative.strip(),
+            model=ModelRef(lora.blob, lora.sha256, lora.trigger_word, lora.version),
+        )
+        return await self._submit(user, request)
 
     async def cancel(self, who: Identity, job_id: int | None = None) -> list[int]:
         """Cancel one job of the user's, or all their queued and running ones."""
@@ -457,11 +479,41 @@ class Booth:
         assert lora is not None
         return lora
 
-    async def updates(self, job_id: int) -> AsyncIterator[JobUpdate]:
+    async def updates(self, who: Identity, job_id: int) -> AsyncIterator[JobUpdate]:
+        """Updates of one of the user's jobs until it ends; the last carries its outcome."""
         if self.dispatcher is None:
             raise RuntimeError("this process does not run jobs: open the booth with dispatch=True")
+        kind = (await self.job(who, job_id)).kind
         async for update in self.dispatcher.updates(job_id):
+            if update.state in FINAL_STATES:
+                try:
+                    outcome = await self.outcome(who, job_id)
+                except BoothError:
+                    outcome = JobOutcome(job_id, kind, "erased")  # its rows went with its user
+                update = dataclasses.replace(update, state=outcome.state, outcome=outcome)
             yield update
+
+    async def outcome(self, who: Identity, job_id: int) -> JobOutcome:
+        """How one of the user's jobs ended (or stands), as every front end shows it."""
+        user = await self.repo.find_user(who.platform, who.user_id)
+        job = await self.job(who, job_id)
+        assert user is not None
+        if job.status != "succeeded":
+            return JobOutcome(job_id, job.kind, job.status, message=job.error)
+        result = job.outcome()
+        if isinstance(result, TrainResult):
+            return JobOutcome(job_id, job.kind, job.status, version=result.version)
+        request = job.request()
+        assert isinstance(request, ImagineRequest) and isinstance(result, ImagineResult)
+        words = _without_trigger(request.prompt, user.trigger_word)
+        return JobOutcome(
+            job_id,
+            job.kind,
+            job.status,
+            pictures=tuple(await self.job_images(who, job_id)),
+            caption=image_caption(job_id, words, withheld=result.withheld),
+            withheld=result.withheld,
+        )
 
     async def queue_position(self, job_id: int) -> int | None:
         """Where a queued job stands (1 runs next); None once it runs or has ended."""
@@ -485,33 +537,33 @@ class Booth:
 
     async def reroll(self, who: Identity, job_id: int) -> JobTicket:
         """The same generation again with new seeds."""
-        params = await self._own_generation(who, job_id)
-        options = _options_of(params)
-        return await self.imagine(who, params["prompt"], dataclasses.replace(options, seed=None))
+        request = await self._own_generation(who, job_id)
+        return await self.imagine(who, dataclasses.replace(request, seed=None, variation=None))
 
     async def variations(self, who: Identity, job_id: int, index: int) -> JobTicket:
         """Pictures close to image `index` (1-based) of a generation: its seed, nudged."""
-        params = await self._own_generation(who, job_id)
+        request = await self._own_generation(who, job_id)
         images = await self.repo.images_of_job(job_id)
         if not 1 <= index <= len(images):
             raise BoothError(f"Job {job_id} has no image {index}.")
-        options = dataclasses.replace(
-            _options_of(params), seed=None, count=min(4, limits.MAX_IMAGES)
-        )
         return await self.imagine(
             who,
-            params["prompt"],
-            options,
-            variation={"seed": images[index - 1].seed, "strength": VARIATION_STRENGTH},
+            dataclasses.replace(
+                request,
+                seed=None,
+                count=min(4, limits.MAX_IMAGES),
+                variation=Variation(images[index - 1].seed, VARIATION_STRENGTH),
+            ),
         )
 
-    async def _own_generation(self, who: Identity, job_id: int) -> dict[str, Any]:
+    async def _own_generation(self, who: Identity, job_id: int) -> ImagineRequest:
         user = await self.repo.find_user(who.platform, who.user_id)
         job = await self.jobs.get(job_id)
         if user is None or job is None or job.user_id != user.id or job.kind != "imagine":
             raise BoothError(f"You have no picture job {job_id}; only its owner can reuse it.")
-        params: dict[str, Any] = json.loads(job.params)
-        return params
+        request = job.request()
+        assert isinstance(request, ImagineRequest)
+        return request
 
     async def export(self, who: Identity) -> Export:
         """The user's active model as a safetensors file; only ever to its owner."""
@@ -588,11 +640,11 @@ class Booth:
             return who.user_id in self.config.discord.admin_ids
         return False
 
-    async def _submit(self, user: User, kind: str, params: dict[str, Any]) -> JobTicket:
-        job = await self.jobs.enqueue(user.id, kind, params)
+    async def _submit(self, user: User, request: JobRequest) -> JobTicket:
+        job = await self.jobs.enqueue(user.id, request)
         if self.dispatcher is not None:
             await self.dispatcher.submitted(job)
-        return JobTicket(job.id, kind, await self.jobs.position(job.id))
+        return JobTicket(job.id, job.kind, await self.jobs.position(job.id))
 
     def _check_job_limit(self, active: list[JobRecord]) -> None:
         limit = self.config.engine.max_jobs_per_user
@@ -685,32 +737,8 @@ def _known(photo: PhotoRecord) -> KnownPhoto:
     )
 
 
-def _options_of(params: dict[str, Any]) -> ImagineOptions:
-    return ImagineOptions(
-        negative=params["negative_prompt"],
-        seed=params["seed"],
-        steps=params["steps"],
-        guidance=params["guidance"],
-        aspect_ratio=params["aspect_ratio"],
-        count=params["count"],
-    )
-
-
-def _check_imagine(prompt: str, options: ImagineOptions) -> None:
-    if not prompt.strip():
-        raise BoothError("Say what to imagine: the prompt is empty.")
-    if len(prompt) > limits.MAX_PROMPT_CHARS:
-        raise BoothError(f"The prompt is too long: at most {limits.MAX_PROMPT_CHARS} characters.")
-    if options.aspect_ratio not in limits.ASPECT_RATIOS:
-        raise BoothError(
-            f"Aspect ratio {options.aspect_ratio!r} is not offered; "
-            f"choose one of {', '.join(limits.ASPECT_RATIOS)}."
-        )
-    if not 1 <= options.count <= limits.MAX_IMAGES:
-        raise BoothError(f"Ask for 1 to {limits.MAX_IMAGES} images, not {options.count}.")
-    if not 1 <= options.steps <= limits.MAX_STEPS:
-        raise BoothError(f"Steps must be 1 to {limits.MAX_STEPS}, not {options.steps}.")
-    if not 0 <= options.guidance <= limits.MAX_GUIDANCE:
-        raise BoothError(f"Guidance must be 0 to {limits.MAX_GUIDANCE:g}, not {options.guidance}.")
-    if options.seed is not None and not 0 <= options.seed < 2**32 - limits.MAX_IMAGES:
-        raise BoothError(f"The seed must be 0 to {2**32 - limits.MAX_IMAGES - 1}.")
+def _without_trigger(prompt: str, trigger: str | None) -> str:
+    """The user's words as they may be shown anywhere: their trigger word reads "me"."""
+    if not trigger:
+        return prompt
+    return re.sub(rf"\b{re.escape(trigger)}\b", "me", prompt, flags=re.IGNORECASE)

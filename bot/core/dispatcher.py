@@ -12,17 +12,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import shutil
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
-from bot.core.types import JobUpdate
+from bot.core.types import FINAL_STATES, JobUpdate
+from engine.jobs import (
+    ImagineRequest,
+    ImagineResult,
+    JobFormatError,
+    JobResult,
+    TrainRequest,
+    TrainResult,
+)
 from engine.process import EngineDied, EngineProcess
-from engine.protocol import BlockedImage, Command
+from engine.protocol import Command, Generated, Trained
 from storage import BlobStore, Repository
 from storage.jobs import JobQueue
 from storage.records import JobRecord
@@ -31,7 +37,6 @@ __all__ = ["QUEUE_PAUSED", "Dispatcher"]
 
 _log = logging.getLogger(__name__)
 
-FINAL = ("succeeded", "failed", "cancelled")
 # The setting that holds the queue while an admin has paused it (its value: the reason).
 QUEUE_PAUSED = "queue_paused"
 POLL_SECONDS = 2.0
@@ -117,7 +122,7 @@ class Dispatcher:
         for job in await self.repo.jobs(user_id):
             if job.status == "queued":
                 await self.jobs.finish(job.id, "cancelled", error="erased")
-                self._publish(JobUpdate(job.id, "cancelled", message="erased"))
+                self._publish(JobUpdate(job.id, "erased"))
         current = self._current
         if current is not None and current.user_id == user_id:
             self._abandoned.add(current.id)
@@ -130,15 +135,15 @@ class Dispatcher:
         self._listeners[job_id].add(queue)
         try:
             job = await self.jobs.get(job_id)
-            if job is None or job.status in FINAL:
+            if job is None or job.status in FINAL_STATES:
                 yield JobUpdate(
-                    job_id, job.status if job else "cancelled", message=job.error if job else None
+                    job_id, job.status if job else "erased", message=job.error if job else None
                 )
                 return
             while True:
                 update = await queue.get()
                 yield update
-                if update.state in FINAL:
+                if update.state in FINAL_STATES:
                     return
         finally:
             self._listeners[job_id].discard(queue)
@@ -168,9 +173,7 @@ class Dispatcher:
             except Exception:
                 # The dispatcher outlives any one job's bug.
                 _log.exception("job %d: unexpected error", job.id)
-                await self.jobs.finish(job.id, "failed", error="an internal error stopped this job")
-                self._cleanup(job.id)
-                self._publish(JobUpdate(job.id, "failed", message="internal error"))
+                await self._fail(job, "an internal error stopped this job")
 
     async def _run(self, job: JobRecord) -> None:
         await self.jobs.mark_running(job.id)
@@ -186,9 +189,15 @@ class Dispatcher:
             self._idle.set()
 
     async def _drive(self, job: JobRecord) -> None:
+        try:
+            command = await self._command(job)
+        except JobFormatError as exc:
+            # Queued by a version of selfiebooth that wrote another format.
+            await self._fail(job, f"this job cannot run: {exc}")
+            return
         if not self.engine.alive:
             await self.engine.start()
-        await self.engine.send(await self._command(job))
+        await self.engine.send(command)
         self._publish(JobUpdate(job.id, "running"))
         if await self.jobs.cancel_requested(job.id):
             await self.engine.send({"op": "cancel", "job_id": job.id})
@@ -206,11 +215,13 @@ class Dispatcher:
                     JobUpdate(job.id, "progress", step, total, event.get("loss"), event.get("eta"))
                 )
             elif kind == "sample":
-                self._publish(
-                    JobUpdate(job.id, "sample", int(event["step"]), preview=Path(event["path"]))
-                )
+                try:
+                    preview = await asyncio.to_thread(Path(event["path"]).read_bytes)
+                except OSError:
+                    continue  # the engine moved on and removed it: the next one will do
+                self._publish(JobUpdate(job.id, "sample", int(event["step"]), preview=preview))
             elif kind == "done":
-                await self._complete(job, event["result"])
+                await self._complete(job, event.get("generated"), event.get("trained"))
                 return
             elif kind == "stopped":
                 if event.get("reason") == "yield":
@@ -222,10 +233,7 @@ class Dispatcher:
                     self._publish(JobUpdate(job.id, "cancelled"))
                 return
             elif kind == "failed":
-                error = str(event.get("error", "unknown error"))
-                await self.jobs.finish(job.id, "failed", error=error)
-                self._cleanup(job.id)
-                self._publish(JobUpdate(job.id, "failed", message=error))
+                await self._fail(job, str(event.get("error", "unknown error")))
                 return
 
     async def _engine_lost(self, job: JobRecord, exc: Exception) -> None:
@@ -240,7 +248,7 @@ class Dispatcher:
         if job.id in self._abandoned:
             self._abandoned.discard(job.id)
             # Followers (chat front ends) hear the end; the rows go with the erasure.
-            self._publish(JobUpdate(job.id, "cancelled", message="erased"))
+            self._publish(JobUpdate(job.id, "erased"))
             return
         if await self.jobs.cancel_requested(job.id):
             await self.jobs.finish(job.id, "cancelled", error="cancelled by the user")
@@ -251,9 +259,7 @@ class Dispatcher:
                 f"the engine stopped unexpectedly {job.attempts} times while running this job;"
                 " it will not be tried again"
             )
-            await self.jobs.finish(job.id, "failed", error=message)
-            self._cleanup(job.id)
-            self._publish(JobUpdate(job.id, "failed", message=message))
+            await self._fail(job, message)
         else:
             await self.jobs.requeue(job.id, attempt_counts=True)
             self._publish(JobUpdate(job.id, "retrying", message=str(exc)))
@@ -264,27 +270,35 @@ class Dispatcher:
         return self.work_dir / f"job-{job_id}"
 
     async def _command(self, job: JobRecord) -> Command:
-        params: dict[str, Any] = json.loads(job.params)
+        request = job.request()
         work = self.job_dir(job.id)
         await asyncio.to_thread(work.mkdir, parents=True, exist_ok=True)
-        if job.kind == "train":
+        if isinstance(request, TrainRequest):
             images = []
-            for n, key in enumerate(params.pop("crops")):
+            for n, key in enumerate(request.crops):
                 path = work / f"crop-{n}.png"
                 data = await self.blobs.get(key)
                 await asyncio.to_thread(path.write_bytes, data)
                 images.append(str(path))
-            params |= {
-                "images": images,
-                "output": str(work / "lora.safetensors"),
-                "checkpoint_dir": str(work / "checkpoints"),
+            return {
+                "op": "train",
+                "job_id": job.id,
+                "request": job.params,
+                "files": {
+                    "images": images,
+                    "output": str(work / "lora.safetensors"),
+                    "checkpoint_dir": str(work / "checkpoints"),
+                },
             }
-            return {"op": "train", "job_id": job.id, "params": params}
-        lora = params.pop("lora", None)
-        if lora is not None:
-            lora["path"] = str(await self._readable(lora.pop("blob"), work / "lora.safetensors"))
-        params |= {"lora": lora, "out_dir": str(work / "out")}
-        return {"op": "generate", "job_id": job.id, "params": params}
+        lora = None
+        if request.model is not None:
+            lora = str(await self._readable(request.model.blob, work / "lora.safetensors"))
+        return {
+            "op": "generate",
+            "job_id": job.id,
+            "request": job.params,
+            "files": {"lora": lora, "out_dir": str(work / "out")},
+        }
 
     async def _readable(self, key: str, fallback: Path) -> Path:
         local = self.blobs.local_path(key)
@@ -294,47 +308,58 @@ class Dispatcher:
         await asyncio.to_thread(fallback.write_bytes, data)
         return fallback
 
-    async def _complete(self, job: JobRecord, result: dict[str, Any]) -> None:
+    async def _complete(
+        self, job: JobRecord, generated: Generated | None, trained: Trained | None
+    ) -> None:
         written: list[str] = []
         try:
-            summary = await self._store_result(job, result, written)
+            result = await self._store_result(job, generated, trained, written)
         except BaseException:
             # The user may have been erased meanwhile: keep none of their files.
             for key in written:
                 if not await self.repo.blob_in_use(key):
                     await self.blobs.delete(key)
             raise
-        await self.jobs.finish(job.id, "succeeded", result=summary)
+        await self.jobs.finish(job.id, "succeeded", result=result)
         self._cleanup(job.id)
-        self._publish(JobUpdate(job.id, "succeeded", result=summary))
+        self._publish(JobUpdate(job.id, "succeeded", result=result))
+
+    async def _fail(self, job: JobRecord, error: str) -> None:
+        await self.jobs.finish(job.id, "failed", error=error)
+        self._cleanup(job.id)
+        self._publish(JobUpdate(job.id, "failed", message=error))
 
     async def _store_result(
-        self, job: JobRecord, result: dict[str, Any], written: list[str]
-    ) -> dict[str, Any]:
+        self,
+        job: JobRecord,
+        generated: Generated | None,
+        trained: Trained | None,
+        written: list[str],
+    ) -> JobResult:
         """Result files into the blob store (their keys added to `written`), rows added."""
-        params = json.loads(job.params)
-        if job.kind == "train":
-            data = await asyncio.to_thread(Path(result["path"]).read_bytes)
+        request = job.request()
+        if isinstance(request, TrainRequest):
+            if trained is None:
+                raise ValueError(f"the engine finished training job {job.id} without a model")
+            data = await asyncio.to_thread(Path(trained["path"]).read_bytes)
             key = await self.blobs.put(data)
             written.append(key)
             lora = await self.repo.add_lora(
                 job.user_id,
-                base_model=params["base_model"],
-                family=result["family"],
-                trigger_word=params["trigger"],
+                base_model=request.base_model,
+                family=trained["family"],
+                trigger_word=request.trigger,
                 blob=key,
-                sha256=result["sha256"],
-                recipe=result["recipe"],
+                sha256=trained["sha256"],
+                recipe=trained["recipe"],
                 job_id=job.id,
             )
-            return {
-                "lora_id": lora.id,
-                "version": lora.version,
-                "steps": result["steps"],
-                "loss": result["loss"],
-            }
+            return TrainResult(lora.id, lora.version, trained["steps"], trained["loss"])
+        assert isinstance(request, ImagineRequest)
+        if generated is None:
+            raise ValueError(f"the engine finished picture job {job.id} without pictures")
         images: list[str] = []
-        for image in result["images"]:
+        for image in generated["images"]:
             data = await asyncio.to_thread(Path(image["path"]).read_bytes)
             key = await self.blobs.put(data)
             written.append(key)
@@ -347,7 +372,7 @@ class Dispatcher:
                 width=image["width"],
                 height=image["height"],
             )
-        blocked: list[BlockedImage] = result.get("blocked", [])
+        blocked = generated["blocked"]
         for entry in blocked:
             # The engine writes a blocked image only when config keeps them for review.
             kept = None
@@ -358,8 +383,7 @@ class Dispatcher:
             await self.repo.add_review_item("image", job.user_id, detail, job_id=job.id, blob=kept)
         if blocked:
             _log.info("job %d: %d image(s) withheld by the image filter", job.id, len(blocked))
-        # "withheld": how many pictures the filter kept back, so front ends can say so.
-        return {"images": images, "prompt": result["prompt"], "withheld": len(blocked)}
+        return ImagineResult(tuple(images), withheld=len(blocked), model_prompt=generated["prompt"])
 
     async def _sweep(self) -> None:
         """Remove scratch space left by jobs that are over or gone (a crash, an erasure)."""
@@ -368,7 +392,7 @@ class Dispatcher:
         for path in self.work_dir.glob("job-*"):
             suffix = path.name.removeprefix("job-")
             job = await self.jobs.get(int(suffix)) if suffix.isdigit() else None
-            if job is None or job.status in FINAL:
+            if job is None or job.status in FINAL_STATES:
                 await asyncio.to_thread(shutil.rmtree, path, True)
 
     def _cleanup(self, job_id: int) -> None:

@@ -7,7 +7,6 @@ rate buckets, which only need to live as long as the process.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable
@@ -16,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 from bot.config import ModerationConfig
 from bot.core.types import RateLimited, Suspended
+from engine.jobs import ImagineRequest, decode_request
 from engine.safety import PromptFilter, PromptVerdict
 from storage import Repository
 from storage.records import User
@@ -219,7 +219,10 @@ class Moderation:
         ) as cur:
             rows = list(await cur.fetchall())
         if kind == "imagine":
-            used = sum(int(json.loads(r["params"]).get("count", 1)) for r in rows)
+            used = 0
+            for row in rows:
+                request = decode_request(kind, row["params"])
+                used += request.count if isinstance(request, ImagineRequest) else 1
         else:
             used = len(rows)
         return used, (rows[0]["created_at"] if rows else None)

@@ -1,16 +1,35 @@
-"""What /status and /mydata say, as lines of plain text shared by every chat front end.
+"""What the bot says about a user's data, in one wording for every front end: /status,
+/mydata, an erasure, and a declined consent.
 
-A front end adds its own command names (`consent_command`) and its own quoting of text
-that users or admins wrote (`quote`, e.g. Markdown escaping on Discord).
+A front end adds its own command names (`consent_command`, `forget_command`) and its own
+quoting of text that users or admins wrote (`quote`, e.g. Markdown escaping on Discord).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from bot.core.types import MyData, UserStatus
+from bot.core.types import Erasure, MyData, UserStatus
 
-__all__ = ["my_data_lines", "status_lines"]
+__all__ = ["decline_text", "erasure_text", "my_data_lines", "status_lines"]
+
+
+def erasure_text(erasure: Erasure) -> str:
+    """What an erasure (/forget, a withdrawal) removed."""
+    return (
+        f"Forgotten. Deleted {erasure.photos} selfie(s), {erasure.loras} model(s), "
+        f"{erasure.jobs} job(s) and {erasure.files} file(s); your consent is withdrawn."
+    )
+
+
+def decline_text(consented: bool, consent_command: str, forget_command: str) -> str:
+    """The answer to Decline: it never deletes; withdrawing is its own, confirmed, action."""
+    if consented:
+        return (
+            "You accepted earlier, so nothing changes and your data stays. To withdraw your "
+            f"consent and delete everything: {forget_command}"
+        )
+    return f"Declined: nothing about you was stored. Changed your mind? {consent_command}"
 
 
 def status_lines(status: UserStatus, consent_command: str) -> list[str]:

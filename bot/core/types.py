@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
 
+from engine.jobs import JobResult
 from storage.records import ConsentRecord, JobRecord, LoraRecord
 
 __all__ = [
+    "FINAL_STATES",
     "BoothError",
     "ConsentRequired",
     "Erasure",
     "Export",
     "Identity",
-    "ImagineOptions",
+    "JobOutcome",
     "JobTicket",
     "JobUpdate",
     "MyData",
@@ -93,12 +93,36 @@ class Erasure:
     files: int = 0
 
 
+# A job's last state: after one of these, no more updates come. "erased": the job went
+# with its user's data (/forget, withdrawal, a purge).
+FINAL_STATES = ("succeeded", "failed", "cancelled", "erased")
+
+
+@dataclass(frozen=True, slots=True)
+class JobOutcome:
+    """How a job ended, ready to show its owner: what every front end posts at the end.
+
+    `pictures` (PNG bytes) and `caption` are filled for the owner only, and the caption
+    is made of the user's own words: it never shows their trigger word.
+    """
+
+    job_id: int
+    kind: str
+    state: str  # one of FINAL_STATES
+    message: str | None = None  # why it failed
+    pictures: tuple[bytes, ...] = ()
+    caption: str = ""
+    withheld: int = 0  # pictures the safety filters kept back
+    version: int | None = None  # the model version a training made
+
+
 @dataclass(frozen=True, slots=True)
 class JobUpdate:
-    """What a front end hears about a job: state changes, progress, previews, the result.
+    """What a front end hears about a job: state changes, progress, previews, the end.
 
     States: running, progress, sample, paused (a training making way for pictures),
-    retrying (the engine died; it runs again), and the final succeeded, failed, cancelled.
+    retrying (the engine died; it runs again), and the FINAL_STATES. From the core's
+    `updates`, the final update carries the `outcome`.
     """
 
     job_id: int
@@ -107,19 +131,10 @@ class JobUpdate:
     total: int = 0
     loss: float | None = None
     eta: float | None = None
-    preview: Path | None = None
+    preview: bytes | None = None  # a PNG, marked and screened like every picture
     message: str | None = None
-    result: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class ImagineOptions:
-    negative: str = ""
-    seed: int | None = None
-    steps: int = 30
-    guidance: float = 7.0
-    aspect_ratio: str = "1:1"
-    count: int = 1
+    result: JobResult | None = None
+    outcome: JobOutcome | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
-from bot.core import BoothError, Identity, ImagineOptions, JobTicket
+from bot.core import BoothError, Identity, ImagineRequest, JobTicket
 from bot.core.admin import ADMIN_HELP
+from bot.core.summaries import decline_text, erasure_text
 from bot.discord.answers import Answer, answering
 from bot.discord.buttons import consent_view, forget_view
 from bot.discord.files import fetch_uploads
@@ -26,7 +27,6 @@ from bot.discord.progress import PLATFORM, JobWatch, Place
 from bot.discord.texts import (
     MAX_CONTENT,
     TOO_BIG,
-    erasure_text,
     help_text,
     my_data_text,
     safe,
@@ -98,10 +98,8 @@ class Actions:
                     view=None,
                 )
             else:
-                erasure = await self.booth.withdraw_consent(who)
-                self.front.stop_watching(interaction.user.id)
-                erased = f" {erasure_text(erasure)}" if erasure.photos or erasure.jobs else ""
-                await answer.show(f"Declined: nothing of yours is kept.{erased}", view=None)
+                consented = await self.booth.decline(who)
+                await answer.show(decline_text(consented, "`/consent`", "`/forget`"), view=None)
 
         await self._answer(interaction, work, update=True)
 
@@ -122,9 +120,11 @@ class Actions:
             if not confirm:
                 await answer.show("Nothing was deleted.", view=None)
                 return
+            if interaction.message is not None:
+                self.booth.check_confirmation(interaction.message.created_at)
             erasure = await self.booth.forget(who)
             self.front.stop_watching(interaction.user.id)
-            await answer.show(f"Forgotten. {erasure_text(erasure)}", view=None)
+            await answer.show(erasure_text(erasure), view=None)
 
         await self._answer(interaction, work, update=True)
 
@@ -157,14 +157,11 @@ class Actions:
 
         await self._answer(interaction, work)
 
-    async def imagine(
-        self, interaction: discord.Interaction[Any], prompt: str, options: ImagineOptions
-    ) -> None:
+    async def imagine(self, interaction: discord.Interaction[Any], request: ImagineRequest) -> None:
         who = identity(interaction.user)
 
         async def work(answer: Answer) -> None:
-            ticket = await self.booth.imagine(who, prompt, options)
-            self._watch(interaction, answer, ticket, prompt=prompt)
+            self._watch(interaction, answer, await self.booth.imagine(who, request))
 
         await self._answer(interaction, work)
 
@@ -191,8 +188,6 @@ class Actions:
         interaction: discord.Interaction[Any],
         answer: Answer,
         ticket: JobTicket,
-        *,
-        prompt: str = "",
     ) -> None:
         place = Place(interaction.user.id, interaction.channel_id, interaction.filesize_limit)
         watch = JobWatch(
@@ -202,7 +197,6 @@ class Actions:
             place,
             answer,
             position=ticket.position,
-            prompt=prompt,
         )
         self.front.spawn(
             watch.run(), name=f"discord-job-{ticket.job_id}", owner=interaction.user.id

@@ -1,7 +1,7 @@
 """The slash commands: their names, options and descriptions, each handed to `Actions`.
 
-Option ranges and choices come from the engine's published limits and the core's
-defaults, so Discord's form shows what the core will accept; the core still checks.
+Option ranges, choices and defaults come from the job contract (engine.jobs), so
+Discord's form shows what the core will accept; the core still checks.
 """
 
 from __future__ import annotations
@@ -14,17 +14,16 @@ from discord import app_commands
 from discord.app_commands import Choice, Range
 
 from bot.config import ConfigError
-from bot.core import ImagineOptions
+from bot.core import ImagineRequest
 from bot.discord.actions import Actions
 from bot.discord.answers import refuse
 from bot.discord.texts import SORRY
-from engine import limits
+from engine import jobs, limits
 
 __all__ = ["admin_permissions", "register"]
 
 _log = logging.getLogger(__name__)
 
-_DEFAULTS = ImagineOptions()
 _ASPECTS = [Choice(name=name, value=name) for name in limits.ASPECT_RATIOS]
 _Interaction = discord.Interaction[Any]
 _Photo = discord.Attachment | None
@@ -85,12 +84,13 @@ def register(tree: app_commands.CommandTree[Any], actions: Actions, admin_permis
         prompt: Range[str, 1, limits.MAX_PROMPT_CHARS],
         negative: Range[str, 0, limits.MAX_PROMPT_CHARS] = "",
         seed: int | None = None,
-        aspect_ratio: str = _DEFAULTS.aspect_ratio,
-        steps: Range[int, 1, limits.MAX_STEPS] = _DEFAULTS.steps,
-        count: Range[int, 1, limits.MAX_IMAGES] = _DEFAULTS.count,
-        guidance: Range[float, 0.0, limits.MAX_GUIDANCE] = _DEFAULTS.guidance,
+        aspect_ratio: str = jobs.DEFAULT_ASPECT,
+        steps: Range[int, jobs.STEPS.low, jobs.STEPS.high] = jobs.STEPS.default,
+        count: Range[int, jobs.COUNT.low, jobs.COUNT.high] = jobs.COUNT.default,
+        guidance: Range[float, jobs.GUIDANCE.low, jobs.GUIDANCE.high] = jobs.GUIDANCE.default,
     ) -> None:
-        options = ImagineOptions(
+        request = ImagineRequest(
+            prompt,
             negative=negative,
             seed=seed,
             steps=steps,
@@ -98,7 +98,7 @@ def register(tree: app_commands.CommandTree[Any], actions: Actions, admin_permis
             aspect_ratio=aspect_ratio,
             count=count,
         )
-        await actions.imagine(interaction, prompt, options)
+        await actions.imagine(interaction, request)
 
     @tree.command(name="status", description="Your photos, models and jobs")
     async def status(interaction: _Interaction) -> None:

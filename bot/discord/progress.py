@@ -11,19 +11,16 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import io
-import json
 import logging
 import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import discord
 
-from bot.core import BoothError, Identity, JobUpdate
-from bot.core.captions import image_caption
+from bot.core import FINAL_STATES, BoothError, Identity, JobOutcome, JobUpdate
 from bot.discord.answers import Answer
 from bot.discord.buttons import progress_view, results_view
 from bot.discord.files import fit_png
@@ -36,7 +33,6 @@ __all__ = ["DEFAULT_UPLOAD_LIMIT", "JobWatch", "Place"]
 
 _log = logging.getLogger(__name__)
 
-FINAL = ("succeeded", "failed", "cancelled")
 PLATFORM = "discord"
 # How often a waiting job's queue position is looked at again.
 POSITION_REFRESH = 5.0
@@ -67,7 +63,6 @@ class JobWatch:
         answer: Answer | None,
         *,
         position: int | None = None,
-        prompt: str = "",
     ) -> None:
         self.front = front
         self.job_id = job_id
@@ -76,7 +71,6 @@ class JobWatch:
         # None after a restart: the old interaction token is gone with the old process.
         self.answer = answer
         self.position = position
-        self.prompt = prompt
         self._last_edit = -math.inf
 
     async def run(self) -> None:
@@ -95,7 +89,7 @@ class JobWatch:
 
     # while the job waits and runs --------------------------------------------------------
 
-    async def _follow(self) -> JobUpdate:
+    async def _follow(self) -> JobOutcome:
         updates: asyncio.Queue[JobUpdate] = asyncio.Queue()
         pump = asyncio.create_task(self._pump(updates), name=f"discord-updates-{self.job_id}")
         interval = self.front.config.discord.edit_interval
@@ -129,11 +123,13 @@ class JobWatch:
                         self.position = await self.front.booth.queue_position(self.job_id)
                         next_look = time.monotonic() + POSITION_REFRESH
                     continue
-                if update.state in FINAL:
-                    return update
+                if update.state in FINAL_STATES:
+                    return update.outcome or JobOutcome(
+                        self.job_id, self.kind, update.state, update.message
+                    )
                 total = update.total or total
                 if update.state == "sample":
-                    preview = await _read_preview(update.preview)
+                    preview = update.preview
                     previews += preview is not None
                     if current.state == "queued":
                         current = dataclasses.replace(update, state="running")
@@ -146,8 +142,10 @@ class JobWatch:
 
     async def _pump(self, queue: asyncio.Queue[JobUpdate]) -> None:
         try:
-            async for update in self.front.booth.updates(self.job_id):
+            async for update in self.front.booth.updates(self.place.who, self.job_id):
                 queue.put_nowait(update)
+        except BoothError:
+            queue.put_nowait(JobUpdate(self.job_id, "erased"))  # its rows went with its user
         except Exception:
             _log.exception("job %d: its updates stopped", self.job_id)
             queue.put_nowait(JobUpdate(self.job_id, "failed", message="an internal error"))
@@ -183,13 +181,12 @@ class JobWatch:
 
     # the end -----------------------------------------------------------------------------
 
-    async def _finish(self, final: JobUpdate) -> None:
+    async def _finish(self, final: JobOutcome) -> None:
         what = "training" if self.kind == "train" else "picture job"
         if final.state == "succeeded" and self.kind == "imagine":
             await self._deliver_pictures(final)
         elif final.state == "succeeded":
-            version = (final.result or await self._stored_result()).get("version", "?")
-            await self._tell(f"Your model version {version} is ready: try `/imagine`.")
+            await self._tell(f"Your model version {final.version} is ready: try `/imagine`.")
         elif final.state == "failed":
             reason = safe(final.message or "no reason given")
             await self._tell(f"Sorry, your {what} (job {self.job_id}) failed: {reason}")
@@ -201,27 +198,18 @@ class JobWatch:
         if not await self._edit_final(text):
             await self._direct(text, lambda: [], None)
 
-    async def _deliver_pictures(self, final: JobUpdate) -> None:
-        result = final.result or await self._stored_result()
-        withheld = int(result.get("withheld", 0))
-        try:
-            images = await self.front.booth.job_images(self.place.who, self.job_id)
-        except BoothError:
-            await self._edit_final("These pictures are gone (their owner erased them).")
-            return
+    async def _deliver_pictures(self, final: JobOutcome) -> None:
+        images = final.pictures
         if not images:
             await self._tell(
-                f"All {withheld} picture(s) of job {self.job_id} were withheld by the safety "
-                "filter. Try another prompt."
+                f"All {final.withheld} picture(s) of job {self.job_id} were withheld by the "
+                "safety filter. Try another prompt."
             )
             return
-        caption = image_caption(
-            self.job_id, str(result.get("prompt") or self.prompt), withheld=withheld
-        )
         fitted = await asyncio.to_thread(
             lambda: [fit_png(png, self.place.size_limit) for png in images]
         )
-        lines = [safe(caption)]
+        lines = [safe(final.caption)]
         kept: list[tuple[int, bytes]] = []
         for n, (png, fit) in enumerate(zip(images, fitted, strict=True), start=1):
             if fit is None:
@@ -290,24 +278,6 @@ class JobWatch:
             return False
         return True
 
-    async def _stored_result(self) -> dict[str, Any]:
-        """The result kept with the job, for a job that ended before it was watched."""
-        job = await self.front.booth.jobs.get(self.job_id)
-        if job is None or not job.result:
-            return {}
-        result: dict[str, Any] = json.loads(job.result)
-        return result
-
 
 def _too_big(size: int, limit: int) -> str:
     return TOO_BIG.format(size=size / 1048576, limit=limit / 1048576)
-
-
-async def _read_preview(path: Path | None) -> bytes | None:
-    if path is None:
-        return None
-    try:
-        return await asyncio.to_thread(path.read_bytes)
-    except OSError:
-        # The engine cleans its scratch space up: a preview may be gone already.
-        return None

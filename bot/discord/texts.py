@@ -12,14 +12,13 @@ from discord.utils import escape_markdown, escape_mentions
 
 from bot.core import JobUpdate, UserStatus, Verdict
 from bot.core.summaries import my_data_lines, status_lines
-from bot.core.types import Erasure, MyData
+from bot.core.types import MyData
 
 __all__ = [
     "ADMIN_ONLY",
     "MAX_CONTENT",
     "SORRY",
     "clip",
-    "erasure_text",
     "help_text",
     "my_data_text",
     "progress_text",
@@ -85,13 +84,6 @@ def my_data_text(data: MyData) -> str:
     if data.created_at is not None:
         lines.append("`/export` gives you your model; `/forget` deletes all of it.")
     return "\n".join(lines)
-
-
-def erasure_text(erasure: Erasure) -> str:
-    return (
-        f"Erased {erasure.photos} photo(s), {erasure.loras} model(s), {erasure.jobs} job(s) "
-        f"and {erasure.files} file(s)."
-    )
 
 
 def progress_text(kind: str, update: JobUpdate, position: int | None) -> str:

@@ -12,7 +12,7 @@ import contextlib
 import functools
 import logging
 from collections.abc import Callable, Coroutine
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from telegram import (
@@ -28,6 +28,7 @@ from telegram.error import TelegramError
 from telegram.ext import ContextTypes
 
 from bot.core import Booth, BoothError, Identity
+from bot.core.summaries import decline_text, erasure_text
 from bot.telegram.jobs import PLATFORM, JobDesk
 from bot.telegram.keyboards import Button, consent_keyboard, forget_keyboard, parse_button
 from bot.telegram.options import parse_imagine
@@ -51,7 +52,6 @@ Context = ContextTypes.DEFAULT_TYPE
 Handler = Callable[["Handlers", Update, Context], Coroutine[Any, Any, None]]
 
 # A /forget confirmation older than this is refused: the user is asked again.
-FORGET_CONFIRM_TTL = timedelta(minutes=10)
 # The official Bot API takes uploads of at most 50 MB; a local Bot API server 2000 MB.
 UPLOAD_LIMIT_OFFICIAL = 50 * 1024 * 1024
 UPLOAD_LIMIT_LOCAL = 2000 * 1024 * 1024
@@ -225,7 +225,7 @@ class Handlers:
             return
         request = parse_imagine(self.command_text(message))
         who = self.who(update)
-        ticket = await self.booth.imagine(who, request.prompt, request.options)
+        ticket = await self.booth.imagine(who, request)
         await self.desk.post(who, _chat(update), ticket)
 
     @answering
@@ -381,17 +381,8 @@ class Handlers:
     ) -> str:
         await _drop_buttons(query)
         if not accept:
-            status = await self.booth.status(who)
-            if status.consent_current:
-                await self.say(
-                    chat_id,
-                    "You accepted earlier, so nothing changes. To withdraw your consent and "
-                    "delete everything: /forget",
-                )
-            else:
-                await self.say(
-                    chat_id, "No problem: nothing about you was stored. Changed your mind? /start"
-                )
+            consented = await self.booth.decline(who)
+            await self.say(chat_id, decline_text(consented, "/start", "/forget"))
             return ""
         try:
             await self.booth.accept_consent(who, shown)
@@ -418,19 +409,16 @@ class Handlers:
                 with contextlib.suppress(TelegramError):
                     await query.get_bot().delete_message(message.chat.id, message.message_id)
             return "Nothing was deleted."
-        sent_at = message.date if message is not None else datetime.fromtimestamp(0, UTC)
-        if datetime.now(UTC) - sent_at > FORGET_CONFIRM_TTL:
-            await _drop_buttons(query)
-            raise BoothError(
-                "That confirmation is too old. Send /forget again if you still want to."
+        try:
+            self.booth.check_confirmation(
+                message.date if message is not None else datetime.fromtimestamp(0, UTC)
             )
+        except BoothError:
+            await _drop_buttons(query)
+            raise
         erasure = await self.booth.forget(who)
         await self.desk.erased(who)
-        text = (
-            f"Done. Deleted {erasure.photos} selfie(s), {erasure.loras} model(s), "
-            f"{erasure.jobs} job(s) and {erasure.files} file(s); your consent is withdrawn. "
-            "Goodbye, and /start if you ever want to come back."
-        )
+        text = f"{erasure_text(erasure)} Goodbye, and /start if you ever want to come back."
         try:
             await query.edit_message_text(text)
         except TelegramError:

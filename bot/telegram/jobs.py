@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from typing import Any
 
@@ -17,8 +16,7 @@ from telegram import Bot, InputMediaDocument, InputMediaPhoto
 from telegram.constants import ChatAction
 from telegram.error import TelegramError
 
-from bot.core import Booth, BoothError, Identity, JobTicket
-from bot.core.captions import image_caption
+from bot.core import FINAL_STATES, Booth, BoothError, Identity, JobOutcome, JobTicket
 from bot.telegram.keyboards import cancel_keyboard, results_keyboard
 from bot.telegram.progress import LiveMessage, Pacer, patiently
 from bot.telegram.tasks import TaskSet
@@ -30,9 +28,6 @@ __all__ = ["PLATFORM", "JobDesk"]
 _log = logging.getLogger(__name__)
 
 PLATFORM = "telegram"
-FINAL = ("succeeded", "failed", "cancelled")
-# The message of the final update of a job whose user was erased (bot.core.dispatcher).
-ERASED = "erased"
 SORRY_NOT_SENT = (
     "Sorry, I could not send the answer to job {job_id} just now. "
     "I will try again later; /status shows how it went."
@@ -116,25 +111,29 @@ class JobDesk:
                 return  # erased meanwhile: its row went with it
             started = asyncio.Event()
             position = asyncio.create_task(self._show_position(job_id, kind, live, started))
-            last = None
+            outcome = None
             try:
-                async for update in self.booth.updates(job_id):
-                    last = update
+                async for update in self.booth.updates(who, job_id):
+                    outcome = update.outcome
                     started.set()
                     if update.state == "sample":
                         if kind == "train" and update.preview is not None:
                             await self._send_preview(chat_id, job_id, update.step, update.preview)
-                    elif update.state not in FINAL:
+                    elif update.state not in FINAL_STATES:
                         live.show(progress_text(kind, update), cancel_keyboard(job_id))
+            except BoothError:
+                pass  # erased meanwhile: its row went with it
             finally:
                 position.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await position
-            if last is not None and last.state == "cancelled" and last.message == ERASED:
+            if outcome is None:
+                outcome = JobOutcome(job_id, kind, "erased")  # its rows went with its user
+            if outcome.state == "erased":
                 await live.settle(erased_text(job_id))
                 return
             try:
-                await self._finish(who, chat_id, job_id, live)
+                await self._finish(who, chat_id, outcome, live)
             except Exception:
                 # Its row stays: the next start of the bot tries to answer again.
                 _log.exception("job %d: the answer could not be delivered", job_id)
@@ -155,27 +154,19 @@ class JobDesk:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(started.wait(), self.position_poll)
 
-    async def _finish(self, who: Identity, chat_id: int, job_id: int, live: LiveMessage) -> None:
-        try:
-            job = await self.booth.job(who, job_id)
-        except BoothError:
-            return  # erased meanwhile
-        result: dict[str, Any] = json.loads(job.result or "{}")
-        text = final_text(job.kind, job_id, job.status, result)
+    async def _finish(
+        self, who: Identity, chat_id: int, outcome: JobOutcome, live: LiveMessage
+    ) -> None:
+        text = final_text(outcome)
         if not await live.settle(text):
             await patiently(
                 self.pacer, chat_id, lambda: self.bot.send_message(chat_id, text), "final text"
             )
-        if job.status == "succeeded" and job.kind == "imagine":
-            prompt = json.loads(job.params).get("prompt", "")
-            await self.send_pictures(who, chat_id, job_id, prompt, int(result.get("withheld", 0)))
-        await self.store.answered(PLATFORM, job_id)
+        if outcome.state == "succeeded" and outcome.kind == "imagine":
+            await self.send_pictures(chat_id, outcome)
+        await self.store.answered(PLATFORM, outcome.job_id)
 
-    async def _send_preview(self, chat_id: int, job_id: int, step: int, path: Any) -> None:
-        try:
-            data = await asyncio.to_thread(path.read_bytes)
-        except OSError:
-            return  # the engine moved on and removed it: the next one will do
+    async def _send_preview(self, chat_id: int, job_id: int, step: int, data: bytes) -> None:
         caption = f"AI-generated preview of your model (training job {job_id}, step {step})"
         with contextlib.suppress(TelegramError):
             await patiently(
@@ -187,12 +178,9 @@ class JobDesk:
 
     # results -------------------------------------------------------------------------
 
-    async def send_pictures(
-        self, who: Identity, chat_id: int, job_id: int, prompt: str, withheld: int
-    ) -> None:
+    async def send_pictures(self, chat_id: int, outcome: JobOutcome) -> None:
         """The pictures (an album when several), each captioned as AI-generated, and buttons."""
-        images = await self.booth.job_images(who, job_id)
-        caption = image_caption(job_id, prompt, withheld=withheld)
+        job_id, images, caption = outcome.job_id, outcome.pictures, outcome.caption
         await self._action(chat_id, ChatAction.UPLOAD_PHOTO)
         if not images:
             text = f"No picture to show for job {job_id}.\n{caption}\nTry another prompt."
@@ -236,16 +224,10 @@ class JobDesk:
 
     async def send_files(self, who: Identity, chat_id: int, job_id: int) -> None:
         """The full-quality PNGs of a generation as documents (Telegram keeps their bytes)."""
-        job = await self.booth.job(who, job_id)
-        images = await self.booth.job_images(who, job_id)
+        outcome = await self.booth.outcome(who, job_id)
+        images, caption = outcome.pictures, outcome.caption
         if not images:
             raise BoothError(f"Job {job_id} has no pictures to send.")
-        result: dict[str, Any] = json.loads(job.result or "{}")
-        caption = image_caption(
-            job_id,
-            json.loads(job.params).get("prompt", ""),
-            withheld=int(result.get("withheld", 0)),
-        )
         await self._action(chat_id, ChatAction.UPLOAD_DOCUMENT)
         name = f"selfiebooth-{job_id}-{{}}.png"
         if len(images) == 1:

@@ -6,27 +6,19 @@ twice); whether a value is allowed (aspect ratios, counts, steps) is the core's 
 
 from __future__ import annotations
 
-import dataclasses
 import re
-from dataclasses import dataclass
 from typing import Any
 
-from bot.core import BoothError, ImagineOptions
+from bot.core import BoothError, ImagineRequest
 
-__all__ = ["OPTIONS_HELP", "ImagineRequest", "OptionError", "parse_imagine"]
+__all__ = ["OPTIONS_HELP", "OptionError", "parse_imagine"]
 
 
 class OptionError(BoothError):
     """The text of /imagine cannot be read; the message says what to write instead."""
 
 
-@dataclass(frozen=True, slots=True)
-class ImagineRequest:
-    prompt: str
-    options: ImagineOptions
-
-
-# option name -> (ImagineOptions field, kind)
+# option name -> (ImagineRequest field, kind)
 _OPTIONS: dict[str, tuple[str, str]] = {
     "seed": ("seed", "int"),
     "ar": ("aspect_ratio", "ratio"),
@@ -72,7 +64,7 @@ def parse_imagine(text: str) -> ImagineRequest:
     prompt = " ".join(prompt.split())
     if not prompt:
         raise OptionError("Say what to imagine, for example: /imagine me as an astronaut --ar 3:2")
-    return ImagineRequest(prompt, dataclasses.replace(ImagineOptions(), **values))
+    return ImagineRequest(prompt, **values)
 
 
 def _value(name: str, kind: str, raw: str) -> Any:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from bot.core import UserStatus, Verdict
 from bot.core.summaries import my_data_lines, status_lines
-from bot.core.types import JobUpdate, MyData
+from bot.core.types import JobOutcome, JobUpdate, MyData
 from bot.telegram.options import OPTIONS_HELP
 
 __all__ = [
@@ -131,17 +131,17 @@ def progress_text(kind: str, update: JobUpdate) -> str:
     return f"{job}: running."
 
 
-def final_text(kind: str, job_id: int, state: str, result: dict[str, object]) -> str:
-    what = "Training" if kind == "train" else "Pictures"
-    job = f"{what} (job {job_id})"
-    if state == "succeeded" and kind == "train":
+def final_text(outcome: JobOutcome) -> str:
+    what = "Training" if outcome.kind == "train" else "Pictures"
+    job = f"{what} (job {outcome.job_id})"
+    if outcome.state == "succeeded" and outcome.kind == "train":
         return (
-            f"{job}: done. Model version {result.get('version', '?')} is ready.\n"
+            f"{job}: done. Model version {outcome.version} is ready.\n"
             "Now try: /imagine me as an astronaut --n 2"
         )
-    if state == "succeeded":
+    if outcome.state == "succeeded":
         return f"{job}: done."
-    if state == "cancelled":
+    if outcome.state == "cancelled":
         return f"{job}: cancelled."
     return f"Sorry, {job[0].lower() + job[1:]} failed on our side. Please try again later."
 

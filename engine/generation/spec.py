@@ -10,13 +10,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from PIL import Image
 
-from engine.limits import (
-    ASPECT_RATIOS,
-    MAX_GUIDANCE,
-    MAX_IMAGES,
-    MAX_PROMPT_CHARS,
-    MAX_STEPS,
-)
+from engine.jobs import ImagineRequest, Variation
+from engine.limits import ASPECT_RATIOS, MAX_IMAGES
 
 __all__ = [
     "ASPECT_RATIOS",
@@ -81,27 +76,20 @@ class GenerationResult:
 
 
 def check_request(request: GenerationRequest) -> None:
-    """Raise ValueError naming the bad value and what is allowed."""
-    if not request.prompt.strip():
-        raise ValueError("prompt is empty")
-    if len(request.prompt) > MAX_PROMPT_CHARS:
-        raise ValueError(f"prompt has {len(request.prompt)} characters, at most {MAX_PROMPT_CHARS}")
-    if not 1 <= request.steps <= MAX_STEPS:
-        raise ValueError(f"steps must be 1 to {MAX_STEPS}, got {request.steps!r}")
-    if not 0.0 <= request.guidance <= MAX_GUIDANCE:
-        raise ValueError(f"guidance must be 0 to {MAX_GUIDANCE:g}, got {request.guidance!r}")
-    if not 1 <= request.count <= MAX_IMAGES:
-        raise ValueError(f"count must be 1 to {MAX_IMAGES}, got {request.count!r}")
-    if request.aspect_ratio not in ASPECT_RATIOS:
-        raise ValueError(
-            f"aspect ratio {request.aspect_ratio!r} is not one of {', '.join(ASPECT_RATIOS)}"
-        )
-    if request.seed is not None and not 0 <= request.seed < 2**32 - MAX_IMAGES:
-        raise ValueError(f"seed must be 0 to {2**32 - MAX_IMAGES - 1}, got {request.seed!r}")
-    if not 0.0 <= request.variation_strength <= 1.0:
-        raise ValueError(f"variation strength must be 0 to 1, got {request.variation_strength!r}")
-    if request.variation_seed is not None and not 0 <= request.variation_seed < 2**32:
-        raise ValueError(f"variation seed must be 0 to {2**32 - 1}, got {request.variation_seed!r}")
+    """Raise ValueError naming the bad value and what is allowed (the job contract's rules)."""
+    variation = None
+    if request.variation_seed is not None or request.variation_strength:
+        variation = Variation(request.variation_seed or 0, request.variation_strength)
+    ImagineRequest(
+        prompt=request.prompt,
+        negative=request.negative_prompt,
+        seed=request.seed,
+        steps=request.steps,
+        guidance=request.guidance,
+        aspect_ratio=request.aspect_ratio,
+        count=request.count,
+        variation=variation,
+    ).check()
     lora = request.lora
     if lora is not None:
         if not lora.trigger.isalnum():

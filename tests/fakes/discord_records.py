@@ -24,11 +24,15 @@ TOKEN_LIFETIME = 15 * 60.0
 DEFAULT_SIZE_LIMIT = 10 * 1024 * 1024
 # Option types of application commands (Discord's numbering).
 OPTION_TYPES = {"string": 3, "integer": 4, "boolean": 5, "number": 10, "attachment": 11}
-_ids = itertools.count(1_200_000_000_000_000_000)
+DISCORD_EPOCH_MS = 1_420_070_400_000
+_sequence = itertools.count()
 
 
 def snowflake() -> int:
-    return next(_ids)
+    """A new id that, as Discord's do, carries its creation time (milliseconds since
+    Discord's epoch, above bit 22): discord.py reads `created_at` from it."""
+    now = int(time.time() * 1000) - DISCORD_EPOCH_MS
+    return (now << 22) | (next(_sequence) % (1 << 22))
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import io
 import itertools
-import json
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ from PIL import Image
 from telegram_harness import ADMIN, Conversation, running_bot, telegram_config
 
 from bot.config import Config
-from bot.core import Identity
+from bot.core import Identity, ImagineRequest
 from engine.intake import FaceAnalyzer
 
 # PTB 22 warns about its own RetryAfter (an int until PTB_TIMEDELTA is set) on every 429.
@@ -101,11 +100,10 @@ async def test_the_whole_journey(
         assert "done" in fake.stored(progress)["text"]
         job = await booth.jobs.get(job_id)
         assert job is not None
-        params = json.loads(job.params)
-        assert (params["seed"], params["aspect_ratio"], params["negative_prompt"]) == (
-            42, "3:2", "glasses"
-        )  # fmt: skip
-        assert (params["steps"], params["count"]) == (2, 2)
+        request = job.request()
+        assert isinstance(request, ImagineRequest)
+        assert (request.seed, request.aspect_ratio, request.negative) == (42, "3:2", "glasses")
+        assert (request.steps, request.count) == (2, 2)
 
         # Send as file: the PNGs themselves, as documents, with their caption.
         since = await ann.press(buttons, f"file:{job_id}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.core import ImagineOptions
+from bot.core import ImagineRequest
 from bot.telegram.keyboards import (
     MAX_CALLBACK_BYTES,
     Button,
@@ -17,19 +17,17 @@ from bot.telegram.options import OptionError, parse_imagine
 
 def test_options_after_the_prompt() -> None:
     request = parse_imagine("me on the moon --seed 42 --ar 3:2 --no glasses --steps 30 --n 4")
-    assert request.prompt == "me on the moon"
-    assert request.options == ImagineOptions(
-        negative="glasses", seed=42, steps=30, aspect_ratio="3:2", count=4
+    assert request == ImagineRequest(
+        "me on the moon", negative="glasses", seed=42, steps=30, aspect_ratio="3:2", count=4
     )
 
 
 def test_no_options_and_long_negatives_and_phone_dashes() -> None:
-    assert parse_imagine("  a  lego   figure ").options == ImagineOptions()
-    assert parse_imagine("  a  lego   figure ").prompt == "a lego figure"
+    assert parse_imagine("  a  lego   figure ") == ImagineRequest("a lego figure")
     request = parse_imagine("a knight —no hats, swords and shields —guidance 6.5 –aspect 16:9")
     assert request.prompt == "a knight"
-    assert request.options.negative == "hats, swords and shields"
-    assert (request.options.guidance, request.options.aspect_ratio) == (6.5, "16:9")
+    assert request.negative == "hats, swords and shields"
+    assert (request.guidance, request.aspect_ratio) == (6.5, "16:9")
     assert parse_imagine("rock--n--roll star").prompt == "rock--n--roll star"
 
 
@@ -57,7 +55,7 @@ def test_unreadable_options_say_what_to_write(text: str, message: str) -> None:
 
 def test_range_checks_are_left_to_the_core() -> None:
     # 7:5 is not offered and 9 pictures are too many, but only the core says so.
-    assert parse_imagine("me --ar 7:5 --n 9").options.count == 9
+    assert parse_imagine("me --ar 7:5 --n 9").count == 9
 
 
 def test_callback_data_round_trips_and_fits_in_64_bytes() -> None:

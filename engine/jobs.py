@@ -1,0 +1,398 @@
+"""The job contract: what each kind of job asks for and what it gives back.
+
+Each job kind has a frozen request type and a frozen result type with one versioned JSON
+form. The core builds requests, the job row stores them, the dispatcher sends them to the
+engine worker and stores what comes back; all of them use these types, and this is the
+only module that reads job JSON. Torch-free: the command line and both chats import it.
+
+Validation lives in the request types (`check()`), with errors that quote the value and
+say what is allowed; the chats and the command line read their option ranges from the
+`Bound`s below.
+
+Adding a job kind: a request type and a result type here (in `_REQUESTS` / `_RESULTS`),
+a handler in `engine.worker`, and one way to show its result (`bot.core.outcomes`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Generic, TypeVar
+
+from engine.limits import ASPECT_RATIOS, MAX_GUIDANCE, MAX_IMAGES, MAX_PROMPT_CHARS, MAX_STEPS
+
+__all__ = [
+    "COUNT",
+    "FORMAT",
+    "GUIDANCE",
+    "SEED",
+    "STEPS",
+    "Bound",
+    "ImagineRequest",
+    "ImagineResult",
+    "JobFormatError",
+    "JobRequest",
+    "JobResult",
+    "ModelRef",
+    "Prior",
+    "RequestError",
+    "TrainRequest",
+    "TrainResult",
+    "Variation",
+    "decode_request",
+    "decode_result",
+    "encode",
+]
+
+# The version of the JSON form written now. Rows without a version were written before
+# versions existed (format 0); they are still read, so jobs queued then still run.
+FORMAT = 1
+
+N = TypeVar("N", int, float)
+
+
+class RequestError(ValueError):
+    """A request value outside what is allowed; the message quotes it and says what is."""
+
+
+class JobFormatError(ValueError):
+    """Stored job data that this version cannot read; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Bound(Generic[N]):
+    """An option's allowed range and default: one source for the core's check, the
+    command line's help, the Telegram parser and the Discord option ranges."""
+
+    name: str
+    low: N
+    high: N
+    default: N
+
+    def check(self, value: N) -> None:
+        if not self.low <= value <= self.high:
+            raise RequestError(f"{self.name} must be {self.range}, got {value!r}")
+
+    @property
+    def range(self) -> str:
+        """ "1 to 100", "0 to 20": as help texts and errors write it."""
+        return (
+            f"{self.low:g} to {self.high:g}"
+            if isinstance(self.low, float)
+            else (f"{self.low} to {self.high}")
+        )
+
+
+STEPS = Bound("steps", 1, MAX_STEPS, 30)
+COUNT = Bound("count", 1, MAX_IMAGES, 1)
+GUIDANCE = Bound("guidance", 0.0, MAX_GUIDANCE, 7.0)
+# Image i of a generation uses seed + i, so the last seeds are kept free for that.
+SEED = Bound("seed", 0, 2**32 - MAX_IMAGES - 1, 0)
+DEFAULT_ASPECT = "1:1"
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRef:
+    """The user's trained model a generation uses: its file in the blob store."""
+
+    blob: str
+    sha256: str
+    trigger: str
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class Variation:
+    """Pictures close to the one made with `seed`: its starting noise blended with new
+    noise, `strength` of the way (0: the same picture, 1: unrelated)."""
+
+    seed: int
+    strength: float
+
+
+@dataclass(frozen=True, slots=True)
+class ImagineRequest:
+    """A generation as the user asked for it, in their own words (no trigger word)."""
+
+    kind: ClassVar[str] = "imagine"
+
+    prompt: str
+    negative: str = ""
+    seed: int | None = None  # None: random, reported with the pictures
+    steps: int = STEPS.default
+    guidance: float = GUIDANCE.default
+    aspect_ratio: str = DEFAULT_ASPECT
+    count: int = COUNT.default
+    variation: Variation | None = None
+    model: ModelRef | None = None  # put in by the core: the user's active model
+
+    def check(self) -> None:
+        """Raise RequestError for the first value that is not allowed."""
+        if not self.prompt.strip():
+            raise RequestError("the prompt is empty: say what to imagine")
+        for name, text in (("prompt", self.prompt), ("negative prompt", self.negative)):
+            if len(text) > MAX_PROMPT_CHARS:
+                raise RequestError(
+                    f"the {name} has {len(text)} characters, at most {MAX_PROMPT_CHARS}"
+                )
+        if self.aspect_ratio not in ASPECT_RATIOS:
+            raise RequestError(
+                f"aspect ratio {self.aspect_ratio!r} is not offered; "
+                f"one of {', '.join(ASPECT_RATIOS)}"
+            )
+        COUNT.check(self.count)
+        STEPS.check(self.steps)
+        GUIDANCE.check(self.guidance)
+        if self.seed is not None:
+            SEED.check(self.seed)
+        if self.variation is not None:
+            if not 0 <= self.variation.seed < 2**32:
+                raise RequestError(
+                    f"variation seed must be 0 to {2**32 - 1}, got {self.variation.seed!r}"
+                )
+            if not 0.0 <= self.variation.strength <= 1.0:
+                raise RequestError(
+                    f"variation strength must be 0 to 1, got {self.variation.strength!r}"
+                )
+        if self.model is not None and not self.model.trigger.isalnum():
+            raise RequestError(f"trigger must be one alphanumeric word, got {self.model.trigger!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class ImagineResult:
+    """What a generation left: the pictures handed to the owner (blob keys, in order)."""
+
+    kind: ClassVar[str] = "imagine"
+
+    images: tuple[str, ...]
+    withheld: int = 0  # pictures the safety filters kept back
+    # The prompt as the model read it, trigger word included: for the record, never shown.
+    model_prompt: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Prior:
+    """Prior preservation: `class_images` pictures of the class, learned at `weight`."""
+
+    class_images: int
+    weight: float
+
+
+@dataclass(frozen=True, slots=True)
+class TrainRequest:
+    """A training of the user's model on their accepted face crops (blob keys)."""
+
+    kind: ClassVar[str] = "train"
+
+    crops: tuple[str, ...]
+    trigger: str
+    base_model: str
+    seed: int
+    sample_every: int
+    checkpoint_every: int
+    steps: int | None = None  # None: the recipe's count for this many photos
+    recipe: Mapping[str, int | float] | None = None  # None: the family's own
+    prior: Prior | None = None
+
+    def check(self) -> None:
+        if not self.crops:
+            raise RequestError("a training needs at least one photo")
+        if not self.trigger.isalnum():
+            raise RequestError(f"trigger must be one alphanumeric word, got {self.trigger!r}")
+        if self.steps is not None and self.steps < 1:
+            raise RequestError(f"steps must be at least 1, got {self.steps!r}")
+        for name in ("sample_every", "checkpoint_every"):
+            if getattr(self, name) < 0:
+                raise RequestError(f"{name} must be 0 or more, got {getattr(self, name)!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class TrainResult:
+    """The model a training made: its row, its version, and how the run went."""
+
+    kind: ClassVar[str] = "train"
+
+    lora_id: int
+    version: int
+    steps: int
+    loss: float
+
+
+JobRequest = ImagineRequest | TrainRequest
+JobResult = ImagineResult | TrainResult
+KINDS = ("imagine", "train")
+
+
+# the JSON form ------------------------------------------------------------------------
+
+
+def encode(value: JobRequest | JobResult) -> str:
+    """The versioned JSON form of a request or a result."""
+    body: dict[str, Any] = {"v": FORMAT, "kind": value.kind}
+    if isinstance(value, ImagineRequest):
+        body |= {
+            "prompt": value.prompt,
+            "negative": value.negative,
+            "seed": value.seed,
+            "steps": value.steps,
+            "guidance": value.guidance,
+            "aspect_ratio": value.aspect_ratio,
+            "count": value.count,
+            "variation": _plain(value.variation),
+            "model": _plain(value.model),
+        }
+    elif isinstance(value, TrainRequest):
+        body |= {
+            "crops": list(value.crops),
+            "trigger": value.trigger,
+            "base_model": value.base_model,
+            "seed": value.seed,
+            "sample_every": value.sample_every,
+            "checkpoint_every": value.checkpoint_every,
+            "steps": value.steps,
+            "recipe": dict(value.recipe) if value.recipe is not None else None,
+            "prior": _plain(value.prior),
+        }
+    elif isinstance(value, ImagineResult):
+        body |= {
+            "images": list(value.images),
+            "withheld": value.withheld,
+            "model_prompt": value.model_prompt,
+        }
+    else:
+        body |= {
+            "lora_id": value.lora_id,
+            "version": value.version,
+            "steps": value.steps,
+            "loss": value.loss,
+        }
+    return json.dumps(body, sort_keys=True, ensure_ascii=False)
+
+
+def decode_request(kind: str, text: str) -> JobRequest:
+    """A stored or sent request of job kind `kind`; JobFormatError says why it cannot be."""
+    data = _load(kind, text)
+    legacy = "v" not in data
+    read = _Reader(data, f"{kind} request")
+    if kind == "imagine":
+        model = read.optional("lora" if legacy else "model", dict)
+        if model is not None and legacy:
+            model = model | {"version": read.get("lora_version", int)}
+        variation = read.optional("variation", dict)
+        return ImagineRequest(
+            prompt=read.get("prompt", str),
+            negative=read.get("negative_prompt" if legacy else "negative", str),
+            seed=read.optional("seed", int),
+            steps=read.get("steps", int),
+            guidance=read.number("guidance"),
+            aspect_ratio=read.get("aspect_ratio", str),
+            count=read.get("count", int),
+            variation=_Reader(variation, "variation").build(Variation) if variation else None,
+            model=_Reader(model, "model").build(ModelRef) if model else None,
+        )
+    prior = read.optional("prior", dict)
+    recipe = read.optional("recipe", dict)
+    return TrainRequest(
+        crops=tuple(read.strings("crops")),
+        trigger=read.get("trigger", str),
+        base_model=read.get("base_model", str),
+        seed=read.get("seed", int),
+        sample_every=read.get("sample_every", int),
+        checkpoint_every=read.get("checkpoint_every", int),
+        steps=read.optional("steps", int),
+        recipe={str(k): v for k, v in recipe.items()} if recipe is not None else None,
+        prior=_Reader(prior, "prior").build(Prior) if prior else None,
+    )
+
+
+def decode_result(kind: str, text: str) -> JobResult:
+    """A stored result of job kind `kind`; JobFormatError says why it cannot be read."""
+    data = _load(kind, text)
+    read = _Reader(data, f"{kind} result")
+    if kind == "imagine":
+        legacy = "v" not in data
+        return ImagineResult(
+            images=tuple(read.strings("images")),
+            withheld=read.get("withheld", int) if "withheld" in data else 0,
+            model_prompt=read.get("prompt" if legacy else "model_prompt", str),
+        )
+    return TrainResult(
+        lora_id=read.get("lora_id", int),
+        version=read.get("version", int),
+        steps=read.get("steps", int),
+        loss=read.number("loss"),
+    )
+
+
+def _load(kind: str, text: str) -> dict[str, Any]:
+    if kind not in KINDS:
+        raise JobFormatError(f"unknown job kind {kind!r}: this version runs {', '.join(KINDS)}")
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise JobFormatError(f"the {kind} job's data is not JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise JobFormatError(f"the {kind} job's data is not a JSON object: {text[:60]!r}")
+    version = data.get("v", 0)
+    if version != 0 and version != FORMAT:
+        raise JobFormatError(
+            f"the {kind} job was written in format {version!r}, by another version of "
+            f"selfiebooth; this one reads formats 0 to {FORMAT}"
+        )
+    if version and data.get("kind") != kind:
+        raise JobFormatError(f"the job is a {kind} job but its data says {data.get('kind')!r}")
+    return data
+
+
+T = TypeVar("T")
+
+
+class _Reader:
+    """Typed reads from a decoded JSON object; a missing or mistyped field is a
+    JobFormatError naming the field."""
+
+    def __init__(self, data: Mapping[str, Any], what: str) -> None:
+        self.data = data
+        self.what = what
+
+    def get(self, key: str, kind: type[T]) -> T:
+        if key not in self.data:
+            raise JobFormatError(f"the {self.what} has no {key!r}")
+        value = self.data[key]
+        # JSON has no separate bool: true is not a number here.
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise JobFormatError(
+                f"the {self.what}'s {key!r} should be {kind.__name__}, got {value!r}"
+            )
+        return value
+
+    def optional(self, key: str, kind: type[T]) -> T | None:
+        return None if self.data.get(key) is None else self.get(key, kind)
+
+    def number(self, key: str) -> float:
+        value = self.data.get(key)
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise JobFormatError(f"the {self.what}'s {key!r} should be a number, got {value!r}")
+        return float(value)
+
+    def strings(self, key: str) -> list[str]:
+        values = self.get(key, list)
+        if not all(isinstance(v, str) for v in values):
+            raise JobFormatError(f"the {self.what}'s {key!r} should list strings")
+        return values
+
+    def build(self, cls: type[T]) -> T:
+        """A small nested value (ModelRef, Variation, Prior) from its fields."""
+        fields = cls.__dataclass_fields__  # type: ignore[attr-defined]
+        values = {}
+        for name, field in fields.items():
+            kind = {"int": int, "str": str, "float": float}[str(field.type)]
+            values[name] = self.number(name) if kind is float else self.get(name, kind)
+        return cls(**values)
+
+
+def _plain(value: ModelRef | Variation | Prior | None) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    return {name: getattr(value, name) for name in value.__dataclass_fields__}
