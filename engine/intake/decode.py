@@ -159,8 +159,10 @@ def _normalise(img: Image.Image, max_side: int) -> Image.Image:
     upright = _UPRIGHT.get(_orientation(img))
     if img.mode in _DEEP_MODES:
         img = _eight_bit(_shrink(img.convert("I") if img.mode != "F" else img, max_side))
-    if img.mode in ("RGB", "L"):
-        img = _shrink(img.convert("RGB"), max_side)
+    if img.mode == "RGB":
+        img = _shrink(img, max_side)  # converting would copy all its pixels first
+    elif img.mode == "L":
+        img = _shrink(img, max_side).convert("RGB")
     else:
         # Flatten transparency onto white rather than black: selfies with alpha are rare,
         # and black backgrounds fool the face detector more often. Scaled first, because
