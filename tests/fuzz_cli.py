@@ -130,7 +130,8 @@ def stored(data_dir: Path) -> tuple[int, int]:
     return photos, files
 
 
-_TRACE = re.compile(r"Traceback \(most recent call last\)|^\s+File \"", re.MULTILINE)
+# A traceback, or a Python warning printed with its source line: neither is for users.
+_TRACE = re.compile(r"Traceback \(most recent call last\)|^\s+File \"|\w+Warning: ", re.MULTILINE)
 
 
 def check_batch(result: BatchResult, before: tuple[int, int], after: tuple[int, int]) -> list[str]:
