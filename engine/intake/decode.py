@@ -43,9 +43,10 @@ _SRGB = ImageCms.createProfile("sRGB")
 # Pillow's bomb guard is a warning by default; here it is always an error. Set once for the
 # process, because catch_warnings() is not safe while decoding runs in worker threads.
 warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
-# Pillow warns about every malformed EXIF entry it skips; a crafted file has hundreds, and
-# on the command line each would reach the user as a line of Pillow's source.
-warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.TiffImagePlugin")
+# Pillow warns about what it skips in a malformed file (EXIF entries, APNG frames...); a
+# crafted file makes hundreds, and on the command line each would reach the user as a line
+# of Pillow's source. The file's verdict says what matters.
+warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
 _DAMAGED = "the image is damaged or incomplete: send the original photo again"
 # EXIF orientation -> the transposition that shows the photo upright (EXIF 2.32, 4.6.4).
 _UPRIGHT = {
