@@ -17,6 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from bot.core import UserStatus, Verdict
+from bot.discord.texts import verdicts_text as discord_verdicts
+from bot.telegram.texts import verdicts_text as telegram_verdicts
 from engine.intake import IntakeSettings, PhotoRefused, decode_image
 from engine.intake.names import MAX_SHOWN, shown_name
 from engine.safety import ImageFilter
@@ -272,3 +275,15 @@ def test_a_shown_name_is_one_line_whatever_the_name(name: str) -> None:
     shown = shown_name(name)
     assert len(shown.splitlines()) <= 1 and len(shown) <= MAX_SHOWN
     assert not any(ch in shown for ch in "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def test_both_chats_show_verdict_names_escaped() -> None:
+    name = "x.jpg\nx.jpg: accepted\u202e"
+    verdict = Verdict(name, accepted=False, reason="file name not allowed")
+    telegram = telegram_verdicts([name], [verdict], photos=0, max_photos=20)
+    discord = discord_verdicts([verdict], UserStatus(None, False, 0, 20, (), ()))
+    for text in (telegram, discord):
+        first = text.splitlines()[0]
+        assert "x.jpg" in first and "\\n" in first and "\\u202e" in first, text
+        assert "refused" in first and "\u202e" not in text
+        assert not any(line.startswith("x.jpg: accepted") for line in text.splitlines())
