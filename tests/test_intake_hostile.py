@@ -20,7 +20,8 @@ from PIL import Image
 from bot.core import UserStatus, Verdict
 from bot.discord.texts import verdicts_text as discord_verdicts
 from bot.telegram.texts import verdicts_text as telegram_verdicts
-from engine.intake import IntakeSettings, PhotoRefused, decode_image
+from engine.intake import FaceAnalyzer, IntakeSettings, PhotoRefused, analyze_photo, decode_image
+from engine.intake.analyze import UNREADABLE
 from engine.intake.names import MAX_SHOWN, shown_name
 from engine.safety import ImageFilter
 
@@ -287,3 +288,16 @@ def test_both_chats_show_verdict_names_escaped() -> None:
         assert "x.jpg" in first and "\\n" in first and "\\u202e" in first, text
         assert "refused" in first and "\u202e" not in text
         assert not any(line.startswith("x.jpg: accepted") for line in text.splitlines())
+
+
+def test_a_failure_after_decoding_refuses_that_photo_only(analyzer: FaceAnalyzer) -> None:
+    """The rule holds past decoding too: a step that fails (here the screen, as OpenCV's
+    allocation did) refuses the photo with a reason instead of raising."""
+
+    def failing_screen(image: Image.Image) -> None:
+        raise MemoryError(f"cannot allocate for {image.size}")
+
+    data = encode(gradient(400, 300), "JPEG")
+    with pytest.raises(PhotoRefused) as info:
+        analyze_photo(data, SETTINGS, 64, analyzer, screen=failing_screen)
+    assert info.value.reason == UNREADABLE
