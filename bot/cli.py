@@ -31,6 +31,7 @@ from bot.core import (
 from bot.core.admin import ADMIN_HELP
 from bot.core.summaries import erasure_text
 from engine import jobs
+from engine.intake.names import shown_name
 from engine.limits import ASPECT_RATIOS
 
 __all__ = ["main"]
@@ -198,12 +199,13 @@ async def _upload(booth: Booth, who: Identity, args: argparse.Namespace) -> int:
     results = iter(verdicts)
     all_ok = not missing
     for i, path in enumerate(args.paths):
+        shown = shown_name(str(path), limit=None)  # a name must not forge a verdict line
         if i in missing:
-            print(f"{path}: refused: no such file")
+            print(f"{shown}: refused: no such file")
             continue
         verdict = next(results)
         all_ok &= verdict.accepted
-        print(f"{path}: accepted" if verdict.accepted else f"{path}: refused: {verdict.reason}")
+        print(f"{shown}: accepted" if verdict.accepted else f"{shown}: refused: {verdict.reason}")
     return 0 if all_ok else 1
 
 

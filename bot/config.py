@@ -282,6 +282,8 @@ _CHECKS: dict[str, _Check] = {
     "intake.max_file_mb": (lambda v: 0 < v <= 200, "a number of megabytes above 0, at most 200"),
     "intake.max_pixels": (lambda v: 10_000 <= v <= 200_000_000, "10000 to 200000000"),
     "intake.min_side_px": (lambda v: 32 <= v <= 4096, "32 to 4096"),
+    "intake.max_aspect_ratio": (lambda v: 1 <= v <= 20, "a ratio of 1 to 20"),
+    "intake.working_max_side": (lambda v: 512 <= v <= 8192, "512 to 8192"),
     "intake.max_photos": (lambda v: 1 <= v <= 200, "1 to 200"),
     "intake.min_face_fraction": (lambda v: 0 < v < 1, "a fraction between 0 and 1"),
     "intake.min_face_px": (lambda v: 20 <= v <= 1024, "20 to 1024"),

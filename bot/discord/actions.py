@@ -33,6 +33,7 @@ from bot.discord.texts import (
     status_text,
     verdicts_text,
 )
+from engine.intake.names import shown_name
 
 if TYPE_CHECKING:
     from bot.discord.frontend import DiscordFrontEnd
@@ -321,7 +322,7 @@ class Actions:
                     image.filename, image.size, interaction.filesize_limit
                 )
                 if refusal is not None:
-                    raise BoothError(f"{image.filename}: {refusal.reason}")
+                    raise BoothError(f"{shown_name(image.filename)}: {refusal.reason}")
                 # Only an admin's attachment is fetched; the core refuses the others anyway.
                 if self.booth.is_admin(who):
                     data = await image.read()

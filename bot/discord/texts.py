@@ -13,6 +13,7 @@ from discord.utils import escape_markdown, escape_mentions
 from bot.core import JobUpdate, UserStatus, Verdict
 from bot.core.summaries import my_data_lines, status_lines
 from bot.core.types import MyData
+from engine.intake.names import shown_name
 
 __all__ = [
     "ADMIN_ONLY",
@@ -65,7 +66,7 @@ def verdicts_text(verdicts: Sequence[Verdict], status: UserStatus) -> str:
     lines = []
     for verdict in verdicts:
         mark = "accepted" if verdict.accepted else f"refused: {verdict.reason}"
-        lines.append(f"{safe(verdict.name)}: {safe(mark)}")
+        lines.append(f"{safe(shown_name(verdict.name))}: {safe(mark)}")
     accepted = sum(v.accepted for v in verdicts)
     lines.append("")
     lines.append(

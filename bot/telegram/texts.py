@@ -12,6 +12,7 @@ from bot.core import UserStatus, Verdict
 from bot.core.summaries import my_data_lines, status_lines
 from bot.core.types import JobOutcome, JobUpdate, MyData
 from bot.telegram.options import OPTIONS_HELP
+from engine.intake.names import shown_name
 
 __all__ = [
     "ADMIN_COMMAND",
@@ -86,7 +87,7 @@ def verdicts_text(
     lines = []
     for name, verdict in zip(names, verdicts, strict=True):
         mark = "accepted" if verdict.accepted else f"refused: {verdict.reason}"
-        lines.append(f"{name}: {mark}")
+        lines.append(f"{shown_name(name)}: {mark}")
     accepted = sum(v.accepted for v in verdicts)
     lines.append("")
     lines.append(

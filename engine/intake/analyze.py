@@ -1,9 +1,14 @@
 """One photo on its own: decode, find exactly one dominant face, judge its size and
-sharpness, describe it, and cut the training crop."""
+sharpness, describe it, and cut the training crop.
+
+Every outcome is a PhotoAnalysis or a PhotoRefused: an unexpected failure on one crafted
+file refuses that file, and the others of its batch still get their verdicts.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -17,7 +22,11 @@ from engine.intake.faces import Face, FaceAnalyzer
 from engine.intake.quality import dhash, sharpness
 from engine.intake.settings import IntakeSettings
 
-__all__ = ["PhotoAnalysis", "analyze_photo"]
+__all__ = ["UNREADABLE", "PhotoAnalysis", "analyze_photo"]
+
+_log = logging.getLogger(__name__)
+
+UNREADABLE = "this photo could not be processed: send the original photo, or another one"
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +52,24 @@ def analyze_photo(
     `screen` sees the decoded image before anything else (the content filter), so that a
     photo it refuses is refused whatever else is wrong with it; it raises PhotoRefused.
     """
+    try:
+        return _analyze(data, settings, resolution, analyzer, screen)
+    except PhotoRefused:
+        raise
+    except Exception:
+        # Not the user's to read: the traceback goes to the log at INFO (the command line
+        # prints warnings and worse only), the user gets a reason.
+        _log.info("a photo could not be analysed", exc_info=True)
+        raise PhotoRefused(UNREADABLE) from None
+
+
+def _analyze(
+    data: bytes,
+    settings: IntakeSettings,
+    resolution: int,
+    analyzer: FaceAnalyzer,
+    screen: Callable[[Image.Image], None] | None,
+) -> PhotoAnalysis:
     image = decode_image(data, settings)
     if screen is not None:
         screen(image)

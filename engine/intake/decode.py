@@ -1,22 +1,33 @@
 """Safe decoding of untrusted image bytes, and re-encoding without any metadata.
 
-Only JPEG, PNG, WebP and HEIC/HEIF are opened. Dimensions are checked from the header
-before any pixel is decoded, and Pillow's decompression-bomb warning is an error here.
-EXIF orientation is applied, colours are converted to sRGB, and the result is a fresh
-RGB image that carries no EXIF, GPS, XMP, ICC profile or comment.
+Only JPEG, PNG, WebP and HEIC/HEIF are opened. Size, pixel count, shorter side and aspect
+ratio are checked from the header before any pixel is decoded, and Pillow's
+decompression-bomb warning is an error here. Large JPEGs are decoded straight to about the
+working size with libjpeg's DCT scaling (`draft`); anything else is scaled down to it right
+after decoding, so memory per upload stays bounded. EXIF orientation is applied when it
+can be read (a damaged or odd one counts as none), colours are converted to sRGB, and the
+result is a fresh RGB image that carries no EXIF, GPS, XMP, ICC profile or comment.
+
+One rule for every step: whatever goes wrong while reading or normalising a file becomes a
+PhotoRefused for that file, never an exception that would cost the rest of its batch.
 """
 
 from __future__ import annotations
 
 import io
+import logging
+import math
 import warnings
 
-from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
+import numpy as np
+from PIL import ExifTags, Image, ImageCms, UnidentifiedImageError
 
 from engine.intake.errors import PhotoRefused
 from engine.intake.settings import IntakeSettings
 
-__all__ = ["ALLOWED_FORMATS", "decode_image", "encode_jpeg", "encode_png"]
+__all__ = ["ALLOWED_FORMATS", "check_header", "decode_image", "encode_jpeg", "encode_png"]
+
+_log = logging.getLogger(__name__)
 
 try:
     import pillow_heif
@@ -32,11 +43,28 @@ _SRGB = ImageCms.createProfile("sRGB")
 # Pillow's bomb guard is a warning by default; here it is always an error. Set once for the
 # process, because catch_warnings() is not safe while decoding runs in worker threads.
 warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
+# Pillow warns about what it skips in a malformed file (EXIF entries, APNG frames...); a
+# crafted file makes hundreds, and on the command line each would reach the user as a line
+# of Pillow's source. The file's verdict says what matters.
+warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
 _DAMAGED = "the image is damaged or incomplete: send the original photo again"
+# EXIF orientation -> the transposition that shows the photo upright (EXIF 2.32, 4.6.4).
+_UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+# Sample formats of more than 8 bits (16-bit PNGs), brought down to 8-bit grey.
+_DEEP_MODES = ("I", "F", "I;16", "I;16L", "I;16B", "I;16N")
 
 
 def decode_image(data: bytes, settings: IntakeSettings) -> Image.Image:
-    """Decode `data` into a metadata-free RGB image, or raise PhotoRefused."""
+    """Decode `data` into a metadata-free RGB image of at most the working size, or raise
+    PhotoRefused; nothing else ever comes out of it."""
     if not data:
         raise PhotoRefused("the file is empty: send the photo again")
     if len(data) > settings.max_file_bytes:
@@ -46,9 +74,10 @@ def decode_image(data: bytes, settings: IntakeSettings) -> Image.Image:
         )
     try:
         with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as img:
-            _check_dimensions(img.size, settings)
+            check_header(img.size, settings)
+            _draft(img, settings.working_max_side)
             img.load()
-            return _normalise(img)
+            return _normalise(img, settings.working_max_side)
     except PhotoRefused:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -57,6 +86,12 @@ def decode_image(data: bytes, settings: IntakeSettings) -> Image.Image:
         raise PhotoRefused(_unidentified_reason(data)) from None
     except (OSError, SyntaxError, ValueError, EOFError):
         # Pillow reports truncated and corrupt data with these.
+        raise PhotoRefused(_DAMAGED) from None
+    except Exception:
+        # Anything else a crafted file provokes in a decoder (struct.error, IndexError,
+        # MemoryError...): this file is refused, the batch goes on. The traceback goes to
+        # the log at INFO, which the command line does not print.
+        _log.info("an upload could not be decoded", exc_info=True)
         raise PhotoRefused(_DAMAGED) from None
 
 
@@ -87,7 +122,11 @@ def _unidentified_reason(data: bytes) -> str:
     return f"not an image: send a photo as {_FORMAT_LIST}"
 
 
-def _check_dimensions(size: tuple[int, int], settings: IntakeSettings) -> None:
+def check_header(size: tuple[int, int], settings: IntakeSettings) -> None:
+    """Refuse a picture by the dimensions its header announces, before any pixel is decoded.
+
+    The guard for every picture a user sends, whatever it is for.
+    """
     width, height = size
     if width * height > settings.max_pixels:
         raise PhotoRefused(_too_many_pixels(settings))
@@ -96,34 +135,93 @@ def _check_dimensions(size: tuple[int, int], settings: IntakeSettings) -> None:
             f"image too small ({width}x{height}): send a photo at least "
             f"{settings.min_side_px} pixels on its shorter side"
         )
+    if max(width, height) > settings.max_aspect_ratio * min(width, height):
+        raise PhotoRefused(
+            f"its shape is too extreme ({width} x {height}): send a photo whose longer side "
+            f"is at most {settings.max_aspect_ratio:g} times its shorter side"
+        )
 
 
 def _too_many_pixels(settings: IntakeSettings) -> str:
     return f"image too large: send a photo of at most {settings.max_pixels / 1e6:g} megapixels"
 
 
-def _normalise(img: Image.Image) -> Image.Image:
+def _draft(img: Image.Image, max_side: int) -> None:
+    """Have libjpeg decode a large JPEG at 1/2, 1/4 or 1/8 scale, still at least `max_side`
+    on its longer side: a 40 MP photo then never exists at full size in memory."""
+    if img.format != "JPEG" or max(img.size) <= max_side:
+        return
+    scale = max_side / max(img.size)
+    img.draft(img.mode, (math.ceil(img.width * scale), math.ceil(img.height * scale)))
+
+
+def _normalise(img: Image.Image, max_side: int) -> Image.Image:
     icc = img.info.get("icc_profile")
-    img = ImageOps.exif_transpose(img)
-    if img.mode not in ("RGB", "L"):
+    upright = _UPRIGHT.get(_orientation(img))
+    if img.mode in _DEEP_MODES:
+        img = _eight_bit(_shrink(img.convert("I") if img.mode != "F" else img, max_side))
+    if img.mode == "RGB":
+        img = _shrink(img, max_side)  # converting would copy all its pixels first
+    elif img.mode == "L":
+        img = _shrink(img, max_side).convert("RGB")
+    else:
         # Flatten transparency onto white rather than black: selfies with alpha are rare,
-        # and black backgrounds fool the face detector more often.
-        rgba = img.convert("RGBA")
+        # and black backgrounds fool the face detector more often. Scaled first, because
+        # Pillow scales RGBA premultiplied and the flattening then works on few pixels.
+        rgba = _shrink(img.convert("RGBA"), max_side)
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        img = Image.alpha_composite(background, rgba)
-    img = img.convert("RGB")
+        img = Image.alpha_composite(background, rgba).convert("RGB")
+    if upright is not None:
+        img = img.transpose(upright)
     if icc:
-        try:
-            source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-            converted = ImageCms.profileToProfile(img, source, _SRGB, outputMode="RGB")
-            if converted is not None:
-                img = converted
-        except (ImageCms.PyCMSError, OSError):
-            pass  # a broken profile: keep the pixels as they are
+        img = _to_srgb(img, icc)
     # A fresh image holds pixels only: no info dict, no EXIF, no XMP, no profile.
     clean = Image.new("RGB", img.size)
     clean.paste(img)
     return clean
+
+
+def _orientation(img: Image.Image) -> int:
+    """The EXIF (or XMP) orientation, 1 to 8; 1 (as stored) when absent, damaged or odd."""
+    try:
+        value = img.getexif().get(ExifTags.Base.Orientation)
+    except Exception:  # malformed IFDs raise struct.error, ValueError, KeyError...
+        _log.info("unreadable EXIF: orientation taken as none", exc_info=True)
+        return 1
+    if isinstance(value, tuple) and len(value) == 1:
+        value = value[0]  # a count of 1 given as a list
+    if isinstance(value, int) and not isinstance(value, bool) and value in _UPRIGHT:
+        return value
+    return 1
+
+
+def _shrink(img: Image.Image, max_side: int) -> Image.Image:
+    longest = max(img.size)
+    if longest <= max_side:
+        return img
+    scale = max_side / longest
+    size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
+    return img.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+
+
+def _eight_bit(img: Image.Image) -> Image.Image:
+    """A 16-bit (or float) grey image as 8-bit grey: scaled, not clipped to white."""
+    values = np.asarray(img, dtype=np.float32)
+    top = float(values.max()) if values.size else 0.0
+    if img.mode == "F" and top <= 1.0:
+        values = values * 255.0
+    elif top > 255.0:
+        values = values * (255.0 / (65535.0 if top <= 65535.0 else top))
+    return Image.fromarray(np.clip(values, 0, 255).astype(np.uint8), "L")
+
+
+def _to_srgb(img: Image.Image, icc: bytes) -> Image.Image:
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        converted = ImageCms.profileToProfile(img, source, _SRGB, outputMode="RGB")
+    except Exception:  # a broken or foreign (CMYK, grey) profile: keep the pixels as they are
+        return img
+    return converted if converted is not None else img
 
 
 def encode_jpeg(img: Image.Image, quality: int = 95) -> bytes:

@@ -15,6 +15,12 @@ class IntakeSettings:
     max_pixels: int = 40_000_000
     # The shorter side of an image must be at least this many pixels.
     min_side_px: int = 128
+    # The longer side may be at most this many times the shorter one (checked from the
+    # header, before decoding): a selfie is not a 1:2400 strip.
+    max_aspect_ratio: float = 4.0
+    # Every picture is decoded or scaled down to at most this longest side before the
+    # content filter, the face detector or storage see it: it bounds memory per upload.
+    working_max_side: int = 2048
     # Accepted photos kept per user; DESIGN.md asks for 5 to 20.
     max_photos: int = 20
     # The main face's width must be at least this fraction of the image's shorter side...

@@ -4,6 +4,10 @@ NudeNet 3 ships its 320n ONNX model inside the wheel, so this works offline. The
 is loaded on first use (onnxruntime and OpenCV are heavy imports that the bot process,
 which only checks uploads, should not pay for at start-up). Images go to it as arrays in
 memory; nothing is written to disk and nothing is pickled.
+
+NudeNet pads a picture to a square before scaling it to its 320 x 320 input, so a long thin
+picture (128 x 312500) would make it allocate that whole square (about 290 GB). Every
+picture is therefore scaled to at most `MAX_SIDE` first, and boxes are mapped back.
 """
 
 from __future__ import annotations
@@ -12,16 +16,25 @@ import logging
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+from PIL import Image
 
-if TYPE_CHECKING:
-    from PIL import Image
-
-__all__ = ["NUDENET_LABELS", "Detection", "ImageFilter", "ImageVerdict", "check_classes"]
+__all__ = [
+    "MAX_SIDE",
+    "NUDENET_LABELS",
+    "Detection",
+    "ImageFilter",
+    "ImageVerdict",
+    "check_classes",
+]
 
 _log = logging.getLogger(__name__)
+
+# The longest side a picture reaches the detector with: four times its input size, so that
+# scaling down to 320 still averages enough pixels, and the padded square stays small.
+MAX_SIDE = 1280
 
 # The classes NudeNet 3's detector reports (nudenet.nudenet.__labels), kept here so that
 # configuration can be checked without importing onnxruntime.
@@ -140,6 +153,10 @@ class _Detector:
     def detect(self, image: Image.Image) -> tuple[Detection, ...]:
         from nudenet.nudenet import _postprocess, _read_image
 
+        factor = max(1.0, max(image.size) / MAX_SIDE)
+        if factor > 1.0:
+            size = (max(1, round(image.width / factor)), max(1, round(image.height / factor)))
+            image = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
         # NudeNet reads files with OpenCV, as BGR; an array in that order goes the same way.
         bgr = np.ascontiguousarray(np.asarray(image.convert("RGB"))[:, :, ::-1])
         blob, x_ratio, y_ratio, x_pad, y_pad, width, height = _read_image(bgr, self.resolution)
@@ -157,6 +174,6 @@ class _Detector:
         )
         out = []
         for d in found:
-            x, y, w, h = (int(v) for v in d["box"])
+            x, y, w, h = (round(v * factor) for v in d["box"])
             out.append(Detection(str(d["class"]), float(d["score"]), (x, y, w, h)))
         return tuple(out)
