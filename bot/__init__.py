@@ -1,2 +1,2 @@
-"""The front ends: a transport-agnostic core and thin adapters (command line now;
-Telegram and Discord later)."""
+"""The front ends: a transport-agnostic core (bot.core) and thin adapters over it: the
+command line (bot.cli), Telegram (bot.telegram) and Discord (bot.discord)."""

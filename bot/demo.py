@@ -1,4 +1,5 @@
-"""`selfiebooth demo`: the journey so far on the embedded defaults, from a fresh clone.
+"""`selfiebooth demo`: the whole journey on the embedded defaults, from a fresh clone:
+consent, upload, training and two pictures, all through the core and the engine process.
 
 With no `--photos DIR` it uses the portrait of astronaut Eileen Collins that
 scikit-image ships (NASA, public domain), so it needs no files of the user's.

@@ -1,4 +1,5 @@
-"""The core of selfiebooth: consent, selfie upload, status and erasure.
+"""The core of selfiebooth: consent, selfie upload, training and generation requests,
+job outcomes, status and erasure (moderation: bot.core.moderation and bot.core.admin).
 
 Every front end (command line, Telegram, Discord) calls these methods and only
 translates their results; no rule of the service lives in an adapter.

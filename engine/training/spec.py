@@ -31,7 +31,8 @@ StopFn = Callable[[], bool]
 class TrainingRequest:
     # Square face crops at the family's resolution (intake's PhotoAnalysis.crop).
     images: tuple[Image.Image, ...]
-    # The user's rare token, e.g. "sbx7"; captions read "a photo of <trigger> <class_word>".
+    # The user's made-up trigger word, six letters such as "vawigo" (bot.core.booth makes
+    # them); captions read "a photo of <trigger> <class_word>".
     trigger: str
     # Where the finished LoRA file (diffusers format, safetensors) is written.
     output: Path
