@@ -142,6 +142,39 @@ class Repository:
             raise
         return ids
 
+    async def accepted_photo_stamp(self) -> tuple[int, int]:
+        """How many accepted photos there are, and the newest one's id (0 when none).
+
+        Ids only grow (AUTOINCREMENT), so a new id means photos were added, and a count
+        that differs from what was read means some were deleted (an erasure).
+        """
+        async with self.db.conn.execute(
+            "SELECT count(*), coalesce(max(id), 0) FROM photos WHERE verdict = 'accepted'"
+        ) as cur:
+            row = await cur.fetchone()
+        return (int(row[0]), int(row[1])) if row else (0, 0)
+
+    async def accepted_descriptors(
+        self, *, after_id: int = 0, user_id: int | None = None
+    ) -> list[tuple[int, int, bytes]]:
+        """(photo id, user id, descriptor) of accepted photos newer than `after_id`."""
+        sql = "SELECT id, user_id, descriptor FROM photos WHERE verdict = 'accepted' AND id > ?"
+        params: list[Any] = [after_id]
+        if user_id is not None:
+            sql += " AND user_id = ?"
+            params.append(user_id)
+        async with self.db.conn.execute(sql + " ORDER BY id", params) as cur:
+            rows = await cur.fetchall()
+        return [(int(r[0]), int(r[1]), bytes(r[2])) for r in rows]
+
+    async def accepted_photo_counts(self) -> dict[int, int]:
+        """User id -> how many accepted photos they have (users without any are absent)."""
+        async with self.db.conn.execute(
+            "SELECT user_id, count(*) FROM photos WHERE verdict = 'accepted' GROUP BY user_id"
+        ) as cur:
+            rows = await cur.fetchall()
+        return {int(r[0]): int(r[1]) for r in rows}
+
     # LoRAs and jobs --------------------------------------------------------------------
 
     async def loras(self, user_id: int) -> list[LoraRecord]:
