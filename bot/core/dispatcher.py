@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from bot.core.likeness import LikenessGuard
 from bot.core.types import JobUpdate
 from engine.process import EngineDied, EngineProcess
 from engine.protocol import BlockedImage, Command
@@ -47,6 +48,7 @@ class Dispatcher:
         work_dir: Path,
         *,
         max_attempts: int,
+        likeness: LikenessGuard | None = None,
     ) -> None:
         self.repo = repo
         self.jobs = jobs
@@ -54,6 +56,8 @@ class Dispatcher:
         self.engine = engine
         self.work_dir = work_dir
         self.max_attempts = max_attempts
+        # Withholds pictures showing another user's face; None screens nothing.
+        self.likeness = likeness
         self._doorbell: asyncio.Queue[None] = asyncio.Queue()
         self._current: JobRecord | None = None
         self._abandoned: set[int] = set()
@@ -206,9 +210,11 @@ class Dispatcher:
                     JobUpdate(job.id, "progress", step, total, event.get("loss"), event.get("eta"))
                 )
             elif kind == "sample":
-                self._publish(
-                    JobUpdate(job.id, "sample", int(event["step"]), preview=Path(event["path"]))
-                )
+                preview = Path(event["path"])
+                if self.likeness is None or await self.likeness.allows_preview(
+                    job.user_id, preview
+                ):
+                    self._publish(JobUpdate(job.id, "sample", int(event["step"]), preview=preview))
             elif kind == "done":
                 await self._complete(job, event["result"])
                 return
@@ -333,6 +339,8 @@ class Dispatcher:
                 "steps": result["steps"],
                 "loss": result["loss"],
             }
+        if self.likeness is not None:
+            result = await self.likeness.screen_result(job.user_id, result)
         images: list[str] = []
         for image in result["images"]:
             data = await asyncio.to_thread(Path(image["path"]).read_bytes)
@@ -355,9 +363,10 @@ class Dispatcher:
                 kept = await self.blobs.put(await asyncio.to_thread(Path(entry["path"]).read_bytes))
                 written.append(kept)
             detail = {"source": "generation", "seed": entry["seed"], "classes": entry["classes"]}
+            detail |= entry.get("review", {})
             await self.repo.add_review_item("image", job.user_id, detail, job_id=job.id, blob=kept)
         if blocked:
-            _log.info("job %d: %d image(s) withheld by the image filter", job.id, len(blocked))
+            _log.info("job %d: %d image(s) withheld by the safety filters", job.id, len(blocked))
         # "withheld": how many pictures the filter kept back, so front ends can say so.
         return {"images": images, "prompt": result["prompt"], "withheld": len(blocked)}
 
