@@ -80,6 +80,12 @@ class Repository:
 
     async def delete_user(self, user_id: int) -> None:
         await self.db.conn.execute("DELETE FROM users WHERE id = ?", (user_id,))
+        # Another user's withheld picture may name this user as the face it showed.
+        await self.db.conn.execute(
+            "UPDATE review_items SET detail = json_remove(detail, '$.other_user')"
+            " WHERE json_extract(detail, '$.other_user') = ?",
+            (user_id,),
+        )
 
     # consent -------------------------------------------------------------------------
 

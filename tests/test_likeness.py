@@ -232,6 +232,10 @@ async def test_another_users_face_is_withheld_and_reviewed_until_they_are_erased
 
         await booth.forget(B)
         assert user_b not in booth.likeness.index
+        # A's review items stay (they are about A) without B's number; B's went with B.
+        details = [json.loads(i.detail) for i in await booth.repo.review_items()]
+        assert len(details) == others
+        assert all("other_user" not in d and d["reason"] == LIKENESS_REASON for d in details)
         after = await run_result(booth, user_a, pngs)
         assert after["withheld"] == 0 and len(after["images"]) == len(pngs)
 
