@@ -114,10 +114,11 @@ class LikenessGuard:
 
     async def likeness(self, user_id: int, image: Image.Image) -> Likeness | None:
         """The other user whose face `image` shows, or None. Uses the index as it is."""
-        if not self.index.users() - {user_id}:
+        if len(self.index) <= (user_id in self.index):
             return None  # nobody else to look like: dlib need not run
+        # In a worker thread, dlib's models included: loading them takes about a second.
         descriptors = await asyncio.to_thread(
-            face_descriptors, image, self.analyzer, self.settings.detection_max_side
+            lambda: face_descriptors(image, self.analyzer, self.settings.detection_max_side)
         )
         for descriptor in descriptors:
             found = self.index.match(descriptor, user_id)
