@@ -129,9 +129,16 @@ async def test_photos_and_erasures_of_another_process_reach_the_index(booth: Boo
         other = Repository(other_db)
         user_b = await other.get_or_create_user("cli", "b")
         await other.add_photos(user_b.id, [photo_row(2, face_b), photo_row(3, face_b)])
+        # A photo that was not accepted is counted but never stands for anybody.
+        await other_db.conn.execute(
+            "INSERT INTO photos (user_id, sha256, image_blob, crop_blob, descriptor, dhash,"
+            " face_box, sharpness, verdict, created_at) VALUES (?, 'x', 'k', 'k', ?, '0',"
+            " '[]', 0, 'rejected', 'now')",
+            (user_a.id, face_b.astype("<f4").tobytes()),
+        )
         await guard.refresh()
         assert guard.index.users() == {user_a.id, user_b.id}
-        assert guard.index.photos_of(user_b.id) == 2
+        assert guard.index.photos_of(user_b.id) == 2 and guard.index.photos_of(user_a.id) == 1
         await other.delete_user(user_b.id)
     await guard.refresh()
     assert guard.index.users() == {user_a.id}

@@ -367,7 +367,7 @@ class Dispatcher:
             await self.repo.add_review_item("image", job.user_id, detail, job_id=job.id, blob=kept)
         if blocked:
             _log.info("job %d: %d image(s) withheld by the safety filters", job.id, len(blocked))
-        # "withheld": how many pictures the filter kept back, so front ends can say so.
+        # "withheld": how many pictures the safety filters kept back, so front ends can say so.
         return {"images": images, "prompt": result["prompt"], "withheld": len(blocked)}
 
     async def _sweep(self) -> None:

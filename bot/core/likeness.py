@@ -59,7 +59,8 @@ class LikenessGuard:
         self.keep_blocked = keep_blocked
         self.index = FaceIndex(settings.identity_threshold)
         self._analyzer = analyzer
-        self._newest = 0  # the newest photo id read into the index
+        self._newest = 0  # the newest photo id read
+        self._rows: dict[int, int] = {}  # user id -> photo rows read (any verdict)
         self._loaded = False
         self._erased: set[int] = set()
         self._lock = asyncio.Lock()
@@ -75,40 +76,52 @@ class LikenessGuard:
     async def refresh(self) -> None:
         """Read photos added since the last look; reconcile when some were deleted."""
         async with self._lock:
-            count, newest = await self.repo.accepted_photo_stamp()
+            if self.repo.db.conn.in_transaction:
+                # An upload is being stored on this connection: its rows are not accepted
+                # yet (they may be rolled back), and reading them would count them.
+                return
+            count, newest = await self.repo.photo_stamp()
             if newest > self._newest:
-                for photo_id, user_id, blob in await self.repo.accepted_descriptors(
-                    after_id=self._newest
-                ):
-                    self._newest = max(self._newest, photo_id)
-                    if user_id not in self._erased:
-                        self._add(user_id, photo_id, blob)
-            if count != self.index.photos:
+                for row in await self.repo.photo_descriptors(after_id=self._newest):
+                    self._newest = max(self._newest, row[0])
+                    self._read(*row)
+            if count != sum(self._rows.values()):
                 await self._reconcile()
             self._loaded = True
 
     def forget(self, user_id: int) -> None:
         """An erased user leaves the index now, and is never read into it again."""
         self._erased.add(user_id)
-        self.index.remove(user_id)
+        self._drop(user_id)
 
     async def _reconcile(self) -> None:
-        counts = await self.repo.accepted_photo_counts()
-        for user_id in self.index.users() - counts.keys():
-            self.index.remove(user_id)
+        """Some photos are gone: re-read the users whose counts changed."""
+        counts = await self.repo.photo_counts()
+        for user_id in self._rows.keys() - counts.keys():
+            self._drop(user_id)
         for user_id, n in counts.items():
-            if user_id in self._erased or self.index.photos_of(user_id) == n:
+            if self._rows.get(user_id, 0) == n:
                 continue
-            self.index.remove(user_id)
-            for photo_id, _, blob in await self.repo.accepted_descriptors(user_id=user_id):
-                self._add(user_id, photo_id, blob)
+            self._drop(user_id)
+            for row in await self.repo.photo_descriptors(user_id=user_id):
+                self._read(*row)
 
-    def _add(self, user_id: int, photo_id: int, blob: bytes) -> None:
+    def _read(self, photo_id: int, user_id: int, accepted: bool, blob: bytes) -> None:
+        """One photo row: counted (to notice deletions), and indexed if accepted."""
+        if user_id in self._erased:
+            return
+        self._rows[user_id] = self._rows.get(user_id, 0) + 1
+        if not accepted:
+            return
         try:
             self.index.add(user_id, np.frombuffer(blob, dtype="<f4"))
         except ValueError:
             # A bug's row must not stop everybody's pictures; it is skipped, loudly.
             _log.warning("photo %d has a malformed face descriptor; left out", photo_id)
+
+    def _drop(self, user_id: int) -> None:
+        self._rows.pop(user_id, None)
+        self.index.remove(user_id)
 
     # the checks ---------------------------------------------------------------------------
 
