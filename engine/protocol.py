@@ -70,11 +70,13 @@ class OutputImage(TypedDict):
 
 
 class BlockedImage(TypedDict):
-    """A generated image the image filter withheld (in a generation's result)."""
+    """A generated image a safety filter withheld (in a generation's result)."""
 
     seed: int
     classes: dict[str, float]  # blocking class -> its highest score
     path: NotRequired[str]  # only when blocked images are kept for review
+    # More for the review item, added on the bot's side (the likeness guard's reason).
+    review: NotRequired[dict[str, str | int | float]]
 
 
 class Generated(TypedDict):

@@ -410,8 +410,10 @@ def format_review(items: list[ReviewItem]) -> str:
         if item.kind == "prompt":
             what = f"prompt refused as {detail.get('category')}: {detail.get('prompt', '')!r}"
         elif item.kind == "image":
-            classes = ", ".join(detail.get("classes", []))
-            what = f"image blocked ({classes}) from {detail.get('source', 'a generation')}"
+            why = detail.get("reason") or ", ".join(detail.get("classes", []))
+            if "other_user" in detail:
+                why += f": user #{detail['other_user']}, distance {detail.get('distance')}"
+            what = f"image blocked ({why}) from {detail.get('source', 'a generation')}"
         else:
             what = f"report of job {item.job_id}: {detail.get('note') or 'no note'}"
         lines.append(f"{item.id}. user #{item.user_id}, {item.created_at[:16]}: {what}")

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from bot.config import Config
 from bot.core.booth import Booth
 from bot.core.dispatcher import Dispatcher
+from bot.core.likeness import LikenessGuard
 from engine.intake import FaceAnalyzer
 from engine.process import EngineOptions, EngineProcess
 from storage import Database, LocalBlobStore, Repository
@@ -43,6 +44,12 @@ async def open_booth(
         repo = Repository(db)
         blobs = LocalBlobStore(config.blob_dir)
         jobs = JobQueue(db)
+        likeness = LikenessGuard(
+            repo,
+            config.intake,
+            analyzer,
+            keep_blocked=config.moderation.keep_blocked_images,
+        )
         dispatcher = None
         if dispatch:
             dispatcher = Dispatcher(
@@ -52,10 +59,19 @@ async def open_booth(
                 EngineProcess(engine_options(config)),
                 config.work_dir,
                 max_attempts=config.engine.max_attempts,
+                likeness=likeness,
             )
             await dispatcher.start()
         try:
-            yield Booth(config, repo, blobs, analyzer, jobs=jobs, dispatcher=dispatcher)
+            yield Booth(
+                config,
+                repo,
+                blobs,
+                analyzer,
+                jobs=jobs,
+                dispatcher=dispatcher,
+                likeness=likeness,
+            )
         finally:
             if dispatcher is not None:
                 await dispatcher.stop()

@@ -26,6 +26,7 @@ from bot.core.admin import AdminConsole
 from bot.core.captions import image_caption
 from bot.core.consent import ConsentText, load_consent_text
 from bot.core.dispatcher import Dispatcher
+from bot.core.likeness import LikenessGuard
 from bot.core.moderation import Moderation
 from bot.core.types import (
     FINAL_STATES,
@@ -111,6 +112,7 @@ class Booth:
         *,
         jobs: JobQueue | None = None,
         dispatcher: Dispatcher | None = None,
+        likeness: LikenessGuard | None = None,
     ) -> None:
         self.config = config
         self.repo = repo
@@ -122,6 +124,13 @@ class Booth:
         self.family = resolve_family(config.model.base, config.model.family)
         self.moderation = Moderation(repo, config.moderation)
         self.admin = AdminConsole(self)
+        # Other users' faces in pictures: results (through the dispatcher) and attachments.
+        self.likeness = likeness or LikenessGuard(
+            repo,
+            config.intake,
+            analyzer,
+            keep_blocked=config.moderation.keep_blocked_images,
+        )
         self._filter_loaded = False
         self._analyzer = analyzer
         # NudeNet on every upload (its model loads with the first photo); None when off.
@@ -137,7 +146,8 @@ class Booth:
     @property
     def analyzer(self) -> FaceAnalyzer:
         if self._analyzer is None:
-            self._analyzer = FaceAnalyzer()
+            # One set of dlib models per process, shared with the likeness guard.
+            self._analyzer = self.likeness.analyzer
         return self._analyzer
 
     # consent -------------------------------------------------------------------------
@@ -351,6 +361,7 @@ class Booth:
                 jobs=len(job_ids),
             )
             await self.repo.delete_user(user.id)
+            self.likeness.forget(user.id)  # their face leaves the in-memory index too
             for job_id in job_ids:
                 shutil.rmtree(self.config.work_dir / f"job-{job_id}", ignore_errors=True)
             files = 0

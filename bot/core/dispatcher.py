@@ -18,6 +18,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from bot.core.likeness import LikenessGuard
 from bot.core.types import FINAL_STATES, JobUpdate
 from engine.jobs import (
     ImagineRequest,
@@ -52,6 +53,7 @@ class Dispatcher:
         work_dir: Path,
         *,
         max_attempts: int,
+        likeness: LikenessGuard | None = None,
     ) -> None:
         self.repo = repo
         self.jobs = jobs
@@ -59,6 +61,8 @@ class Dispatcher:
         self.engine = engine
         self.work_dir = work_dir
         self.max_attempts = max_attempts
+        # Withholds pictures showing another user's face; None screens nothing.
+        self.likeness = likeness
         self._doorbell: asyncio.Queue[None] = asyncio.Queue()
         self._current: JobRecord | None = None
         self._abandoned: set[int] = set()
@@ -219,7 +223,10 @@ class Dispatcher:
                     preview = await asyncio.to_thread(Path(event["path"]).read_bytes)
                 except OSError:
                     continue  # the engine moved on and removed it: the next one will do
-                self._publish(JobUpdate(job.id, "sample", int(event["step"]), preview=preview))
+                if self.likeness is None or await self.likeness.allows_preview(
+                    job.user_id, preview
+                ):
+                    self._publish(JobUpdate(job.id, "sample", int(event["step"]), preview=preview))
             elif kind == "done":
                 await self._complete(job, event.get("generated"), event.get("trained"))
                 return
@@ -358,6 +365,8 @@ class Dispatcher:
         assert isinstance(request, ImagineRequest)
         if generated is None:
             raise ValueError(f"the engine finished picture job {job.id} without pictures")
+        if self.likeness is not None:
+            generated = await self.likeness.screen_result(job.user_id, generated)
         images: list[str] = []
         for image in generated["images"]:
             data = await asyncio.to_thread(Path(image["path"]).read_bytes)
@@ -380,9 +389,10 @@ class Dispatcher:
                 kept = await self.blobs.put(await asyncio.to_thread(Path(entry["path"]).read_bytes))
                 written.append(kept)
             detail = {"source": "generation", "seed": entry["seed"], "classes": entry["classes"]}
+            detail |= entry.get("review", {})
             await self.repo.add_review_item("image", job.user_id, detail, job_id=job.id, blob=kept)
         if blocked:
-            _log.info("job %d: %d image(s) withheld by the image filter", job.id, len(blocked))
+            _log.info("job %d: %d image(s) withheld by the safety filters", job.id, len(blocked))
         return ImagineResult(tuple(images), withheld=len(blocked), model_prompt=generated["prompt"])
 
     async def _sweep(self) -> None:
