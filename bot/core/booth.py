@@ -12,8 +12,6 @@ import dataclasses
 import logging
 import re
 import secrets
-import shutil
-import unicodedata
 from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -26,6 +24,7 @@ from bot.core.admin import AdminConsole
 from bot.core.captions import image_caption
 from bot.core.consent import ConsentText, load_consent_text
 from bot.core.dispatcher import Dispatcher
+from bot.core.erasure import Eraser
 from bot.core.likeness import LikenessGuard
 from bot.core.moderation import Moderation
 from bot.core.types import (
@@ -43,17 +42,11 @@ from bot.core.types import (
     UserStatus,
     Verdict,
 )
+from bot.core.uploads import BAD_NAME, FILTER_REFUSED, Uploads
 from engine import limits
 from engine.intake import (
     FaceAnalyzer,
-    KnownPhoto,
-    PhotoAnalysis,
-    PhotoRefused,
-    analyze_photo,
-    encode_jpeg,
-    encode_png,
     identity_outliers,
-    judge_set,
 )
 from engine.jobs import (
     ImagineRequest,
@@ -68,15 +61,15 @@ from engine.jobs import (
 )
 from engine.models.families import resolve_family
 from engine.models.recipe import TrainingRecipe
-from engine.safety import ImageFilter, ImageVerdict, PromptFilter
-from storage import BlobStore, NewPhoto, Repository
+from engine.safety import ImageFilter, PromptFilter
+from storage import BlobStore, Repository
 from storage.jobs import JobQueue
-from storage.records import JobRecord, LoraRecord, PhotoRecord, ReviewItem, User
+from storage.records import JobRecord, LoraRecord, ReviewItem, User
 
 if TYPE_CHECKING:
-    from PIL import Image
+    pass
 
-__all__ = ["CONFIRMATION_TTL", "Booth"]
+__all__ = ["BAD_NAME", "CONFIRMATION_TTL", "FILTER_REFUSED", "Booth"]
 
 _log = logging.getLogger(__name__)
 
@@ -88,18 +81,6 @@ CONFIRMATION_TTL = timedelta(minutes=10)
 
 # How far variations stray from the picture they vary (0: the same, 1: unrelated).
 VARIATION_STRENGTH = 0.25
-
-BAD_NAME = "file name not allowed (it holds a path or control characters): rename the file"
-FILTER_REFUSED = "this photo was refused by the content filter: send an ordinary selfie"
-
-
-class _FilterRefused(PhotoRefused):
-    """An upload the image filter blocked: refused, and put in front of the admins."""
-
-    def __init__(self, verdict: ImageVerdict, image: Image.Image) -> None:
-        super().__init__(FILTER_REFUSED)
-        self.verdict = verdict
-        self.image = image
 
 
 class Booth:
@@ -142,6 +123,12 @@ class Booth:
         )
         # One operation at a time per user: uploads judge against the photos already kept.
         self._locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self.uploads = Uploads(
+            config, repo, blobs, self.family, lambda: self.analyzer, self.image_filter
+        )
+        self.eraser = Eraser(
+            config, repo, blobs, self.moderation, self.likeness, dispatcher, self._locks
+        )
 
     @property
     def analyzer(self) -> FaceAnalyzer:
@@ -196,126 +183,14 @@ class Booth:
         """A verdict for each file, in order. Refused files leave nothing behind."""
         user = await self._consenting_user(who)
         async with self._locks[user.id]:
-            return await self._upload(user, files)
-
-    async def _upload(self, user: User, files: Sequence[Upload]) -> list[Verdict]:
-        reasons: list[str | None] = [_name_problem(f.name) for f in files]
-        todo = [i for i, reason in enumerate(reasons) if reason is None]
-        results = await asyncio.to_thread(self._analyze_all, [files[i].data for i in todo])
-        analyses: list[PhotoAnalysis | None] = [None] * len(files)
-        for i, result in zip(todo, results, strict=True):
-            if isinstance(result, PhotoRefused):
-                reasons[i] = result.reason
-            else:
-                analyses[i] = result
-        await self._flag_uploads(user, [r for r in results if isinstance(r, _FilterRefused)])
-
-        known = [_known(p) for p in await self.repo.photos(user.id)]
-        candidates = [
-            KnownPhoto(a.sha256, a.dhash, a.descriptor) if a is not None else None for a in analyses
-        ]
-        for i, reason in enumerate(judge_set(candidates, known, self.config.intake)):
-            if reason is not None:
-                reasons[i], analyses[i] = reason, None
-
-        accepted = [a for a in analyses if a is not None]
-        if accepted:
-            await self._store(user, accepted)
-        return [
-            Verdict(f.name, accepted=reason is None, reason=reason)
-            for f, reason in zip(files, reasons, strict=True)
-        ]
+            return await self.uploads.judge_and_keep(user, files)
 
     def oversized(self, name: str, size: int, platform_limit: int | None = None) -> Verdict | None:
         """The refusal of a file by the size a platform announces, before downloading it.
 
         `platform_limit` is the platform's own limit for that place (bytes), if it has one.
         """
-        limit = self.config.intake.max_file_bytes
-        if platform_limit:
-            limit = min(limit, platform_limit)
-        if size <= limit:
-            return None
-        return Verdict(
-            name,
-            accepted=False,
-            reason=f"file too large ({size / 1048576:.1f} MB): "
-            f"send a photo of at most {limit / 1048576:.3g} MB",
-        )
-
-    def _analyze_all(self, blobs: list[bytes]) -> list[PhotoAnalysis | PhotoRefused]:
-        out: list[PhotoAnalysis | PhotoRefused] = []
-        for data in blobs:
-            try:
-                out.append(
-                    analyze_photo(
-                        data,
-                        self.config.intake,
-                        self.family.resolution,
-                        self.analyzer,
-                        screen=self._screen_upload,
-                    )
-                )
-            except PhotoRefused as refusal:
-                out.append(refusal)
-        return out
-
-    def _screen_upload(self, image: Image.Image) -> None:
-        if self.image_filter is not None:
-            verdict = self.image_filter.check(image)
-            if not verdict.allowed:
-                raise _FilterRefused(verdict, image)
-
-    async def _flag_uploads(self, user: User, refused: list[_FilterRefused]) -> None:
-        """A review item for each upload the image filter refused; the photo only if kept."""
-        for refusal in refused:
-            blob = None
-            if self.config.moderation.keep_blocked_images:
-                blob = await self.blobs.put(await asyncio.to_thread(encode_jpeg, refusal.image))
-            detail = {
-                "source": "upload",
-                "classes": list(refusal.verdict.blocked_by),
-                "scores": refusal.verdict.scores(),
-            }
-            try:
-                await self.repo.add_review_item("image", user.id, detail, blob=blob)
-            except BaseException:
-                if blob is not None and not await self.repo.blob_in_use(blob):
-                    await self.blobs.delete(blob)
-                raise
-        if refused:
-            _log.warning("user %d: %d upload(s) refused by the image filter", user.id, len(refused))
-
-    async def _store(self, user: User, accepted: list[PhotoAnalysis]) -> None:
-        encoded = await asyncio.to_thread(
-            lambda: [(encode_jpeg(a.image), encode_png(a.crop)) for a in accepted]
-        )
-        written: list[str] = []
-        try:
-            rows = []
-            for analysis, (image, crop) in zip(accepted, encoded, strict=True):
-                image_key = await self.blobs.put(image)
-                written.append(image_key)
-                crop_key = await self.blobs.put(crop)
-                written.append(crop_key)
-                rows.append(
-                    NewPhoto(
-                        sha256=analysis.sha256,
-                        image_blob=image_key,
-                        crop_blob=crop_key,
-                        descriptor=analysis.descriptor.astype("<f4").tobytes(),
-                        dhash=f"{analysis.dhash:016x}",
-                        face_box=analysis.face_box,
-                        sharpness=analysis.sharpness,
-                    )
-                )
-            await self.repo.add_photos(user.id, rows)
-        except BaseException:
-            for key in written:
-                if not await self.repo.blob_in_use(key):
-                    await self.blobs.delete(key)
-            raise
-        _log.info("user %d: %d photo(s) accepted", user.id, len(accepted))
+        return self.uploads.oversized(name, size, platform_limit)
 
     # status and erasure ----------------------------------------------------------------
 
@@ -350,35 +225,7 @@ class Booth:
 
     async def erase_user(self, user: User, action: str) -> Erasure:
         """Delete every row and file of `user`; the audit log keeps only `action`."""
-        async with self._locks[user.id]:
-            if self.dispatcher is not None:
-                await self.dispatcher.abandon_user(user.id)
-            job_ids = [job.id for job in await self.repo.jobs(user.id)]
-            keys = await self.repo.blob_keys_of(user.id)
-            erasure = Erasure(
-                photos=len(await self.repo.photos(user.id)),
-                loras=len(await self.repo.loras(user.id)),
-                jobs=len(job_ids),
-            )
-            await self.repo.delete_user(user.id)
-            self.likeness.forget(user.id)  # their face leaves the in-memory index too
-            for job_id in job_ids:
-                shutil.rmtree(self.config.work_dir / f"job-{job_id}", ignore_errors=True)
-            files = 0
-            for key in keys:
-                # Identical content sent by another user is stored once; keep it for them.
-                if not await self.repo.blob_in_use(key):
-                    await self.blobs.delete(key)
-                    files += 1
-            # No identifier of the user: the log keeps only that an erasure happened.
-            await self.repo.audit(
-                "user", action, {"platform": user.platform, "photos": erasure.photos}
-            )
-            await self.repo.db.checkpoint()
-        self._locks.pop(user.id, None)
-        self.moderation.buckets.forget(f"{user.platform}:{user.platform_user_id}")
-        _log.info("an erasure removed %d photo(s) and %d file(s)", erasure.photos, files)
-        return Erasure(erasure.photos, erasure.loras, erasure.jobs, files)
+        return await self.eraser.erase(user, action)
 
     # training and generation -----------------------------------------------------------
 
@@ -728,25 +575,6 @@ class Booth:
         if user is not None:
             return "The consent text has changed: read it and accept it again before uploading."
         return "Please read and accept the consent text before sending photos."
-
-
-def _name_problem(name: str) -> str | None:
-    parts = name.replace("\\", "/").split("/")
-    if (
-        len(parts) > 1
-        or name in {".", ".."}
-        or any(unicodedata.category(ch) in {"Cc", "Cf"} for ch in name)
-    ):
-        return BAD_NAME
-    return None
-
-
-def _known(photo: PhotoRecord) -> KnownPhoto:
-    return KnownPhoto(
-        sha256=photo.sha256,
-        dhash=int(photo.dhash, 16),
-        descriptor=np.frombuffer(photo.descriptor, dtype="<f4"),
-    )
 
 
 def _without_trigger(prompt: str, trigger: str | None) -> str:
