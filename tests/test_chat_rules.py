@@ -7,33 +7,69 @@ platform on loopback, over the real core.
 from __future__ import annotations
 
 import dataclasses
+import io
+import json
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 sys.path[:0] = [str(Path(__file__).parent / "discord"), str(Path(__file__).parent / "telegram")]
 
 import discord_harness  # noqa: E402
 import telegram_harness  # noqa: E402
 from fakes.discord_api import FakeDiscord, FakeUser  # noqa: E402
-from fakes.telegram_api import FakeTelegram, Person  # noqa: E402
+from fakes.telegram_api import BOT_USERNAME, FakeTelegram, Person  # noqa: E402
 
 from bot.config import Config  # noqa: E402
 from bot.core import Booth, Identity  # noqa: E402
 from engine.intake import FaceAnalyzer  # noqa: E402
+from storage import NewPhoto  # noqa: E402
 
-# A chat's view of one person: accept the consent, press Decline, and what the bot said.
-Decline = Callable[[], Awaitable[str]]
+TIMEOUT = 180.0
 
 
 class Chat:
+    """One person in one chat, as the tests below drive it."""
+
     booth: Booth
     who: Identity
     accept: Callable[[], Awaitable[None]]
-    decline: Decline
+    # Press Decline; what the bot said.
+    decline: Callable[[], Awaitable[str]]
+    # Train on the stored photos; wait until the model is ready.
+    train: Callable[[], Awaitable[None]]
+    # /imagine in a group (Telegram) or a server channel (Discord), two steps; every text
+    # (messages, captions) the bot posted where others read it, once the pictures are there.
+    imagine_in_public: Callable[[str], Awaitable[list[str]]]
+
+
+def small(config: Config) -> Config:
+    """A training of three steps, and no image filter: these tests are about the chats."""
+    training = dataclasses.replace(
+        config.training, min_photos=3, steps=3, checkpoint_every=1, batch_size=1
+    )
+    screening = dataclasses.replace(config.image_filter, enabled=False)
+    return dataclasses.replace(config, training=training, image_filter=screening)
+
+
+async def seed_crops(booth: Booth, who: Identity) -> None:
+    """Accepted crops stored directly (noise: training needs no faces)."""
+    user = await booth.repo.find_user(who.platform, who.user_id)
+    assert user is not None
+    rng = np.random.default_rng(7)
+    side = booth.family.resolution
+    rows = []
+    for n in range(3):
+        buf = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)).save(buf, "PNG")
+        key = await booth.blobs.put(buf.getvalue())
+        rows.append(NewPhoto(f"{n:064x}", key, key, b"\0" * 512, f"{n:016x}", (0, 0, 9, 9), 99.0))
+    await booth.repo.add_photos(user.id, rows)
 
 
 @asynccontextmanager
@@ -41,7 +77,7 @@ async def telegram_chat(config: Config, analyzer: FaceAnalyzer) -> AsyncIterator
     fake = FakeTelegram()
     await fake.start()
     try:
-        config = telegram_harness.telegram_config(config, fake)
+        config = small(telegram_harness.telegram_config(config, fake))
         async with telegram_harness.running_bot(config, analyzer) as (booth, _):
             ann = telegram_harness.Conversation(fake, Person(4343, "Ann"))
             chat = Chat()
@@ -57,7 +93,19 @@ async def telegram_chat(config: Config, analyzer: FaceAnalyzer) -> AsyncIterator
                 no = next(b for b in start.buttons() if b.startswith("consent:no:"))
                 return (await ann.reply(await ann.press(start, no))).text
 
+            async def train() -> None:
+                await ann.job_done(await ann.send("/train"), "done")
+
+            async def imagine_in_public(prompt: str) -> list[str]:
+                group, since = fake.group(), fake.mark()
+                text = f"/imagine@{BOT_USERNAME} {prompt} --steps 2"
+                await fake.say(Person(4343, "Ann"), text, chat=group)
+                await fake.expect("sendPhoto", chat_id=group["id"], since=since, within=TIMEOUT)
+                calls = [c for c in fake.calls[since:] if c.chat_id == group["id"]]
+                return [json.dumps(c.params, ensure_ascii=False) for c in calls]
+
             chat.accept, chat.decline = ann.accept, decline
+            chat.train, chat.imagine_in_public = train, imagine_in_public
             yield chat
     finally:
         await fake.stop()
@@ -71,7 +119,7 @@ async def discord_chat(config: Config, analyzer: FaceAnalyzer) -> AsyncIterator[
         settings = dataclasses.replace(
             config.discord, api_base_url=fake.api_url, gateway_url=fake.gateway_url
         )
-        config = dataclasses.replace(config, discord=settings)
+        config = small(dataclasses.replace(config, discord=settings))
         async with discord_harness.running_bot(config, fake, analyzer) as bot:
             ann = FakeUser(3_444, "ann")
             chat = Chat()
@@ -87,7 +135,18 @@ async def discord_chat(config: Config, analyzer: FaceAnalyzer) -> AsyncIterator[
                 await fake.wait_for(lambda: shown.content != before, "the answer to Decline")
                 return shown.content
 
+            async def train() -> None:
+                progress = await fake.reply(await fake.command(ann, "train"))
+                await discord_harness.shows(fake, progress, "is ready", "the trained model")
+
+            async def imagine_in_public(prompt: str) -> list[str]:
+                imagine = await fake.command(ann, "imagine", {"prompt": prompt, "steps": 2})
+                await discord_harness.results_of(fake, imagine)
+                public = [m for m in fake.messages.values() if not m.ephemeral]
+                return [text for m in public for text in (m.content, *(h[1] for h in m.history))]
+
             chat.accept, chat.decline = accept, decline
+            chat.train, chat.imagine_in_public = train, imagine_in_public
             yield chat
     finally:
         await fake.stop()
@@ -112,3 +171,20 @@ async def test_decline_stores_nothing_and_deletes_nothing(
         assert "nothing changes and your data stays" in said and "/forget" in said
         status = await chat.booth.status(chat.who)
         assert status.consent is not None and status.consent_current
+
+
+@pytest.mark.parametrize("platform", CHATS)
+async def test_a_trigger_word_never_reaches_a_group_or_server_channel(
+    platform: str, config: Config, analyzer: FaceAnalyzer
+) -> None:
+    async with CHATS[platform](config, analyzer) as chat:
+        await chat.accept()
+        await seed_crops(chat.booth, chat.who)
+        await chat.train()
+        user = await chat.booth.repo.find_user(chat.who.platform, chat.who.user_id)
+        lora = await chat.booth.repo.active_lora(user.id) if user else None
+        assert lora is not None
+        # The user names their own trigger word, as the /status they were shown tells it.
+        texts = await chat.imagine_in_public(f"{lora.trigger_word.upper()} at the beach")
+        assert any("at the beach" in text for text in texts), texts  # the caption is there
+        assert not [text for text in texts if lora.trigger_word in text.casefold()]
