@@ -164,6 +164,9 @@ class JobWatch:
         except discord.HTTPException as exc:
             # Progress is a courtesy: a refused edit never stops the job's delivery.
             _log.warning("job %d: a progress edit was refused (%s)", self.job_id, exc.status)
+        finally:
+            # The interval counts from the edit's end: discord.py may have waited out a 429.
+            self._last_edit = time.monotonic()
 
     async def _edit_final(self, text: str) -> bool:
         """The progress message's last words (throttle kept); False once it is unreachable."""
@@ -178,6 +181,8 @@ class JobWatch:
         except discord.HTTPException as exc:
             _log.warning("job %d: the last edit was refused (%s)", self.job_id, exc.status)
             return False
+        finally:
+            self._last_edit = time.monotonic()
 
     # the end -----------------------------------------------------------------------------
 

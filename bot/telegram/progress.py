@@ -67,6 +67,12 @@ class Pacer:
                 await asyncio.sleep(delay)
             self._next_edit[chat_id] = loop.time() + self.edit_interval
 
+    def edited(self, chat_id: int) -> None:
+        """An edit has come back: the interval counts from now, so a slow or retried edit
+        is not followed at once by the next one."""
+        ready = asyncio.get_running_loop().time() + self.edit_interval
+        self._next_edit[chat_id] = max(self._next_edit.get(chat_id, 0.0), ready)
+
     async def clear(self, chat_id: int) -> None:
         """Wait until a 429 on this chat has run out (sending, not editing)."""
         loop = asyncio.get_running_loop()
@@ -177,10 +183,13 @@ class LiveMessage:
                 self._quiet.set()
                 continue
             try:
-                await self.bot.edit_message_text(
-                    wanted[0], chat_id=self.chat_id, message_id=self.message_id,
-                    reply_markup=wanted[1],
-                )  # fmt: skip
+                try:
+                    await self.bot.edit_message_text(
+                        wanted[0], chat_id=self.chat_id, message_id=self.message_id,
+                        reply_markup=wanted[1],
+                    )  # fmt: skip
+                finally:
+                    self.pacer.edited(self.chat_id)
             except RetryAfter as exc:
                 # Not a failure: Telegram said when; the latest text goes once that is over.
                 self.pacer.hold(self.chat_id, retry_seconds(exc))

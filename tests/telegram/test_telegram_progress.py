@@ -72,6 +72,22 @@ async def test_a_429_holds_the_chat_for_retry_after(bot: Bot, fake: FakeTelegram
     assert calls[2].buttons() == ["cancel:1"]
 
 
+async def test_right_after_a_429_the_next_edit_still_waits_its_interval(
+    bot: Bot, fake: FakeTelegram
+) -> None:
+    live = await live_message(bot, Pacer(INTERVAL))
+    fake.fail("editMessageText", 1, retry_after=1)
+    since = fake.mark()
+    assert await live.settle("step 1")
+    assert await live.settle("step 2")
+    await live.close()
+    edits = fake.of("editMessageText", since=since)
+    assert [(c.text, c.status) for c in edits] == [
+        ("step 1", 429), ("step 1", 200), ("step 2", 200),
+    ]  # fmt: skip
+    assert edits[2].at - edits[1].at >= INTERVAL * 0.95
+
+
 async def test_a_message_that_cannot_be_edited_is_given_up(bot: Bot, fake: FakeTelegram) -> None:
     live = await live_message(bot, Pacer(INTERVAL))
     await bot.delete_message(ANN.id, live.message_id)
