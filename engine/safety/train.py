@@ -47,7 +47,11 @@ _L2 = 0.01
 _ITERATIONS = 120
 
 
-def _matrix(cases: Sequence[Case]) -> tuple[Any, npt.NDArray[np.float64]]:
+def _matrix(
+    cases: Sequence[Case],
+) -> tuple[Any, npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+    """Features and labels of the cases the classifier reads, and which of those the term
+    rules refuse already."""
     from scipy import sparse
 
     from engine.safety.prompt_filter import PromptFilter
@@ -55,12 +59,14 @@ def _matrix(cases: Sequence[Case]) -> tuple[Any, npt.NDArray[np.float64]]:
     terms = PromptFilter(classifier=None)
     concept_column = {c: DIMENSION + i for i, c in enumerate(CONCEPTS)}
     rows, cols, vals = [], [], []
-    kept = []
+    kept, by_rules = [], []
     for case in cases:
         # What the term rules refuse for its negative prompt ("--no clothes") says
         # nothing about its prompt part, which is all the classifier reads.
-        if terms.check(case.prompt).field != "negative":
+        verdict = terms.check(case.prompt)
+        if verdict.field != "negative":
             kept.append(case)
+            by_rules.append(not verdict.allowed)
     cases = kept
     for i, case in enumerate(cases):
         text = terms.split(case.prompt)[0]
@@ -75,7 +81,7 @@ def _matrix(cases: Sequence[Case]) -> tuple[Any, npt.NDArray[np.float64]]:
     r, c, v = np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
     x = sparse.csr_matrix((v, (r, c)), shape=(len(cases), DIMENSION + len(CONCEPTS)))
     y = np.array([[1.0 if cat in case.expected else 0.0 for cat in CATEGORIES] for case in cases])
-    return x, y
+    return x, y, np.array(by_rules, dtype=bool)
 
 
 def _fit(
@@ -129,36 +135,45 @@ def _probs(
 
 
 def _threshold(
-    probs: npt.NDArray[np.float64], harmful: npt.NDArray[np.bool_], max_false: float
+    top: npt.NDArray[np.float64],
+    harmful: npt.NDArray[np.bool_],
+    by_rules: npt.NDArray[np.bool_],
+    max_false: float,
 ) -> float:
-    """The lowest common threshold refusing at most max_false of the harmless prompts."""
-    top = probs.max(axis=1)
-    harmless = np.sort(top[~harmful])[::-1]
-    allowed_false = int(np.floor(max_false * len(harmless)))
-    if allowed_false >= len(harmless):
-        return 0.5
-    return float(min(max(harmless[allowed_false] + 1e-6, 0.05), 0.95))
+    """The lowest threshold at which the rules and the classifier together refuse at most
+    max_false of the harmless prompts."""
+    budget = int(np.floor(max_false * int((~harmful).sum()))) - int((by_rules & ~harmful).sum())
+    left = np.sort(top[~harmful & ~by_rules])[::-1]
+    if budget < 0:
+        return 0.95
+    if budget >= len(left):
+        return 0.05
+    return float(min(max(left[budget] + 1e-6, 0.05), 0.95))
 
 
 def train(
-    cases: Sequence[Case], held_out: float = 0.25, max_false: float = 0.01, seed: int = 0
+    cases: Sequence[Case], held_out: float = 0.25, max_false: float = 0.015, seed: int = 0
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], float, dict[str, float]]:
     """Weights, bias and threshold fitted on `cases`, and the rates on a held-out part.
 
     The threshold comes from a model fitted without a random `held_out` share of the
-    corpus, on that share; the model saved is then fitted on everything."""
-    x, y = _matrix(cases)
+    corpus, on that share, with the term rules' refusals counted in; the model saved is
+    then fitted on everything. (The rules' lists were written with this corpus in view,
+    so the held-out rates flatter them.)"""
+    x, y, by_rules = _matrix(cases)
     harmful = y.sum(axis=1) > 0
     order = np.random.default_rng(seed).permutation(len(y))
     cut = int(len(y) * held_out)
     held, kept = order[:cut], order[cut:]
     w, b = _fit(x[kept], y[kept])
-    probs = _probs(x[held], w, b)
-    threshold = _threshold(probs, harmful[held], max_false)
-    refused = probs.max(axis=1) >= threshold
+    top = _probs(x[held], w, b).max(axis=1)
+    threshold = _threshold(top, harmful[held], by_rules[held], max_false)
+    refused = by_rules[held] | (top >= threshold)
+    bad = harmful[held]
     rates = {
-        "held_out_harmful_refused": float(refused[harmful[held]].mean()),
-        "held_out_harmless_refused": float(refused[~harmful[held]].mean()),
+        "held_out_harmful_refused": float(refused[bad].mean()),
+        "held_out_harmless_refused": float(refused[~bad].mean()),
+        "held_out_harmful_refused_by_rules": float(by_rules[held][bad].mean()),
     }
     w, b = _fit(x, y)
     return w, b, threshold, rates
@@ -170,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--extra", type=Path, action="append", default=[], metavar="TSV")
     parser.add_argument("--out", type=Path, default=MODEL_PATH)
     parser.add_argument("--held-out", type=float, default=0.25, help="share for the threshold")
-    parser.add_argument("--max-false", type=float, default=0.01, help="harmless refused (CV)")
+    parser.add_argument("--max-false", type=float, default=0.015, help="harmless refused, held out")
     args = parser.parse_args(argv)
     files = sorted(args.corpus.glob("*.tsv")) + list(args.extra)
     if not files:
@@ -186,8 +201,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     harmful = sum(1 for c in cases if c.harmful)
     print(
         f"{len(cases)} prompts ({harmful} harmful) from {len(files)} files; "
-        f"held out {args.held_out:.0%}: harmful refused "
-        f"{rates['held_out_harmful_refused']:.1%}, harmless refused "
+        f"held out {args.held_out:.0%}, rules and classifier: harmful refused "
+        f"{rates['held_out_harmful_refused']:.1%} (rules alone "
+        f"{rates['held_out_harmful_refused_by_rules']:.1%}), harmless refused "
         f"{rates['held_out_harmless_refused']:.1%}; threshold {threshold:.3f}; "
         f"{time.perf_counter() - started:.0f} s"
     )
