@@ -12,8 +12,8 @@ How the layers combine (README, "Prompt safety"):
     category's probability passes its threshold. Its category is
     sharpened by the concepts found: a child in the prompt turns a sexual, violent or
     self-harm refusal into minors, a named public figure into public-figure.
-(d) optionally, a text encoder compared with concept phrases (engine.safety.encoder),
-    when a deployment passes one in.
+(d) optionally, a text encoder compared with concept phrases (engine.safety.encoder's
+    EncoderSignal, or any ConceptSignal), when a deployment passes one in.
 A refusal records the category, the layer and the field (prompt or negative), never the
 word that matched, so the filter cannot be probed term by term.
 """
