@@ -75,4 +75,5 @@ class EncoderSignal:
             out = self._encoder(tokens.input_ids.to(self._encoder.device))
         pooled: npt.NDArray[np.float32] = out.pooler_output.float().cpu().numpy()
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-        return (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
+        unit: npt.NDArray[np.float32] = (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
+        return unit
