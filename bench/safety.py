@@ -56,7 +56,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     stages: list[tuple[str, Callable[[str], object]]] = [
         ("normalisation", variants),
         ("rules (with normalisation)", rules.check),
-        ("classifier", lambda p: model.predict(classifier_text(p), rules.concepts(p))),
+        (
+            "classifier (with concepts)",
+            lambda p: model.predict(classifier_text(p), rules.concepts(p)),
+        ),
         ("whole filter", full.check),
     ]
     for name, run in stages:

@@ -152,7 +152,11 @@ def _threshold(
 
 
 def train(
-    cases: Sequence[Case], held_out: float = 0.25, max_false: float = 0.015, seed: int = 0
+    cases: Sequence[Case],
+    held_out: float = 0.25,
+    max_false: float = 0.015,
+    seed: int = 0,
+    l2: float = _L2,
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], float, dict[str, float]]:
     """Weights, bias and threshold fitted on `cases`, and the rates on a held-out part.
 
@@ -165,7 +169,7 @@ def train(
     order = np.random.default_rng(seed).permutation(len(y))
     cut = int(len(y) * held_out)
     held, kept = order[:cut], order[cut:]
-    w, b = _fit(x[kept], y[kept])
+    w, b = _fit(x[kept], y[kept], l2)
     top = _probs(x[held], w, b).max(axis=1)
     threshold = _threshold(top, harmful[held], by_rules[held], max_false)
     refused = by_rules[held] | (top >= threshold)
@@ -175,7 +179,7 @@ def train(
         "held_out_harmless_refused": float(refused[~bad].mean()),
         "held_out_harmful_refused_by_rules": float(by_rules[held][bad].mean()),
     }
-    w, b = _fit(x, y)
+    w, b = _fit(x, y, l2)
     return w, b, threshold, rates
 
 
@@ -184,6 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--corpus", type=Path, default=CORPUS_DIR, help="folder of *.tsv")
     parser.add_argument("--extra", type=Path, action="append", default=[], metavar="TSV")
     parser.add_argument("--out", type=Path, default=MODEL_PATH)
+    parser.add_argument("--l2", type=float, default=_L2, help="weight penalty (%(default)s)")
     parser.add_argument("--held-out", type=float, default=0.25, help="share for the threshold")
     parser.add_argument("--max-false", type=float, default=0.015, help="harmless refused, held out")
     args = parser.parse_args(argv)
@@ -197,7 +202,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     cases = [case for path in files for case in load_cases(path)]
     started = time.perf_counter()
-    w, b, threshold, rates = train(cases, held_out=args.held_out, max_false=args.max_false)
+    w, b, threshold, rates = train(
+        cases, held_out=args.held_out, max_false=args.max_false, l2=args.l2
+    )
     harmful = sum(1 for c in cases if c.harmful)
     print(
         f"{len(cases)} prompts ({harmful} harmful) from {len(files)} files; "
