@@ -13,6 +13,7 @@ import dataclasses
 import logging
 import shlex
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
@@ -33,6 +34,7 @@ from bot.core.summaries import erasure_text
 from engine import jobs
 from engine.intake.names import shown_name
 from engine.limits import ASPECT_RATIOS
+from engine.safety.classifier import MODEL_PATH
 
 __all__ = ["main"]
 
@@ -115,7 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
         "admin",
         help="moderation tools (admin help lists them)",
         description="moderation tools: the same commands as /admin in the chats",
-        epilog=ADMIN_HELP + "\n  check-prompt TEXT [--negative TEXT]\n  trace IMAGE_FILE",
+        epilog=ADMIN_HELP
+        + "\n  trace IMAGE_FILE"
+        + "\n  retrain-filter [--out FILE]       retrain the prompt classifier with the"
+        + "\n                                    review queue's decisions added",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     admin.add_argument("words", nargs=argparse.REMAINDER, metavar="ACTION ...")
@@ -355,19 +360,41 @@ class FrontEnd(Protocol):
     async def stop(self) -> None: ...
 
 
+async def _retrain_filter(booth: Booth, operator: Identity, args: list[str]) -> int:
+    """Export the review queue's decisions and retrain the prompt classifier with them
+    (needs the `train` extra: SciPy); the filter loads the new model on its next reload."""
+    parser = argparse.ArgumentParser(prog="selfiebooth admin retrain-filter")
+    parser.add_argument("--out", type=Path, default=MODEL_PATH, help="model file to write")
+    parsed = parser.parse_args(args)
+    decided = await booth.admin.review_decisions(operator)
+    with tempfile.TemporaryDirectory() as folder:
+        extra = Path(folder) / "review-decisions.tsv"
+        lines = [f"{label}\tund\tplain\t{text.replace(chr(9), ' ')}\n" for label, text in decided]
+        await asyncio.to_thread(extra.write_text, "".join(lines), encoding="utf-8")
+        command = [sys.executable, "-m", "engine.safety.train", "--extra", str(extra)]
+        process = await asyncio.create_subprocess_exec(*command, "--out", str(parsed.out))
+        code = await process.wait()
+    await booth.repo.audit(
+        f"{operator.platform}:{operator.user_id}",
+        "admin.retrain-filter",
+        {"decisions": len(decided), "exit": code},
+    )
+    print(f"{len(decided)} review decision(s) added to the training corpus.")
+    return code
+
+
 async def _admin(config: Config, words: list[str]) -> int:
     """The admin console as the local operator, who may do everything."""
     operator = Identity(PLATFORM, "operator")
     async with open_booth(config) as booth:
         try:
             if words[:1] == ["check-prompt"]:
-                check = argparse.ArgumentParser(prog="selfiebooth admin check-prompt")
-                check.add_argument("prompt", metavar="TEXT")
-                check.add_argument("--negative", default="", metavar="TEXT")
-                parsed = check.parse_args(words[1:])
-                verdict = await booth.admin.check_prompt(operator, parsed.prompt, parsed.negative)
+                # The words are read as the chats read /imagine: `--no`, `--style`, ...
+                verdict = await booth.admin.check_prompt(operator, " ".join(words[1:]))
                 print(verdict)
                 return 0 if verdict == "allowed" else 1
+            if words[:1] == ["retrain-filter"]:
+                return await _retrain_filter(booth, operator, words[1:])
             if words[:1] == ["trace"]:
                 if len(words) != 2:
                     print("usage: selfiebooth admin trace IMAGE_FILE", file=sys.stderr)

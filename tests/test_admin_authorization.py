@@ -39,6 +39,7 @@ OPERATIONS: dict[str, Operation] = {
     "blocklist-add": lambda c, who: c.blocklist_add(who, "hate", "x"),
     "blocklist-remove": lambda c, who: c.blocklist_remove(who, "hate", "x"),
     "check-prompt": lambda c, who: c.check_prompt(who, "a cat"),
+    "review-decisions": lambda c, who: c.review_decisions(who),
     "trace": lambda c, who: c.trace(who, b"not an image"),
     "audit": lambda c, who: c.audit_log(who),
     "console": lambda c, who: c.run(who, "stats"),

@@ -141,11 +141,25 @@ def test_the_bot_process_never_imports_torch() -> None:
     assert result.returncode == 0, result.stderr
 
 
-def test_admin_check_prompt_names_the_category(tmp_path: Path) -> None:
-    refused = selfiebooth(tmp_path, "admin", "check-prompt", "me as a 15yo")
-    assert (refused.returncode, refused.stdout.strip()) == (1, "refused: minors (in the prompt)")
-    allowed = selfiebooth(tmp_path, "admin", "check-prompt", "me as a knight", "--negative", "blur")
+def test_admin_check_prompt_reads_the_options_as_the_chats_do(tmp_path: Path) -> None:
+    refused = selfiebooth(tmp_path, "admin", "check-prompt", "me as a 15yo in lingerie")
+    assert (refused.returncode, refused.stdout.strip()) == (
+        1,
+        "refused: minors (in the prompt, by the rules)",
+    )
+    stripped = selfiebooth(
+        tmp_path, "admin", "check-prompt", "me on a beach --ar 3:2 --no clothing --seed 4"
+    )
+    assert (stripped.returncode, stripped.stdout.strip()) == (
+        1,
+        "refused: sexual (in the negative prompt, by the rules)",
+    )
+    allowed = selfiebooth(
+        tmp_path, "admin", "check-prompt", "me as a knight --no blur --style watercolor"
+    )
     assert (allowed.returncode, allowed.stdout.strip()) == (0, "allowed")
+    wrong = selfiebooth(tmp_path, "admin", "check-prompt", "me as a knight --bogus 3")
+    assert wrong.returncode == 1 and "There is no option --bogus" in wrong.stderr
 
 
 def test_admin_commands_from_the_shell_are_audited(tmp_path: Path) -> None:

@@ -126,7 +126,7 @@ async def test_refused_prompts_strike_and_suspend_until_reviewed(config: Config)
         with pytest.raises(BoothError, match=r"falls under sexual\. Refused prompts count"):
             await booth.imagine(ALICE, quick("me, n.u.d.e on a beach"))
         with pytest.raises(BoothError, match=r"falls under minors.*now suspended"):
-            await booth.imagine(ALICE, quick("me as a 15 year old"))
+            await booth.imagine(ALICE, quick("me as a 15 year old in lingerie"))
         # The refusal names the category, never the matched word.
         with pytest.raises(Suspended, match="until an admin reviews it") as refused:
             await booth.imagine(ALICE, quick("me as an astronaut"))
@@ -366,14 +366,16 @@ async def test_admins_edit_the_blocklist_but_not_the_hard_rules(mbooth: Booth) -
     with pytest.raises(BoothError, match="falls under violence"):
         await mbooth.imagine(ALICE, quick("me holding a CROWBAR"))
     assert await mbooth.admin.run(OPERATOR, "check-prompt a crowbar") == (
-        "refused: violence (in the prompt)"
+        "refused: violence (in the prompt, by the rules)"
     )
     assert await mbooth.admin.run(OPERATOR, "blocklist") == "violence: + crowbar"
 
     await mbooth.admin.run(OPERATOR, "blocklist remove violence crowbar")
     await mbooth.admin.run(OPERATOR, "blocklist remove sexual nude")
     assert await mbooth.admin.check_prompt(OPERATOR, "a crowbar") == "allowed"
-    assert await mbooth.admin.check_prompt(OPERATOR, "me nude") == "refused: sexual (in the prompt)"
+    assert await mbooth.admin.check_prompt(OPERATOR, "me nude") == (
+        "refused: sexual (in the prompt, by the rules)"
+    )
     with pytest.raises(BoothError, match="Unknown category 'spam'"):
         await mbooth.admin.run(OPERATOR, "blocklist add spam buy now")
     actions = [e.action for e in await mbooth.repo.audit_entries()]
@@ -433,3 +435,37 @@ async def test_variations_and_rerolls_reuse_the_owners_settings(mbooth: Booth) -
         await mbooth.variations(ALICE, ticket.job_id, 3)
     with pytest.raises(BoothError, match="only its owner"):
         await mbooth.variations(BOB, ticket.job_id, 1)
+
+
+async def test_admins_edit_contexts_and_public_figures_but_cannot_hide_hard_terms(
+    mbooth: Booth,
+) -> None:
+    assert "blocked as public-figure" in await mbooth.admin.run(
+        OPERATOR, "blocklist add public-figure Zorblax Quint"
+    )
+    assert await mbooth.admin.check_prompt(OPERATOR, "me hugging zorblax quint --ar 3:2") == (
+        "refused: public-figure (in the prompt, by the rules)"
+    )
+    await mbooth.admin.run(OPERATOR, "blocklist add sport quidditch")
+    # The sport context lifts the violence rule; only the classifier may still object.
+    lifted = await mbooth.admin.check_prompt(OPERATOR, "me at quidditch, covered in blood")
+    assert "by the rules" not in lifted
+    with pytest.raises(BoothError, match="cannot lift those"):
+        await mbooth.admin.run(OPERATOR, "blocklist add safe naked beach")
+    assert await mbooth.admin.check_prompt(OPERATOR, "me on a beach --no clothes") == (
+        "refused: sexual (in the negative prompt, by the rules)"
+    )
+
+
+async def test_review_decisions_become_training_rows(mbooth: Booth) -> None:
+    await enrol(mbooth, ALICE, model=True)
+    for prompt in ("me nude on a sofa", "me naked in the sea"):
+        with pytest.raises(BoothError, match="falls under sexual"):
+            await mbooth.imagine(ALICE, quick(prompt))
+    items = await mbooth.admin.review_queue(OPERATOR)
+    await mbooth.admin.decide(OPERATOR, items[0].id, "approve")
+    await mbooth.admin.decide(OPERATOR, items[1].id, "reject")
+    assert sorted(await mbooth.admin.review_decisions(OPERATOR)) == [
+        ("allow", "me nude on a sofa"),
+        ("sexual", "me naked in the sea"),
+    ]

@@ -18,7 +18,7 @@ import pytest
 CORPUS = Path(__file__).resolve().parent / "data" / "prompts.tsv"
 HEADER = "expected\tprompt"
 ALLOW = "allow"
-CATEGORIES = frozenset({"sexual", "minors", "violence", "hate", "self-harm"})
+CATEGORIES = frozenset({"sexual", "minors", "violence", "hate", "self-harm", "public-figure"})
 LANGUAGES = frozenset({"en", "de", "fr", "es"})
 LANG_MARKER = "# lang:"
 
@@ -109,7 +109,7 @@ def test_corpus_is_large_and_covers_every_category_and_language(corpus: list[Cas
 
     assert len(corpus) >= MIN_PROMPTS, f"only {len(corpus)} prompts"
     assert len(allowed) >= MIN_ALLOWED, f"only {len(allowed)} allowed prompts"
-    for category in sorted(CATEGORIES):
+    for category in sorted(CATEGORIES - {"public-figure"}):  # public figures: the blind set
         assert per_category[category] >= MIN_PER_CATEGORY, (
             f"only {per_category[category]} prompts for {category}: {dict(per_category)}"
         )

@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 from bot.core.dispatcher import QUEUE_PAUSED
 from bot.core.moderation import parse_duration
+from bot.core.options import parse_imagine
 from bot.core.types import BoothError, Identity, NotAuthorized
 from engine.jobs import ImagineRequest
-from engine.safety import CATEGORIES
+from engine.safety import BLOCKLIST_GROUPS, PromptFilter
 from storage.records import ReviewItem, User
 
 if TYPE_CHECKING:
@@ -41,8 +42,10 @@ Admin commands (USER is #17, telegram:123 or discord:456):
   pause [REASON] / resume           hold or restart the job queue
   stats                             queue, throughput, failures, times
   blocklist [list]
-  blocklist add|remove CATEGORY TERM
-  check-prompt TEXT                 the prompt filter's verdict
+  blocklist add|remove GROUP TERM   GROUP: a category (minors, sexual, self-harm,
+                                    violence, hate, public-figure) or minor, sport,
+                                    fiction, awareness, medical, history, safe, undressing
+  check-prompt TEXT [--no ...]      the filter's verdict, read as /imagine reads it
   trace                             read the watermark of an attached image
   audit [N]                         the last N audit log entries"""
 
@@ -272,11 +275,18 @@ class AdminConsole:
 
     async def _set_term(self, actor: Identity, category: str, term: str, *, removed: bool) -> str:
         name = await self.authorize(actor, "blocklist")
-        if category not in CATEGORIES:
-            raise BoothError(f"Unknown category {category!r}; one of {', '.join(CATEGORIES)}.")
+        if category not in BLOCKLIST_GROUPS:
+            raise BoothError(
+                f"Unknown category {category!r}; one of {', '.join(BLOCKLIST_GROUPS)}."
+            )
         term = " ".join(term.split()).casefold()
         if not term or len(term) > 100:
             raise BoothError("A term is 1 to 100 characters.")
+        if category == "safe" and not removed and PromptFilter.hides_hard_term(term):
+            raise BoothError(
+                f"{term!r} holds a term of a hard category (sexual, minors): a safe phrase "
+                "cannot lift those."
+            )
         await self.booth.moderation.set_term(term, category, removed=removed, by=name)
         await self.booth.prompt_filter()
         action = "admin.blocklist.remove" if removed else "admin.blocklist.add"
@@ -289,12 +299,33 @@ class AdminConsole:
         await self.authorize(actor, "blocklist")
         return await self.booth.moderation.terms()
 
-    async def check_prompt(self, actor: Identity, prompt: str, negative: str = "") -> str:
+    async def check_prompt(self, actor: Identity, text: str, negative: str = "") -> str:
+        """The filter's verdict on `text` read as /imagine reads it (`--no`, `--style`...)."""
         await self.authorize(actor, "check-prompt")
-        verdict = (await self.booth.prompt_filter()).check(prompt, negative)
+        request = parse_imagine(text)
+        negatives = [n for n in (request.negative, negative) if n]
+        verdict = (await self.booth.prompt_filter()).check(request.prompt, ", ".join(negatives))
         if verdict.allowed:
             return "allowed"
-        return f"refused: {verdict.category} (in the {verdict.field})"
+        field = "negative prompt" if verdict.field == "negative" else "prompt"
+        return f"refused: {verdict.category} (in the {field}, by the {verdict.layer})"
+
+    async def review_decisions(self, actor: Identity) -> list[tuple[str, str]]:
+        """The decided refused prompts as (label, text), to retrain the classifier with:
+        an approved one was harmless ("allow"), a rejected one keeps its category."""
+        await self.authorize(actor, "review-decisions")
+        decided: list[tuple[str, str]] = []
+        for status in ("approved", "rejected", "banned"):
+            for item in await self.repo.review_items(status, 1_000_000):
+                detail = json.loads(item.detail) if item.kind == "prompt" else {}
+                text = " ".join(str(detail.get("prompt", "")).split())
+                if not text:
+                    continue
+                if detail.get("negative"):
+                    text += " --no " + " ".join(str(detail["negative"]).split())
+                label = "allow" if status == "approved" else str(detail.get("category"))
+                decided.append((label, text))
+        return decided
 
     # provenance and the log --------------------------------------------------------------
 

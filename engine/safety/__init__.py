@@ -2,9 +2,10 @@
 
 from engine.safety.image_filter import NUDENET_LABELS, ImageFilter, ImageVerdict
 from engine.safety.prompt_filter import PromptFilter, PromptVerdict
-from engine.safety.terms import CATEGORIES, HARD_CATEGORIES
+from engine.safety.terms import BLOCKLIST_GROUPS, CATEGORIES, HARD_CATEGORIES
 
 __all__ = [
+    "BLOCKLIST_GROUPS",
     "CATEGORIES",
     "HARD_CATEGORIES",
     "NUDENET_LABELS",

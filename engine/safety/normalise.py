@@ -1,10 +1,14 @@
 """Prompt normalisation before matching: the forms an evasion takes, undone.
 
 NFKC folds fullwidth and mathematical letters, confusable Cyrillic and Greek letters
-become Latin, accents go, and then each prompt yields a few variants: as written, with
-leetspeak digits and symbols read as letters, with punctuation inside words dropped,
-with spaced-out letters joined, and with stretched letters squeezed. A term found in
-any variant counts.
+become Latin, accents go, Arabic letter forms are unified, and then each prompt yields
+a few variants: as written, with leetspeak digits and symbols read as letters, with
+punctuation inside words dropped, with spaced-out letters joined, with stretched
+letters squeezed, and with emoji read as words. A term found in any variant counts.
+
+Term lists go through `base_form` too, so a Russian term and a Russian prompt meet in
+the same (partly Latin-looking) spelling. Indic vowel signs are kept: dropping them
+would merge unrelated Hindi words.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-__all__ = ["base_form", "variants"]
+__all__ = ["EMOJI_WORDS", "base_form", "fold_confusables", "variants", "words"]
 
 _CONFUSABLES = str.maketrans(
     {
@@ -25,6 +29,19 @@ _CONFUSABLES = str.maketrans(
         "ρ": "p", "τ": "t", "υ": "u", "χ": "x", "ω": "w", "ς": "s",
     }
 )  # fmt: skip
+# Arabic: one form for the letters people write interchangeably; the tatweel goes.
+_ARABIC = str.maketrans({"ة": "ه", "ى": "ي", "ـ": None, "ک": "ك", "ی": "ي"})
+# Emoji people use as words; read as words in a variant of their own.
+EMOJI_WORDS: dict[str, str] = {
+    "🍆": "eggplant", "🍑": "peach", "💦": "splash", "👅": "tongue", "🔞": "nsfw",
+    "👙": "bikini", "🩲": "briefs", "🍒": "cherries", "🥵": "hot", "🫦": "lips",
+    "🔪": "knife", "🗡": "dagger", "🔫": "gun", "💣": "bomb", "🩸": "blood",
+    "💀": "skull", "☠": "skull", "⚰": "coffin", "🪦": "grave", "🧨": "dynamite",
+    "🪢": "noose", "💊": "pills", "✂": "scissors", "🚫": "no", "❌": "no",
+    "👶": "baby", "🧒": "child", "👧": "girl", "👦": "boy", "🍼": "baby bottle",
+    "卐": "swastika", "卍": "swastika", "⚡⚡": "ss",
+}  # fmt: skip
+_EMOJI = re.compile("|".join(re.escape(e) for e in sorted(EMOJI_WORDS, key=len, reverse=True)))
 _LEET = str.maketrans(
     {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b", "9": "g",
      "@": "a", "$": "s", "!": "i", "|": "l", "+": "t", "€": "e", "£": "l"}
@@ -32,22 +49,51 @@ _LEET = str.maketrans(
 _LEET_CHARS = "01345789@$!|+€£"
 # A run of letters and leet characters that holds at least one letter and one leet one.
 _LEET_WORD = re.compile(rf"[a-z{re.escape(_LEET_CHARS)}]*[a-z][a-z{re.escape(_LEET_CHARS)}]*")
-_INNER_PUNCT = re.compile(r"(?<=[a-z0-9])[.\-_*'’`~^/\\,:;=#\"]+(?=[a-z0-9])")
-# Three or more single characters in a row: "n u d e", "d e c 4 p 1 t a t e d".
-_SPACED = re.compile(
-    rf"(?<![^\s])[a-z{re.escape(_LEET_CHARS)}](?:\s+[a-z{re.escape(_LEET_CHARS)}](?![^\s])){{2,}}"
-)
+# Punctuation between two letters or digits of any script: "n.a.k.e.d", "س.ك.س".
+_INNER_PUNCT = re.compile(r"(?<=[^\W_])[.\-_*'’`~^/\\,:;=#\"•·]+(?=[^\W_])")
+# Three or more single characters in a row: "n u d e", "d e c 4 p 1 t a t e d", and
+# the same in any script (spaced-out Arabic letters).
+_ONE = rf"(?:[^\W_]|[{re.escape(_LEET_CHARS)}])"
+_SPACED = re.compile(rf"(?<![^\s]){_ONE}(?:\s+{_ONE}(?![^\s])){{2,}}")
 _STRETCHED = re.compile(r"([a-z])\1{2,}")
 _SPACES = re.compile(r"\s+")
+
+
+# Indic vowel signs and the kana voicing marks carry meaning; other marks are accents.
+def _KEPT_MARK(ch: str) -> bool:
+    return "\u0900" <= ch <= "\u0dff" or ch in "\u3099\u309a"
+
+
+# Letters, digits and marks of every script, Indic vowel signs included (\w stops at them).
+_WORD = re.compile(r"[\w\u0900-\u0dff]+")
 
 
 def base_form(text: str) -> str:
     """NFKC, case-folded, confusables to Latin, accents dropped, spaces collapsed."""
     text = unicodedata.normalize("NFKC", text).casefold().translate(_CONFUSABLES)
     decomposed = unicodedata.normalize("NFD", text)
-    # Mn: accents and combining marks; Cf: zero-width spaces and joiners, soft hyphens.
-    text = "".join(ch for ch in decomposed if unicodedata.category(ch) not in ("Mn", "Cf"))
+    # Mn: accents and combining marks (Indic ones kept); Cf: zero-width characters and
+    # soft hyphens. NFD also splits Arabic hamza forms, so they fall back to the letter.
+    text = "".join(
+        ch
+        for ch in decomposed
+        if not (
+            (unicodedata.category(ch) == "Mn" and not _KEPT_MARK(ch))
+            or unicodedata.category(ch) == "Cf"
+        )
+    )
+    text = unicodedata.normalize("NFC", text).translate(_ARABIC)
     return _SPACES.sub(" ", text).strip()
+
+
+def fold_confusables(text: str) -> str:
+    """Cyrillic and Greek letters as base_form writes them (for patterns over base forms)."""
+    return text.translate(_CONFUSABLES)
+
+
+def words(form: str) -> list[str]:
+    """The words of a normalised form, in order."""
+    return _WORD.findall(form)
 
 
 def variants(text: str) -> list[str]:
@@ -61,6 +107,8 @@ def variants(text: str) -> list[str]:
         forms += ["".join(letters), "".join(letters[1:])]
     forms += [_unleet(form) for form in forms]
     forms += [_STRETCHED.sub(r"\1", form) for form in forms]
+    if _EMOJI.search(base):
+        forms.append(_EMOJI.sub(lambda m: f" {EMOJI_WORDS[m[0]]} ", joined))
     return list(dict.fromkeys(forms))
 
 

@@ -151,7 +151,7 @@ async def test_help_commands_and_polite_refusals(bot: Booth, fake: FakeTelegram)
     assert "I don't know that command" in (await ann.send("/frobnicate")).text
     assert "/help" in (await ann.send("hello there")).text
     assert "accept the consent" in (await ann.send("/train")).text
-    assert "There is no option --style" in (await ann.send("/imagine me --style x")).text
+    assert "There is no option --stlye" in (await ann.send("/imagine me --stlye x")).text
     assert "--seed needs a whole number" in (await ann.send("/imagine me --seed soon")).text
     assert "no picture job 999" in (await ann.send("/report 999")).text
     assert "accept the consent" in (await ann.send("/export")).text

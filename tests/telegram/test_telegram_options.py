@@ -36,7 +36,8 @@ def test_no_options_and_long_negatives_and_phone_dashes() -> None:
     [
         ("", "Say what to imagine"),
         ("--seed 4", "Say what to imagine"),
-        ("me --style raw", "There is no option --style"),
+        ("me --stlye raw", "There is no option --stlye"),
+        ("me --no hats --negative hats", "--negative is given twice (as --no and --negative)"),
         ("me --seed", "--seed takes one value, such as --seed 42, not nothing"),
         ("me --seed 4 2", "--seed takes one value, such as --seed 42, not '4 2'"),
         ("me --seed -4", "--seed needs a whole number, not '-4'"),
@@ -51,6 +52,12 @@ def test_unreadable_options_say_what_to_write(text: str, message: str) -> None:
     with pytest.raises(OptionError) as refusal:
         parse_imagine(text)
     assert message in str(refusal.value)
+
+
+def test_a_style_joins_the_prompt_so_the_filter_reads_it() -> None:
+    request = parse_imagine("me as a knight --style oil painting --seed 3")
+    assert request.prompt == "me as a knight, oil painting style"
+    assert request.seed == 3
 
 
 def test_range_checks_are_left_to_the_core() -> None:

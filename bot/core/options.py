@@ -1,0 +1,103 @@
+"""Midjourney-style options in the text of /imagine: `a portrait --seed 42 --ar 3:2 --no hats`.
+
+The one parser of that syntax: the Telegram /imagine, `admin check-prompt` (in the chats
+and on the command line) and the prompt filter's evaluation all read a text with it, so
+what an admin checks is what a user would send. Only the syntax is checked here (a known
+option, a number where one is needed, no option twice); whether a value is allowed
+(aspect ratios, counts, steps) is the core's rule. `--style watercolor` joins the prompt
+as ", watercolor style", so the filter reads it with the rest.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from bot.core.types import BoothError
+from engine.jobs import ImagineRequest
+
+__all__ = ["OPTIONS_HELP", "OptionError", "parse_imagine"]
+
+
+class OptionError(BoothError):
+    """The text of /imagine cannot be read; the message says what to write instead."""
+
+
+# option name -> (ImagineRequest field, kind)
+_OPTIONS: dict[str, tuple[str, str]] = {
+    "seed": ("seed", "int"),
+    "ar": ("aspect_ratio", "ratio"),
+    "aspect": ("aspect_ratio", "ratio"),
+    "no": ("negative", "text"),
+    "negative": ("negative", "text"),
+    "style": ("style", "text"),
+    "steps": ("steps", "int"),
+    "n": ("count", "int"),
+    "count": ("count", "int"),
+    "guidance": ("guidance", "float"),
+    "cfg": ("guidance", "float"),
+}
+
+OPTIONS_HELP = (
+    "Options go after the prompt: --seed 42 (the same seed gives the same picture), "
+    "--ar 3:2 (aspect ratio), --no glasses (what to avoid), --style watercolor, --steps 30, "
+    "--n 4 (pictures), --guidance 7."
+)
+
+# Phones and desktop clients turn "--" into an em or en dash; take those as "--" too.
+_OPTION = re.compile(r"(?:(?<=\s)|^)(?:--|\u2014|\u2013)([A-Za-z]+)(?=\s|$)")
+_RATIO = re.compile(r"\d{1,2}:\d{1,2}")
+
+
+def parse_imagine(text: str) -> ImagineRequest:
+    """The prompt (everything before the first option) and the options after it."""
+    matches = list(_OPTION.finditer(text))
+    prompt = text[: matches[0].start()] if matches else text
+    values: dict[str, Any] = {}
+    seen: dict[str, str] = {}
+    for n, match in enumerate(matches):
+        name = match[1].lower()
+        end = matches[n + 1].start() if n + 1 < len(matches) else len(text)
+        raw = " ".join(text[match.end() : end].split())
+        if name not in _OPTIONS:
+            raise OptionError(
+                f"There is no option --{name}. Options: {', '.join('--' + o for o in _OPTIONS)}."
+            )
+        field, kind = _OPTIONS[name]
+        if field in seen:
+            raise OptionError(f"--{name} is given twice (as --{seen[field]} and --{name}).")
+        seen[field] = name
+        values[field] = _value(name, kind, raw)
+    prompt = " ".join(prompt.split())
+    if not prompt:
+        raise OptionError("Say what to imagine, for example: /imagine me as an astronaut --ar 3:2")
+    style = values.pop("style", None)
+    if style:
+        prompt = f"{prompt}, {style} style"
+    return ImagineRequest(prompt, **values)
+
+
+def _value(name: str, kind: str, raw: str) -> Any:
+    if kind == "text":
+        if not raw:
+            raise OptionError(f"--{name} needs words after it, for example --{name} glasses.")
+        return raw
+    if not raw or " " in raw:
+        example = {"int": "42", "float": "7.5", "ratio": "3:2"}[kind]
+        shown = f"{raw!r}" if raw else "nothing"
+        raise OptionError(f"--{name} takes one value, such as --{name} {example}, not {shown}.")
+    if kind == "int":
+        if not re.fullmatch(r"\d{1,10}", raw):
+            raise OptionError(f"--{name} needs a whole number, not {raw!r}.")
+        return int(raw)
+    if kind == "float":
+        try:
+            value = float(raw)
+        except ValueError:
+            raise OptionError(f"--{name} needs a number, not {raw!r}.") from None
+        if value != value or value in (float("inf"), float("-inf")):
+            raise OptionError(f"--{name} needs a number, not {raw!r}.")
+        return value
+    if not _RATIO.fullmatch(raw):
+        raise OptionError(f"--{name} needs a ratio written W:H, such as 3:2, not {raw!r}.")
+    return raw

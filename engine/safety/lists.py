@@ -1,0 +1,167 @@
+"""Layer (b) of the prompt filter: term lists per concept and language, and the rules
+that combine the concepts found into a refusal. Both are data (engine/safety/data/).
+
+A concept is a named list of terms (`sexual`, `minor`, `sport`, ...). terms.tsv holds
+`concept<TAB>lang<TAB>term`; a term is a word or phrase in normalised form, matching as
+whole words with the common English endings, or any word it begins when it ends in `*`.
+Terms in scripts written without spaces (Chinese, Japanese, Korean, Arabic) and emoji
+match anywhere in the text. rules.toml says which concepts together refuse, in which
+category, and which contexts lift a rule; a hard rule has no lifting context.
+
+Matching tokenises each variant of the prompt and looks word n-grams up in dictionaries
+(no large regular expressions), which keeps a check well under a millisecond.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.safety.normalise import base_form, words
+
+__all__ = [
+    "ANYWHERE",
+    "CONCEPTS",
+    "DATA",
+    "HARD_CONCEPTS",
+    "Rule",
+    "TermIndex",
+    "load_rules",
+    "load_terms",
+]
+
+DATA = Path(__file__).resolve().parent / "data"
+
+# Every concept the data may use. Refusal categories are concepts too, except `minors`,
+# whose terms are `minor-hard` (refused alone: "jailbait") and `minor` (a child, refused
+# only together with sexual, violent or self-harm content).
+CONCEPTS: tuple[str, ...] = (
+    "sexual", "minor-hard", "minor", "violence", "self-harm", "hate", "public-figure",
+    "violent-act", "target", "undressing", "sport", "fiction", "awareness", "medical",
+    "history", "safe", "negative-marker",
+)  # fmt: skip
+# Shipped terms of these concepts stay whatever an admin removes.
+HARD_CONCEPTS: frozenset[str] = frozenset({"sexual", "minor-hard", "minor", "undressing"})
+# Contexts that may lift a rule; a hard rule takes none.
+CONTEXTS: frozenset[str] = frozenset({"sport", "fiction", "awareness", "medical", "history"})
+
+_ENDINGS = ("s", "es", "ed", "d", "ing", "er", "ers")
+_MAX_WORDS = 7
+# Scripts written without spaces between words, and symbols (emoji): matched anywhere.
+ANYWHERE = re.compile(
+    r"[\u0600-\u06ff\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af\U0001f000-\U0001faff\u2600-\u27bf\u5350\u534d]"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    name: str
+    all: frozenset[str]
+    unless: frozenset[str]
+    refuse: str
+    hard: bool
+
+
+def load_terms(path: Path = DATA / "terms.tsv") -> dict[str, list[str]]:
+    """concept -> terms, from `concept<TAB>lang<TAB>term` lines; `#` starts a comment."""
+    terms: dict[str, list[str]] = {c: [] for c in CONCEPTS}
+    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        columns = raw.split("\t")
+        if len(columns) != 3:
+            raise ValueError(f"{path.name}:{number}: expected concept<TAB>lang<TAB>term")
+        concept, _lang, term = columns
+        if concept not in terms:
+            raise ValueError(f"{path.name}:{number}: unknown concept {concept!r}")
+        terms[concept].append(term)
+    return terms
+
+
+def load_rules(path: Path = DATA / "rules.toml") -> list[Rule]:
+    """The combination rules, checked: known concepts, and no context on a hard rule."""
+    with path.open("rb") as fh:
+        data = tomllib.load(fh)
+    rules = []
+    for entry in data.get("rule", []):
+        rule = Rule(
+            name=str(entry["name"]),
+            all=frozenset(entry["all"]),
+            unless=frozenset(entry.get("unless", ())),
+            refuse=str(entry["refuse"]),
+            hard=bool(entry.get("hard", False)),
+        )
+        unknown = (rule.all | rule.unless) - set(CONCEPTS)
+        if unknown:
+            raise ValueError(f"rule {rule.name!r}: unknown concept(s) {sorted(unknown)}")
+        if rule.hard and rule.unless:
+            raise ValueError(f"rule {rule.name!r}: a hard rule cannot be lifted by a context")
+        if not rule.unless <= CONTEXTS:
+            raise ValueError(f"rule {rule.name!r}: only {sorted(CONTEXTS)} can lift a rule")
+        rules.append(rule)
+    return rules
+
+
+class TermIndex:
+    """Which concepts' terms occur in a normalised text."""
+
+    def __init__(self, terms: Mapping[str, Iterable[str]]) -> None:
+        self._exact: dict[str, set[str]] = {}
+        self._prefix: dict[str, set[str]] = {}
+        self._anywhere: dict[str, set[str]] = {}
+        for concept, listed in terms.items():
+            for raw in listed:
+                term = base_form(raw)
+                star = term.endswith("*")
+                term = term.rstrip("*").strip()
+                if not term:
+                    continue
+                if ANYWHERE.search(term):
+                    self._anywhere.setdefault(term, set()).add(concept)
+                    continue
+                key = " ".join(words(term))
+                if not key:
+                    continue
+                table = self._prefix if star else self._exact
+                table.setdefault(key, set()).add(concept)
+        self._lengths = sorted({len(t) for t in self._anywhere}, reverse=True)
+
+    def concepts(self, form: str) -> set[str]:
+        found: set[str] = set()
+        tokens = words(form)
+        exact, prefix = self._exact, self._prefix
+        for start in range(len(tokens)):
+            for end in range(start + 1, min(start + _MAX_WORDS, len(tokens)) + 1):
+                head = " ".join(tokens[start : end - 1])
+                last = tokens[end - 1]
+                for stem in _stems(last):
+                    key = f"{head} {stem}" if head else stem
+                    hit = exact.get(key)
+                    if hit:
+                        found |= hit
+                for cut in range(2, len(last) + 1):
+                    key = f"{head} {last[:cut]}" if head else last[:cut]
+                    hit = prefix.get(key)
+                    if hit:
+                        found |= hit
+        if self._anywhere:
+            for i, ch in enumerate(form):
+                if ch.isascii():
+                    continue
+                for length in self._lengths:
+                    hit = self._anywhere.get(form[i : i + length])
+                    if hit:
+                        found |= hit
+        return found
+
+
+def _stems(word: str) -> list[str]:
+    stems = [word]
+    for ending in _ENDINGS:
+        if word.endswith(ending) and len(word) - len(ending) >= 2:
+            stems.append(word[: -len(ending)])
+    return stems
