@@ -21,6 +21,7 @@ from PIL import Image
 
 from bot.config import Config
 from bot.core import Booth, BoothError, Identity, ImagineRequest, JobUpdate, open_booth
+from engine.protocol import Trained
 from storage import NewPhoto
 
 ANN = Identity("cli", "ann")
@@ -303,7 +304,7 @@ async def test_prior_preservation_makes_class_images_once_per_base_model(
         made: list[dict[Path, int]] = []
         for who in (ANN, BOB):
             ticket = await booth.train(who)
-            final = (await asyncio.wait_for(watch(booth, ticket.job_id), TIMEOUT))[-1]
+            final = (await asyncio.wait_for(watch(booth, ticket.job_id, who=who), TIMEOUT))[-1]
             assert final.state == "succeeded", final
             cached = sorted((config.models_dir / "class-images").rglob("*.png"))
             made.append({path: path.stat().st_mtime_ns for path in cached})
@@ -362,9 +363,16 @@ async def test_a_result_for_an_erased_user_leaves_no_file(booth: Booth, tmp_path
             leftover.unlink()
     lora = tmp_path / "lora.safetensors"
     lora.write_bytes(b"weights of someone who is gone")
-    result = {"path": str(lora), "family": "tiny", "sha256": "0" * 64, "recipe": {}}
+    trained: Trained = {
+        "path": str(lora),
+        "family": "tiny",
+        "sha256": "0" * 64,
+        "recipe": {},
+        "steps": 1,
+        "loss": 0.0,
+    }
     with pytest.raises(sqlite3.IntegrityError):
-        await booth.dispatcher._complete(job, {**result, "steps": 1, "loss": 0.0})  # type: ignore[union-attr]
+        await booth.dispatcher._complete(job, None, trained)  # type: ignore[union-attr]
     assert not any(p.is_file() for p in booth.config.blob_dir.rglob("*"))
 
 

@@ -345,10 +345,14 @@ class Booth:
         kind = (await self.job(who, job_id)).kind
         async for update in self.dispatcher.updates(job_id):
             if update.state in FINAL_STATES:
+                # An erasure ends the job before its rows go: the row would still say running.
+                erased = JobOutcome(job_id, kind, "erased")
                 try:
-                    outcome = await self.outcome(who, job_id)
+                    outcome = (
+                        erased if update.state == "erased" else await self.outcome(who, job_id)
+                    )
                 except BoothError:
-                    outcome = JobOutcome(job_id, kind, "erased")  # its rows went with its user
+                    outcome = erased  # its rows went with its user
                 update = dataclasses.replace(update, state=outcome.state, outcome=outcome)
             yield update
 
