@@ -13,7 +13,7 @@ import importlib.util
 import shutil
 from pathlib import Path
 
-from bot.cli import follow, format_status, save_images
+from bot.cli.output import follow, format_status, save_images
 from bot.config import Config
 from bot.core import Identity, ImagineRequest, Upload, open_booth
 

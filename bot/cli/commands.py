@@ -1,8 +1,5 @@
-"""The command line: the first front end of the core, and the admin's shell tool.
-
-    selfiebooth [--config FILE] [--data-dir DIR] COMMAND ...
-
-It only parses arguments, reads files and prints the core's answers.
+"""The command line's commands: each parses nothing more, calls the core and prints its
+answer (bot.cli.output). `main` is the entry point of `selfiebooth`.
 """
 
 from __future__ import annotations
@@ -18,119 +15,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
+from bot.cli.output import follow, format_status, save_images
+from bot.cli.parser import PLATFORM, build_parser
 from bot.config import Config, ConfigError, load_config
-from bot.core import (
-    Booth,
-    BoothError,
-    Identity,
-    ImagineRequest,
-    JobOutcome,
-    Upload,
-    UserStatus,
-    open_booth,
-)
-from bot.core.admin import ADMIN_HELP
+from bot.core import Booth, BoothError, Identity, ImagineRequest, Upload, open_booth
 from bot.core.summaries import erasure_text
-from engine import jobs
 from engine.intake.names import shown_name
-from engine.limits import ASPECT_RATIOS
 from engine.safety.classifier import MODEL_PATH
 
 __all__ = ["main"]
-
-LOCAL_USER = "local"
-PLATFORM = "cli"
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="selfiebooth",
-        description="Train a personal image model of your face, with consent, and use it.",
-    )
-    parser.add_argument("--config", type=Path, help="TOML config file (default: built-in defaults)")
-    parser.add_argument("--data-dir", type=Path, help="where the database and files live")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    def command(name: str, help_text: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help_text, description=help_text)
-        if name not in ("demo", "run"):
-            sub.add_argument("--user", default=LOCAL_USER, help="user id (default: %(default)s)")
-        return sub
-
-    consent = command("consent", "show the consent text; accept it, or withdraw and erase all")
-    choice = consent.add_mutually_exclusive_group()
-    choice.add_argument("--accept", action="store_true", help="accept the consent text")
-    choice.add_argument(
-        "--withdraw", action="store_true", help="withdraw consent: deletes everything about you"
-    )
-
-    upload = command("upload", "send selfies; each file gets a verdict")
-    upload.add_argument("paths", nargs="+", type=Path, metavar="PATH")
-
-    command("status", "what is stored about you: consent, photos, models, jobs")
-
-    train = command("train", "queue a training of your model on your accepted photos")
-    train.add_argument("--wait", action="store_true", help="run it here and print progress")
-
-    imagine = command("imagine", "generate pictures of yourself (runs the queue until done)")
-    imagine.add_argument("prompt", metavar="PROMPT")
-    seed, steps, count, guidance = jobs.SEED, jobs.STEPS, jobs.COUNT, jobs.GUIDANCE
-    imagine.add_argument(
-        "--seed", type=int, help=f"{seed.range}: the same seed gives the same picture"
-    )
-    imagine.add_argument(
-        "--steps", type=int, default=steps.default,
-        help=f"denoising steps, {steps.range} (%(default)s)",
-    )  # fmt: skip
-    imagine.add_argument(
-        "--count", type=int, default=count.default,
-        help=f"images, {count.range} (%(default)s)",
-    )  # fmt: skip
-    imagine.add_argument("--negative", default="", metavar="TEXT", help="what to avoid")
-    imagine.add_argument(
-        "--guidance", type=float, default=guidance.default,
-        help=f"{guidance.range} (%(default)s)",
-    )  # fmt: skip
-    imagine.add_argument(
-        "--aspect", default=jobs.DEFAULT_ASPECT, metavar="W:H",
-        help=f"aspect ratio, one of {', '.join(ASPECT_RATIOS)} (%(default)s)",
-    )  # fmt: skip
-    imagine.add_argument("--out", type=Path, default=Path("."), help="where to write the PNGs")
-
-    cancel = command("cancel", "cancel your queued and running jobs, or one of them")
-    cancel.add_argument("--job", type=int, help="only this job")
-
-    use = command("use-model", "make one of your model versions the active one")
-    use.add_argument("version", type=int)
-
-    command("run", "work the job queue and serve the chats whose tokens are set, until Ctrl-C")
-
-    export = command("export", "write your active model (LoRA, safetensors) to a file")
-    export.add_argument("--out", type=Path, default=Path("."), help="folder to write it in")
-
-    report = command("report", "report a picture to the admins")
-    report.add_argument("job", type=int, metavar="JOB", help="the job that made it")
-    report.add_argument("note", nargs="?", default="", help="what is wrong with it")
-
-    admin = commands.add_parser(
-        "admin",
-        help="moderation tools (admin help lists them)",
-        description="moderation tools: the same commands as /admin in the chats",
-        epilog=ADMIN_HELP
-        + "\n  trace IMAGE_FILE"
-        + "\n  retrain-filter [--out FILE]       retrain the prompt classifier with the"
-        + "\n                                    review queue's decisions added",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    admin.add_argument("words", nargs=argparse.REMAINDER, metavar="ACTION ...")
-
-    forget = command("forget", "delete every row and file about you")
-    forget.add_argument("--yes", action="store_true", help="confirm: this cannot be undone")
-
-    demo = command("demo", "the whole journey on the embedded defaults")
-    demo.add_argument("--photos", type=Path, help="a folder of selfies (default: a NASA portrait)")
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -269,32 +162,6 @@ async def _imagine(booth: Booth, who: Identity, args: argparse.Namespace) -> int
     return 0
 
 
-async def save_images(outcome: JobOutcome, out: Path) -> list[Path]:
-    await asyncio.to_thread(out.mkdir, parents=True, exist_ok=True)
-    job_id = outcome.job_id
-    paths = [out / f"selfiebooth-{job_id}-{n}.png" for n in range(1, len(outcome.pictures) + 1)]
-    for path, png in zip(paths, outcome.pictures, strict=True):
-        await asyncio.to_thread(path.write_bytes, png)
-    return paths
-
-
-async def follow(booth: Booth, who: Identity, job_id: int) -> JobOutcome:
-    """Print a job's progress on stderr until it ends; how it ended."""
-    async for update in booth.updates(who, job_id):
-        if update.outcome is not None:
-            if update.outcome.state != "succeeded":
-                message = update.outcome.message or ""
-                print(f"  {update.outcome.state}: {message}".rstrip(": "), file=sys.stderr)
-            return update.outcome
-        if update.state == "progress":
-            eta = f", about {update.eta:.0f} s left" if update.eta is not None else ""
-            loss = f", loss {update.loss:.4f}" if update.loss is not None else ""
-            print(f"  step {update.step}/{update.total}{loss}{eta}", file=sys.stderr)
-        elif update.state in ("paused", "retrying"):
-            print(f"  {update.state}: {update.message or ''}".rstrip(": "), file=sys.stderr)
-    return await booth.outcome(who, job_id)
-
-
 async def _cancel(booth: Booth, who: Identity, args: argparse.Namespace) -> int:
     cancelled = await booth.cancel(who, args.job)
     print(
@@ -413,34 +280,6 @@ async def _admin(config: Config, words: list[str]) -> int:
             return 1
 
 
-def format_status(who: Identity, status: UserStatus) -> str:
-    lines = [f"user: {who.user_id}"]
-    if status.consent is None:
-        lines.append("consent: not given")
-    else:
-        current = "current" if status.consent_current else "outdated: accept the new text"
-        lines.append(
-            f"consent: version {status.consent.version}, accepted {status.consent.accepted_at}"
-            f" ({current})"
-        )
-    lines.append(f"photos: {status.photos} accepted (at most {status.max_photos})")
-    if status.loras:
-        for lora in status.loras:
-            active = " (active)" if lora.active else ""
-            lines.append(
-                f"model v{lora.version}: {lora.base_model}, trigger {lora.trigger_word}{active}"
-            )
-    else:
-        lines.append("models: none yet")
-    if status.jobs:
-        for job in status.jobs:
-            error = f": {job.error}" if job.error and job.status != "succeeded" else ""
-            lines.append(f"job {job.id}: {job.kind} {job.status} {job.progress:.0%}{error}")
-    else:
-        lines.append("jobs: none")
-    return "\n".join(lines)
-
-
 _COMMANDS = {
     "consent": _consent,
     "upload": _upload,
@@ -453,6 +292,3 @@ _COMMANDS = {
     "export": _export,
     "report": _report,
 }
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,66 @@
+"""What the command line prints and writes: a job's progress and outcome, its pictures,
+and a user's status (the demo uses them too)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+from bot.core import Booth, Identity, JobOutcome, UserStatus
+
+__all__ = ["follow", "format_status", "save_images"]
+
+
+async def save_images(outcome: JobOutcome, out: Path) -> list[Path]:
+    await asyncio.to_thread(out.mkdir, parents=True, exist_ok=True)
+    job_id = outcome.job_id
+    paths = [out / f"selfiebooth-{job_id}-{n}.png" for n in range(1, len(outcome.pictures) + 1)]
+    for path, png in zip(paths, outcome.pictures, strict=True):
+        await asyncio.to_thread(path.write_bytes, png)
+    return paths
+
+
+async def follow(booth: Booth, who: Identity, job_id: int) -> JobOutcome:
+    """Print a job's progress on stderr until it ends; how it ended."""
+    async for update in booth.updates(who, job_id):
+        if update.outcome is not None:
+            if update.outcome.state != "succeeded":
+                message = update.outcome.message or ""
+                print(f"  {update.outcome.state}: {message}".rstrip(": "), file=sys.stderr)
+            return update.outcome
+        if update.state == "progress":
+            eta = f", about {update.eta:.0f} s left" if update.eta is not None else ""
+            loss = f", loss {update.loss:.4f}" if update.loss is not None else ""
+            print(f"  step {update.step}/{update.total}{loss}{eta}", file=sys.stderr)
+        elif update.state in ("paused", "retrying"):
+            print(f"  {update.state}: {update.message or ''}".rstrip(": "), file=sys.stderr)
+    return await booth.outcome(who, job_id)
+
+
+def format_status(who: Identity, status: UserStatus) -> str:
+    lines = [f"user: {who.user_id}"]
+    if status.consent is None:
+        lines.append("consent: not given")
+    else:
+        current = "current" if status.consent_current else "outdated: accept the new text"
+        lines.append(
+            f"consent: version {status.consent.version}, accepted {status.consent.accepted_at}"
+            f" ({current})"
+        )
+    lines.append(f"photos: {status.photos} accepted (at most {status.max_photos})")
+    if status.loras:
+        for lora in status.loras:
+            active = " (active)" if lora.active else ""
+            lines.append(
+                f"model v{lora.version}: {lora.base_model}, trigger {lora.trigger_word}{active}"
+            )
+    else:
+        lines.append("models: none yet")
+    if status.jobs:
+        for job in status.jobs:
+            error = f": {job.error}" if job.error and job.status != "succeeded" else ""
+            lines.append(f"job {job.id}: {job.kind} {job.status} {job.progress:.0%}{error}")
+    else:
+        lines.append("jobs: none")
+    return "\n".join(lines)

@@ -1,0 +1,109 @@
+"""The command line's arguments: every command with its options and help.
+
+Option ranges and defaults of `imagine` come from the job contract (engine.jobs).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from bot.core.admin import ADMIN_HELP
+from engine import jobs
+from engine.limits import ASPECT_RATIOS
+
+__all__ = ["LOCAL_USER", "PLATFORM", "build_parser"]
+
+LOCAL_USER = "local"
+PLATFORM = "cli"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="selfiebooth",
+        description="Train a personal image model of your face, with consent, and use it.",
+    )
+    parser.add_argument("--config", type=Path, help="TOML config file (default: built-in defaults)")
+    parser.add_argument("--data-dir", type=Path, help="where the database and files live")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        if name not in ("demo", "run"):
+            sub.add_argument("--user", default=LOCAL_USER, help="user id (default: %(default)s)")
+        return sub
+
+    consent = command("consent", "show the consent text; accept it, or withdraw and erase all")
+    choice = consent.add_mutually_exclusive_group()
+    choice.add_argument("--accept", action="store_true", help="accept the consent text")
+    choice.add_argument(
+        "--withdraw", action="store_true", help="withdraw consent: deletes everything about you"
+    )
+
+    upload = command("upload", "send selfies; each file gets a verdict")
+    upload.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+
+    command("status", "what is stored about you: consent, photos, models, jobs")
+
+    train = command("train", "queue a training of your model on your accepted photos")
+    train.add_argument("--wait", action="store_true", help="run it here and print progress")
+
+    imagine = command("imagine", "generate pictures of yourself (runs the queue until done)")
+    imagine.add_argument("prompt", metavar="PROMPT")
+    seed, steps, count, guidance = jobs.SEED, jobs.STEPS, jobs.COUNT, jobs.GUIDANCE
+    imagine.add_argument(
+        "--seed", type=int, help=f"{seed.range}: the same seed gives the same picture"
+    )
+    imagine.add_argument(
+        "--steps", type=int, default=steps.default,
+        help=f"denoising steps, {steps.range} (%(default)s)",
+    )  # fmt: skip
+    imagine.add_argument(
+        "--count", type=int, default=count.default,
+        help=f"images, {count.range} (%(default)s)",
+    )  # fmt: skip
+    imagine.add_argument("--negative", default="", metavar="TEXT", help="what to avoid")
+    imagine.add_argument(
+        "--guidance", type=float, default=guidance.default,
+        help=f"{guidance.range} (%(default)s)",
+    )  # fmt: skip
+    imagine.add_argument(
+        "--aspect", default=jobs.DEFAULT_ASPECT, metavar="W:H",
+        help=f"aspect ratio, one of {', '.join(ASPECT_RATIOS)} (%(default)s)",
+    )  # fmt: skip
+    imagine.add_argument("--out", type=Path, default=Path("."), help="where to write the PNGs")
+
+    cancel = command("cancel", "cancel your queued and running jobs, or one of them")
+    cancel.add_argument("--job", type=int, help="only this job")
+
+    use = command("use-model", "make one of your model versions the active one")
+    use.add_argument("version", type=int)
+
+    command("run", "work the job queue and serve the chats whose tokens are set, until Ctrl-C")
+
+    export = command("export", "write your active model (LoRA, safetensors) to a file")
+    export.add_argument("--out", type=Path, default=Path("."), help="folder to write it in")
+
+    report = command("report", "report a picture to the admins")
+    report.add_argument("job", type=int, metavar="JOB", help="the job that made it")
+    report.add_argument("note", nargs="?", default="", help="what is wrong with it")
+
+    admin = commands.add_parser(
+        "admin",
+        help="moderation tools (admin help lists them)",
+        description="moderation tools: the same commands as /admin in the chats",
+        epilog=ADMIN_HELP
+        + "\n  trace IMAGE_FILE"
+        + "\n  retrain-filter [--out FILE]       retrain the prompt classifier with the"
+        + "\n                                    review queue's decisions added",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    admin.add_argument("words", nargs=argparse.REMAINDER, metavar="ACTION ...")
+
+    forget = command("forget", "delete every row and file about you")
+    forget.add_argument("--yes", action="store_true", help="confirm: this cannot be undone")
+
+    demo = command("demo", "the whole journey on the embedded defaults")
+    demo.add_argument("--photos", type=Path, help="a folder of selfies (default: a NASA portrait)")
+    return parser
