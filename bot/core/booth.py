@@ -358,9 +358,7 @@ class Booth:
 
     async def outcome(self, who: Identity, job_id: int) -> JobOutcome:
         """How one of the user's jobs ended (or stands), as every front end shows it."""
-        user = await self.repo.find_user(who.platform, who.user_id)
-        job = await self.job(who, job_id)
-        assert user is not None
+        user, job = await self._own_job(who, job_id)
         if job.status != "succeeded":
             return JobOutcome(job_id, job.kind, job.status, message=job.error)
         result = job.outcome()
@@ -373,7 +371,7 @@ class Booth:
             job_id,
             job.kind,
             job.status,
-            pictures=tuple(await self.job_images(who, job_id)),
+            pictures=tuple(await self._pictures(job_id)),
             caption=image_caption(job_id, words, withheld=result.withheld),
             withheld=result.withheld,
         )
@@ -384,19 +382,23 @@ class Booth:
 
     async def job_images(self, who: Identity, job_id: int) -> list[bytes]:
         """The PNGs a finished generation of the user's made, in order."""
-        user = await self.repo.find_user(who.platform, who.user_id)
-        job = await self.jobs.get(job_id)
-        if user is None or job is None or job.user_id != user.id:
-            raise BoothError(f"You have no job {job_id}.")
+        await self._own_job(who, job_id)
+        return await self._pictures(job_id)
+
+    async def _pictures(self, job_id: int) -> list[bytes]:
         return [await self.blobs.get(i.blob) for i in await self.repo.images_of_job(job_id)]
 
     async def job(self, who: Identity, job_id: int) -> JobRecord:
         """One of the user's own jobs: what a front end needs to answer for it after a restart."""
+        return (await self._own_job(who, job_id))[1]
+
+    async def _own_job(self, who: Identity, job_id: int) -> tuple[User, JobRecord]:
+        """The user and their job `job_id`; BoothError when it is not theirs (or is gone)."""
         user = await self.repo.find_user(who.platform, who.user_id)
         job = await self.jobs.get(job_id)
         if user is None or job is None or job.user_id != user.id:
             raise BoothError(f"You have no job {job_id}.")
-        return job
+        return user, job
 
     async def reroll(self, who: Identity, job_id: int) -> JobTicket:
         """The same generation again with new seeds."""

@@ -153,7 +153,6 @@ class JobWatch:
     async def _edit(self, text: str, preview: bytes | None) -> None:
         if self.answer is None:
             return
-        self._last_edit = time.monotonic()
         files = None
         if preview is not None:
             fitted = await asyncio.to_thread(fit_png, preview, self.place.size_limit)
@@ -175,7 +174,6 @@ class JobWatch:
         wait = self._last_edit + self.front.config.discord.edit_interval - time.monotonic()
         if wait > 0:
             await asyncio.sleep(wait)
-        self._last_edit = time.monotonic()
         try:
             return await self.answer.show(text, files=[], view=None)
         except discord.HTTPException as exc:
