@@ -63,7 +63,7 @@ async def enrol(booth: Booth, who: Identity, *, photos: int = 0, model: bool = F
     if rows:
         await booth.repo.add_photos(user.id, rows)
     if model:
-        word = await booth._new_trigger_word(user)
+        word = await booth.requests._new_trigger_word(user)
         blob = await booth.blobs.put(b"lora weights of " + who.user_id.encode())
         await booth.repo.add_lora(
             user.id,

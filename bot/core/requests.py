@@ -1,0 +1,349 @@
+"""Training and generation requests of the core: what a user may queue, how it is
+followed, and how it ended (the outcome every front end shows).
+
+`Requests` checks a request against the user's photos, quotas, the prompt filter and
+other users' likeness, queues it, and hands out its updates and pictures to its owner
+only. `Booth` is the facade the front ends call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+import secrets
+from collections.abc import AsyncIterator
+
+import numpy as np
+
+from bot.config import Config
+from bot.core.captions import image_caption
+from bot.core.dispatcher import Dispatcher
+from bot.core.gate import Gate
+from bot.core.moderation import Moderation
+from bot.core.types import (
+    FINAL_STATES,
+    BoothError,
+    Identity,
+    JobOutcome,
+    JobTicket,
+    JobUpdate,
+)
+from engine import limits
+from engine.intake import identity_outliers
+from engine.jobs import (
+    ImagineRequest,
+    ImagineResult,
+    JobRequest,
+    ModelRef,
+    Prior,
+    RequestError,
+    TrainRequest,
+    TrainResult,
+    Variation,
+)
+from engine.models.families import Family
+from engine.models.recipe import TrainingRecipe
+from engine.safety import PromptFilter
+from storage import BlobStore, Repository
+from storage.jobs import ACTIVE, JobQueue
+from storage.records import JobRecord, LoraRecord, User
+
+__all__ = ["VARIATION_STRENGTH", "Requests"]
+
+_log = logging.getLogger(__name__)
+
+# Trigger words are six letters, consonant then vowel (see `Requests._new_trigger_word`).
+_TRIGGER_SHAPE = re.compile(r"(?<![a-z])(?:[bcdfghjklmnpqrstvwxz][aeiouy]){3}(?![a-z])")
+
+# How far variations stray from the picture they vary (0: the same, 1: unrelated).
+VARIATION_STRENGTH = 0.25
+
+
+class Requests:
+    def __init__(
+        self,
+        config: Config,
+        repo: Repository,
+        blobs: BlobStore,
+        jobs: JobQueue,
+        dispatcher: Dispatcher | None,
+        moderation: Moderation,
+        gate: Gate,
+        family: Family,
+    ) -> None:
+        self.config = config
+        self.repo = repo
+        self.blobs = blobs
+        self.jobs = jobs
+        # None where this process only queues jobs and another one works the queue.
+        self.dispatcher = dispatcher
+        self.moderation = moderation
+        self.gate = gate
+        self.family = family
+        self._filter_loaded = False
+
+    # queueing ------------------------------------------------------------------------
+
+    async def train(self, who: Identity) -> JobTicket:
+        """Queue a training on the user's accepted photos; a new model version when done."""
+        user = await self.gate.consenting_user(who)
+        photos = [p for p in await self.repo.photos(user.id) if p.verdict == "accepted"]
+        needed = self.config.training.min_photos
+        if len(photos) < needed:
+            raise BoothError(
+                f"You have {len(photos)} accepted photo(s); training needs at least {needed}. "
+                "Send more selfies first."
+            )
+        outliers = identity_outliers(
+            [np.frombuffer(p.descriptor, dtype="<f4") for p in photos],
+            self.config.intake.identity_threshold,
+        )
+        if outliers:
+            raise BoothError(
+                f"{len(outliers)} of your photos do not look like the same person as the others, "
+                "and a model is only trained on one person: yourself. Use /forget and send "
+                "selfies of yourself only."
+            )
+        active = await self._active_jobs(user)
+        if any(j.kind == "train" for j in active):
+            raise BoothError("A training of yours is already queued or running.")
+        self._check_job_limit(active)
+        await self.moderation.check_trainings_quota(user)
+        trigger = user.trigger_word or await self._new_trigger_word(user)
+        recipe = self._recipe()
+        training = self.config.training
+        total = training.steps or recipe.total_steps(len(photos))
+        request = TrainRequest(
+            crops=tuple(p.crop_blob for p in photos),
+            trigger=trigger,
+            base_model=self.config.model.base,
+            seed=secrets.randbelow(2**31),
+            sample_every=training.sample_every,
+            checkpoint_every=training.checkpoint_every or max(1, total // 10),
+            steps=training.steps or None,
+            recipe=recipe.to_dict() if recipe != self.family.recipe else None,
+            prior=(
+                Prior(training.class_images, training.prior_loss_weight)
+                if training.prior_preservation
+                else None
+            ),
+        )
+        return await self._submit(user, request)
+
+    async def imagine(self, who: Identity, request: ImagineRequest) -> JobTicket:
+        """Queue a generation with the user's active model; their trigger word is put in."""
+        user = await self.gate.consenting_user(who)
+        try:
+            request.check()
+        except RequestError as exc:
+            raise BoothError(f"Nothing was queued: {exc}.") from None
+        verdict = (await self.prompt_filter()).check(request.prompt, request.negative)
+        if not verdict.allowed:
+            suspended = await self.moderation.strike(
+                user, verdict, request.prompt, request.negative
+            )
+            if suspended:
+                raise BoothError(
+                    f"{verdict.reason} Your account is now suspended until an admin reviews it."
+                )
+            raise BoothError(f"{verdict.reason} Refused prompts count against your account.")
+        lora = await self.repo.active_lora(user.id)
+        if lora is None:
+            raise BoothError("You have no trained model yet: send selfies, then train first.")
+        await self._refuse_other_likeness(user, request.prompt)
+        self._check_job_limit(await self._active_jobs(user))
+        await self.moderation.check_images_quota(user, request.count)
+        request = dataclasses.replace(
+            request,
+            prompt=request.prompt.strip(),
+            negative=request.negative.strip(),
+            model=ModelRef(lora.blob, lora.sha256, lora.trigger_word, lora.version),
+        )
+        return await self._submit(user, request)
+
+    async def reroll(self, who: Identity, job_id: int) -> JobTicket:
+        """The same generation again with new seeds."""
+        request = await self._own_generation(who, job_id)
+        return await self.imagine(who, dataclasses.replace(request, seed=None, variation=None))
+
+    async def variations(self, who: Identity, job_id: int, index: int) -> JobTicket:
+        """Pictures close to image `index` (1-based) of a generation: its seed, nudged."""
+        request = await self._own_generation(who, job_id)
+        images = await self.repo.images_of_job(job_id)
+        if not 1 <= index <= len(images):
+            raise BoothError(f"Job {job_id} has no image {index}.")
+        return await self.imagine(
+            who,
+            dataclasses.replace(
+                request,
+                seed=None,
+                count=min(4, limits.MAX_IMAGES),
+                variation=Variation(images[index - 1].seed, VARIATION_STRENGTH),
+            ),
+        )
+
+    async def cancel(self, who: Identity, job_id: int | None = None) -> list[int]:
+        """Cancel one job of the user's, or all their queued and running ones."""
+        self.gate.take_command(who)
+        user = await self.repo.find_user(who.platform, who.user_id)
+        active = await self._active_jobs(user) if user else []
+        chosen = [j for j in active if job_id is None or j.id == job_id]
+        if job_id is not None and not chosen:
+            raise BoothError(f"You have no queued or running job {job_id}.")
+        for job in chosen:
+            if self.dispatcher is not None:
+                await self.dispatcher.cancel(job.id)
+            elif job.status == "queued":
+                await self.jobs.finish(job.id, "cancelled", error="cancelled by the user")
+            else:
+                await self.jobs.request_cancel(job.id)
+        return [j.id for j in chosen]
+
+    async def use_model(self, who: Identity, version: int) -> LoraRecord:
+        user = await self.gate.consenting_user(who)
+        if not await self.repo.set_active_lora(user.id, version):
+            versions = ", ".join(str(x.version) for x in await self.repo.loras(user.id)) or "none"
+            raise BoothError(f"You have no model version {version}; your versions: {versions}.")
+        lora = await self.repo.active_lora(user.id)
+        assert lora is not None
+        return lora
+
+    # following and outcomes ----------------------------------------------------------
+
+    async def updates(self, who: Identity, job_id: int) -> AsyncIterator[JobUpdate]:
+        """Updates of one of the user's jobs until it ends; the last carries its outcome."""
+        if self.dispatcher is None:
+            raise RuntimeError("this process does not run jobs: open the booth with dispatch=True")
+        kind = (await self.job(who, job_id)).kind
+        async for update in self.dispatcher.updates(job_id):
+            if update.state in FINAL_STATES:
+                # An erasure ends the job before its rows go: the row would still say running.
+                erased = JobOutcome(job_id, kind, "erased")
+                try:
+                    outcome = (
+                        erased if update.state == "erased" else await self.outcome(who, job_id)
+                    )
+                except BoothError:
+                    outcome = erased  # its rows went with its user
+                update = dataclasses.replace(update, state=outcome.state, outcome=outcome)
+            yield update
+
+    async def outcome(self, who: Identity, job_id: int) -> JobOutcome:
+        """How one of the user's jobs ended (or stands), as every front end shows it."""
+        user, job = await self._own_job(who, job_id)
+        if job.status != "succeeded":
+            return JobOutcome(job_id, job.kind, job.status, message=job.error)
+        result = job.outcome()
+        if isinstance(result, TrainResult):
+            return JobOutcome(job_id, job.kind, job.status, version=result.version)
+        request = job.request()
+        assert isinstance(request, ImagineRequest) and isinstance(result, ImagineResult)
+        words = _without_trigger(request.prompt, user.trigger_word)
+        return JobOutcome(
+            job_id,
+            job.kind,
+            job.status,
+            pictures=tuple(await self._pictures(job_id)),
+            caption=image_caption(job_id, words, withheld=result.withheld),
+            withheld=result.withheld,
+        )
+
+    async def queue_position(self, job_id: int) -> int | None:
+        """Where a queued job stands (1 runs next); None once it runs or has ended."""
+        return await self.jobs.position(job_id)
+
+    async def job_images(self, who: Identity, job_id: int) -> list[bytes]:
+        """The PNGs a finished generation of the user's made, in order."""
+        await self._own_job(who, job_id)
+        return await self._pictures(job_id)
+
+    async def job(self, who: Identity, job_id: int) -> JobRecord:
+        """One of the user's own jobs: what a front end needs to answer for it after a restart."""
+        return (await self._own_job(who, job_id))[1]
+
+    async def prompt_filter(self) -> PromptFilter:
+        """The prompt filter with the admins' blocklist edits (loaded once, then kept fresh)."""
+        if not self._filter_loaded:
+            await self.moderation.reload_filter()
+            self._filter_loaded = True
+        return self.moderation.prompt_filter
+
+    # helpers -------------------------------------------------------------------------
+
+    async def _pictures(self, job_id: int) -> list[bytes]:
+        return [await self.blobs.get(i.blob) for i in await self.repo.images_of_job(job_id)]
+
+    async def _own_job(self, who: Identity, job_id: int) -> tuple[User, JobRecord]:
+        """The user and their job `job_id`; BoothError when it is not theirs (or is gone)."""
+        user = await self.repo.find_user(who.platform, who.user_id)
+        job = await self.jobs.get(job_id)
+        if user is None or job is None or job.user_id != user.id:
+            raise BoothError(f"You have no job {job_id}.")
+        return user, job
+
+    async def _own_generation(self, who: Identity, job_id: int) -> ImagineRequest:
+        user = await self.repo.find_user(who.platform, who.user_id)
+        job = await self.jobs.get(job_id)
+        if user is None or job is None or job.user_id != user.id or job.kind != "imagine":
+            raise BoothError(f"You have no picture job {job_id}; only its owner can reuse it.")
+        request = job.request()
+        assert isinstance(request, ImagineRequest)
+        return request
+
+    async def _active_jobs(self, user: User) -> list[JobRecord]:
+        return [j for j in await self.repo.jobs(user.id) if j.status in ACTIVE]
+
+    async def _submit(self, user: User, request: JobRequest) -> JobTicket:
+        job = await self.jobs.enqueue(user.id, request)
+        if self.dispatcher is not None:
+            await self.dispatcher.submitted(job)
+        return JobTicket(job.id, job.kind, await self.jobs.position(job.id))
+
+    def _check_job_limit(self, active: list[JobRecord]) -> None:
+        limit = self.config.engine.max_jobs_per_user
+        if len(active) >= limit:
+            raise BoothError(
+                f"You already have {len(active)} job(s) waiting or running, the most allowed: "
+                "try again when one has finished, or cancel one."
+            )
+
+    def _recipe(self) -> TrainingRecipe:
+        """The family's recipe with the config's non-zero overrides."""
+        t = self.config.training
+        overrides = {
+            "rank": t.rank,
+            "alpha": t.alpha,
+            "learning_rate": t.learning_rate,
+            "batch_size": t.batch_size,
+        }
+        merged = self.family.recipe.to_dict() | {k: v for k, v in overrides.items() if v}
+        return TrainingRecipe.from_dict(merged)
+
+    async def _new_trigger_word(self, user: User) -> str:
+        # A made-up word such as "vawigo": one the base model has no meaning for yet.
+        while True:
+            word = "".join(
+                secrets.choice("bcdfghjklmnpqrstvwxz") + secrets.choice("aeiouy") for _ in range(3)
+            )
+            if await self.repo.find_user_by_trigger(word) is None:
+                await self.repo.set_trigger_word(user.id, word)
+                return word
+
+    async def _refuse_other_likeness(self, user: User, prompt: str) -> None:
+        # Only one's own trigger word has a model here; another user's would draw them.
+        for word in set(_TRIGGER_SHAPE.findall(prompt.casefold())):
+            if word == user.trigger_word:
+                continue
+            if await self.repo.find_user_by_trigger(word) is not None:
+                raise BoothError(
+                    "Your prompt names another person's model. You can only make pictures "
+                    "of yourself, with your own model."
+                )
+
+
+def _without_trigger(prompt: str, trigger: str | None) -> str:
+    """The user's words as they may be shown anywhere: their trigger word reads "me"."""
+    if not trigger:
+        return prompt
+    return re.sub(rf"\b{re.escape(trigger)}\b", "me", prompt, flags=re.IGNORECASE)
