@@ -31,7 +31,7 @@ StopFn = Callable[[], bool]
 class TrainingRequest:
     # Square face crops at the family's resolution (intake's PhotoAnalysis.crop).
     images: tuple[Image.Image, ...]
-    # The user's made-up trigger word, six letters such as "vawigo" (bot.core.booth makes
+    # The user's made-up trigger word, six letters such as "vawigo" (bot.core.requests makes
     # them); captions read "a photo of <trigger> <class_word>".
     trigger: str
     # Where the finished LoRA file (diffusers format, safetensors) is written.
