@@ -165,11 +165,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--rules-only", action="store_true", help="the term layer alone, without the classifier"
     )
+    parser.add_argument(
+        "--model", type=Path, default=None, help="a classifier file other than the shipped one"
+    )
     args = parser.parse_args(argv)
     from engine.safety import PromptFilter
 
     cases = [case for path in args.files for case in load_cases(path)]
-    prompt_filter = PromptFilter(classifier=None) if args.rules_only else PromptFilter()
+    if args.rules_only:
+        prompt_filter = PromptFilter(classifier=None)
+    elif args.model is not None:
+        prompt_filter = PromptFilter(classifier=args.model)
+    else:
+        prompt_filter = PromptFilter()
     report = evaluate(prompt_filter.check, cases)
     print("\n".join(report.lines()))
     if args.misses:
