@@ -6,8 +6,9 @@ Reads every engine/safety/data/corpus/*.tsv (`expected<TAB>lang<TAB>kind<TAB>pro
 plus the `--extra` files (the review queue's decisions, written by `selfiebooth admin
 retrain-filter`), and fits one L2-regularised logistic model per refusal category on
 hashed n-gram features and the term layer's concepts (engine.safety.classifier), with
-L-BFGS from SciPy. The refusal threshold is the lowest that refuses at most
-`--max-false` of the harmless prompts of a held-out share of the corpus. The blind
+L-BFGS from SciPy. The refusal threshold is the lowest at which the classifier refuses
+at most `--max-false` of the harmless prompts the term rules let through, on a held-out
+share of the corpus. The blind
 test set (tests/data/blind_prompts.tsv) is never read here.
 
 Prints the cross-validated rates and writes the safetensors model (float16 weights).
@@ -140,12 +141,15 @@ def _threshold(
     by_rules: npt.NDArray[np.bool_],
     max_false: float,
 ) -> float:
-    """The lowest threshold at which the rules and the classifier together refuse at most
-    max_false of the harmless prompts."""
-    budget = int(np.floor(max_false * int((~harmful).sum()))) - int((by_rules & ~harmful).sum())
-    left = np.sort(top[~harmful & ~by_rules])[::-1]
-    if budget < 0:
-        return 0.95
+    """The lowest threshold at which the classifier refuses at most max_false of the
+    harmless prompts that the rules let through.
+
+    The rules' own mistakes are not charged to the classifier: on a corpus rich in traps
+    they alone can exceed the budget, and the classifier would then be held back to
+    where it adds almost nothing."""
+    passed = ~harmful & ~by_rules
+    budget = int(np.floor(max_false * int(passed.sum())))
+    left = np.sort(top[passed])[::-1]
     if budget >= len(left):
         return 0.05
     return float(min(max(left[budget] + 1e-6, 0.05), 0.95))
