@@ -240,3 +240,29 @@ async def test_close_cancels_and_awaits_the_edit_loops() -> None:
     # Its value was never shown: the caller would post its last words anew.
     assert live.broken and live.shown is None
     assert not await live.settle("step 2")
+
+
+async def test_keys_nobody_uses_are_forgotten_once_their_clock_has_run_out(
+    clock: JumpClock,
+) -> None:
+    """Discord keys its clocks by message: a closed message's clock must not stay."""
+    pacer = Pacer(INTERVAL, clock=clock)
+    old, kept = FakeMessage(clock), FakeMessage(clock)
+    first = pacer.live("message 1", old.edit)
+    still_open = pacer.live("message 2", kept.edit)
+    assert await first.settle("done") and await still_open.settle("step 1")
+    await first.close()
+    assert len(pacer) == 2  # closed, but its interval is still running
+    await clock.sleep(INTERVAL)
+    third = pacer.live("message 3", FakeMessage(clock).edit)
+    await third.close()
+    assert len(pacer) == 1  # message 2 is still followed
+    # Its clock kept: the next edit of message 2 still waits out a 429 held for it.
+    pacer.hold("message 2", 5.0)
+    before = clock.now()
+    assert await still_open.settle("step 2")
+    assert kept.edits[-1].start == pytest.approx(before + 5.0)
+    await still_open.close()
+    await clock.sleep(5.0 + INTERVAL)
+    await pacer.live("message 4", FakeMessage(clock).edit).close()
+    assert len(pacer) == 0

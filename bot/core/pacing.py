@@ -101,6 +101,9 @@ class Pacer:
         self._next_edit: dict[Hashable, float] = {}
         self._blocked_until: dict[Hashable, float] = {}
         self._locks: defaultdict[Hashable, asyncio.Lock] = defaultdict(asyncio.Lock)
+        # Live messages per key: a key nobody uses is forgotten once its clock has run out
+        # (Discord's keys are messages: kept, they would pile up for ever).
+        self._users: dict[Hashable, int] = {}
 
     @property
     def edit_interval(self) -> float:
@@ -143,7 +146,28 @@ class Pacer:
         shown: T | None = None,
         name: str = "live",
     ) -> LiveText[T]:
+        self._users[key] = self._users.get(key, 0) + 1
         return LiveText(self, key, edit, shown=shown, name=name)
+
+    def release(self, key: Hashable) -> None:
+        """A live message of `key` is closed; forget the keys that nobody uses any more."""
+        self._users[key] -= 1
+        if not self._users[key]:
+            del self._users[key]
+        now = self.clock.now()
+        for idle in self._keys() - self._users.keys():
+            lock = self._locks.get(idle)
+            if self._ready(idle) <= now and (lock is None or not lock.locked()):
+                self._locks.pop(idle, None)
+                self._next_edit.pop(idle, None)
+                self._blocked_until.pop(idle, None)
+
+    def _keys(self) -> set[Hashable]:
+        return {*self._locks, *self._next_edit, *self._blocked_until}
+
+    def __len__(self) -> int:
+        """How many keys the pacer keeps a clock for."""
+        return len(self._keys())
 
     async def close(self) -> None:
         """Stop every live message's edits and wait for them."""
@@ -176,6 +200,7 @@ class LiveText(Generic[T]):
         # Set when edits are given up: the caller then sends its last words anew.
         self.broken = False
         self._task: asyncio.Task[None] | None = None
+        self._closed = False
 
     @property
     def shown(self) -> T | None:
@@ -202,10 +227,14 @@ class LiveText(Generic[T]):
         return not self.broken and self._shown == value
 
     async def close(self) -> None:
+        """Stop editing (a value not shown yet is dropped) and give the key back."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if not self._closed:
+            self._closed = True
+            self.pacer.release(self.key)
 
     async def _edit_loop(self) -> None:
         try:
