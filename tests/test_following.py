@@ -114,7 +114,7 @@ async def test_previews_reach_the_chat_before_the_progress_shows_them() -> None:
         (None, ""),
         (float("inf"), ""),
         (-1.0, ""),
-        (0.4, "almost done"),
+        (0.4, "under 1 s left"),
         (40.2, "about 40 s left"),
         (90.0, "about 90 s left"),
         (200.0, "about 3 min left"),

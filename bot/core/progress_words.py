@@ -16,12 +16,12 @@ SECONDS_SHOWN = 90
 
 
 def eta_text(seconds: float | None) -> str:
-    """The time left: "about 40 s left", "about 3 min left", "almost done"; "" when it
+    """The time left: "about 40 s left", "about 3 min left", "under 1 s left"; "" when it
     is not known (None, or not a time: an estimate before the first step may be inf)."""
     if seconds is None or not math.isfinite(seconds) or seconds < 0:
         return ""
     if seconds < 1:
-        return "almost done"
+        return "under 1 s left"
     if seconds <= SECONDS_SHOWN:
         return f"about {seconds:.0f} s left"
     return f"about {round(seconds / 60)} min left"
