@@ -252,11 +252,11 @@ async def test_keys_nobody_uses_are_forgotten_once_their_clock_has_run_out(
     still_open = pacer.live("message 2", kept.edit)
     assert await first.settle("done") and await still_open.settle("step 1")
     await first.close()
-    assert len(pacer) == 2  # closed, but its interval is still running
+    assert pacer.kept() == 2  # closed, but its interval is still running
     await clock.sleep(INTERVAL)
     third = pacer.live("message 3", FakeMessage(clock).edit)
     await third.close()
-    assert len(pacer) == 1  # message 2 is still followed
+    assert pacer.kept() == 1  # message 2 is still followed
     # Its clock kept: the next edit of message 2 still waits out a 429 held for it.
     pacer.hold("message 2", 5.0)
     before = clock.now()
@@ -265,4 +265,4 @@ async def test_keys_nobody_uses_are_forgotten_once_their_clock_has_run_out(
     await still_open.close()
     await clock.sleep(5.0 + INTERVAL)
     await pacer.live("message 4", FakeMessage(clock).edit).close()
-    assert len(pacer) == 0
+    assert pacer.kept() == 0

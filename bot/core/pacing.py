@@ -105,10 +105,6 @@ class Pacer:
         # (Discord's keys are messages: kept, they would pile up for ever).
         self._users: dict[Hashable, int] = {}
 
-    @property
-    def edit_interval(self) -> float:
-        return self.interval
-
     @contextlib.asynccontextmanager
     async def turn(self, key: Hashable) -> AsyncIterator[None]:
         """Wait until `key` may see an edit; the edit goes inside the block.
@@ -165,12 +161,12 @@ class Pacer:
     def _keys(self) -> set[Hashable]:
         return {*self._locks, *self._next_edit, *self._blocked_until}
 
-    def __len__(self) -> int:
+    def kept(self) -> int:
         """How many keys the pacer keeps a clock for."""
         return len(self._keys())
 
     async def close(self) -> None:
-        """Stop every live message's edits and wait for them."""
+        """Cancel and await every task of its task set (a front end's: all of them)."""
         await self.tasks.cancel_all()
 
 
