@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import itertools
 import json
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -31,6 +32,8 @@ from engine.intake import FaceAnalyzer  # noqa: E402
 from storage import NewPhoto  # noqa: E402
 
 TIMEOUT = 180.0
+# PTB 22 warns about its own RetryAfter (an int until PTB_TIMEDELTA is set) on every 429.
+pytestmark = pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
 
 
 class Chat:
@@ -46,6 +49,13 @@ class Chat:
     # /imagine in a group (Telegram) or a server channel (Discord), two steps; every text
     # (messages, captions) the bot posted where others read it, once the pictures are there.
     imagine_in_public: Callable[[str], Awaitable[list[str]]]
+    # The seconds the chat's progress edits must keep apart.
+    edit_interval: float
+    # How long the platform's 429 below asks to wait.
+    retry_after: float
+    # Train, the platform answering the first progress edit with 429; every attempt to
+    # edit the training's message as (when it arrived, HTTP status), once it says ready.
+    train_through_429: Callable[[], Awaitable[list[tuple[float, int]]]]
 
 
 def small(config: Config) -> Config:
@@ -104,8 +114,18 @@ async def telegram_chat(config: Config, analyzer: FaceAnalyzer) -> AsyncIterator
                 calls = [c for c in fake.calls[since:] if c.chat_id == group["id"]]
                 return [json.dumps(c.params, ensure_ascii=False) for c in calls]
 
+            async def train_through_429() -> list[tuple[float, int]]:
+                fake.fail("editMessageText", 1, retry_after=1)
+                progress = await ann.send("/train")
+                await ann.job_done(progress, "done")
+                key = str(progress.result["message_id"])
+                edits = fake.of("editMessageText", chat_id=ann.chat_id)
+                return [(c.at, c.status) for c in edits if c.params["message_id"] == key]
+
             chat.accept, chat.decline = ann.accept, decline
             chat.train, chat.imagine_in_public = train, imagine_in_public
+            chat.edit_interval, chat.retry_after = config.telegram.edit_interval, 1.0
+            chat.train_through_429 = train_through_429
             yield chat
     finally:
         await fake.stop()
@@ -117,7 +137,10 @@ async def discord_chat(config: Config, analyzer: FaceAnalyzer) -> AsyncIterator[
     await fake.start()
     try:
         settings = dataclasses.replace(
-            config.discord, api_base_url=fake.api_url, gateway_url=fake.gateway_url
+            config.discord,
+            api_base_url=fake.api_url,
+            gateway_url=fake.gateway_url,
+            edit_interval=discord_harness.EDIT_INTERVAL,
         )
         config = small(dataclasses.replace(config, discord=settings))
         async with discord_harness.running_bot(config, fake, analyzer) as bot:
@@ -145,8 +168,19 @@ async def discord_chat(config: Config, analyzer: FaceAnalyzer) -> AsyncIterator[
                 public = [m for m in fake.messages.values() if not m.ephemeral]
                 return [text for m in public for text in (m.content, *(h[1] for h in m.history))]
 
+            async def train_through_429() -> list[tuple[float, int]]:
+                # discord.py waits out a 429 that says how long, and tries again.
+                fake.throttle_next("PATCH")
+                train = await fake.command(ann, "train")
+                progress = await fake.reply(train)
+                await discord_harness.shows(fake, progress, "is ready", "the trained model")
+                edits = fake.bot_requests(rf"PATCH .*/{train.token}/messages/")
+                return [(r.at, r.status) for r in edits]
+
             chat.accept, chat.decline = accept, decline
             chat.train, chat.imagine_in_public = train, imagine_in_public
+            chat.edit_interval, chat.retry_after = config.discord.edit_interval, 0.3
+            chat.train_through_429 = train_through_429
             yield chat
     finally:
         await fake.stop()
@@ -188,3 +222,21 @@ async def test_a_trigger_word_never_reaches_a_group_or_server_channel(
         texts = await chat.imagine_in_public(f"{lora.trigger_word.upper()} at the beach")
         assert any("at the beach" in text for text in texts), texts  # the caption is there
         assert not [text for text in texts if lora.trigger_word in text.casefold()]
+
+
+@pytest.mark.parametrize("platform", CHATS)
+async def test_progress_edits_keep_their_interval_even_right_after_a_429(
+    platform: str, config: Config, analyzer: FaceAnalyzer
+) -> None:
+    async with CHATS[platform](config, analyzer) as chat:
+        await chat.accept()
+        await seed_crops(chat.booth, chat.who)
+        attempts = await chat.train_through_429()
+        statuses = [status for _, status in attempts]
+        assert statuses[0] == 429 and statuses.count(429) == 1, statuses
+        # After the 429: the edit it held back, then at least one more (the training's end).
+        shown = [at for at, status in attempts if status == 200]
+        assert len(shown) >= 2, statuses
+        assert shown[0] - attempts[0][0] >= chat.retry_after * 0.95  # the 429 was waited out
+        gaps = [after - before for before, after in itertools.pairwise(shown)]
+        assert min(gaps) >= chat.edit_interval * 0.95, (chat.edit_interval, gaps)

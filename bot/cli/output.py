@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from bot.core import Booth, Identity, JobOutcome, UserStatus
+from bot.core.progress_words import eta_text
 
 __all__ = ["follow", "format_status", "save_images"]
 
@@ -30,7 +31,8 @@ async def follow(booth: Booth, who: Identity, job_id: int) -> JobOutcome:
                 print(f"  {update.outcome.state}: {message}".rstrip(": "), file=sys.stderr)
             return update.outcome
         if update.state == "progress":
-            eta = f", about {update.eta:.0f} s left" if update.eta is not None else ""
+            left = eta_text(update.eta)
+            eta = f", {left}" if left else ""
             loss = f", loss {update.loss:.4f}" if update.loss is not None else ""
             print(f"  step {update.step}/{update.total}{loss}{eta}", file=sys.stderr)
         elif update.state in ("paused", "retrying"):

@@ -13,7 +13,7 @@ import io
 import logging
 import re
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import discord
 
@@ -22,6 +22,7 @@ from bot.core.admin import ADMIN_HELP
 from bot.core.summaries import decline_text, erasure_text
 from bot.discord.answers import Answer, answering
 from bot.discord.buttons import consent_view, forget_view
+from bot.discord.context import DiscordContext
 from bot.discord.files import fetch_uploads
 from bot.discord.progress import PLATFORM, JobWatch, Place
 from bot.discord.texts import (
@@ -34,9 +35,6 @@ from bot.discord.texts import (
     verdicts_text,
 )
 from engine.intake.names import shown_name
-
-if TYPE_CHECKING:
-    from bot.discord.frontend import DiscordFrontEnd
 
 __all__ = ["ADMIN_COMMANDS", "Actions", "identity"]
 
@@ -56,9 +54,9 @@ def identity(user: discord.abc.User) -> Identity:
 
 
 class Actions:
-    def __init__(self, front: DiscordFrontEnd) -> None:
-        self.front = front
-        self.booth = front.booth
+    def __init__(self, context: DiscordContext) -> None:
+        self.context = context
+        self.booth = context.booth
 
     async def _answer(
         self,
@@ -67,7 +65,9 @@ class Actions:
         *,
         update: bool = False,
     ) -> Answer:
-        return await answering(interaction, work, lifetime=self.front.token_lifetime, update=update)
+        return await answering(
+            interaction, work, lifetime=self.context.token_lifetime, update=update
+        )
 
     # consent and erasure -----------------------------------------------------------------
 
@@ -124,7 +124,7 @@ class Actions:
             if interaction.message is not None:
                 self.booth.check_confirmation(interaction.message.created_at)
             erasure = await self.booth.forget(who)
-            self.front.stop_watching(interaction.user.id)
+            self.context.stop_watching(interaction.user.id)
             await answer.show(erasure_text(erasure), view=None)
 
         await self._answer(interaction, work, update=True)
@@ -191,15 +191,8 @@ class Actions:
         ticket: JobTicket,
     ) -> None:
         place = Place(interaction.user.id, interaction.channel_id, interaction.filesize_limit)
-        watch = JobWatch(
-            self.front,
-            ticket.job_id,
-            ticket.kind,
-            place,
-            answer,
-            position=ticket.position,
-        )
-        self.front.spawn(
+        watch = JobWatch(self.context, ticket.job_id, ticket.kind, place, answer)
+        self.context.spawn(
             watch.run(), name=f"discord-job-{ticket.job_id}", owner=interaction.user.id
         )
 
@@ -347,4 +340,4 @@ class Actions:
 
     async def resume(self, job_id: int, kind: str, place: Place) -> None:
         """Finish a job a previous run of the bot was following (its token is gone)."""
-        await JobWatch(self.front, job_id, kind, place, None).run()
+        await JobWatch(self.context, job_id, kind, place, None).run()

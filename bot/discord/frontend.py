@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
 from typing import Any
 
 import discord
@@ -25,8 +24,8 @@ from bot.discord.actions import Actions
 from bot.discord.answers import TOKEN_LIFETIME
 from bot.discord.buttons import BUTTONS, unknown_button
 from bot.discord.commands import admin_permissions, register
+from bot.discord.context import DiscordContext
 from bot.discord.progress import PLATFORM, Place
-from storage.chat_messages import ChatMessages
 
 __all__ = ["DiscordFrontEnd"]
 
@@ -39,13 +38,13 @@ class BoothClient(discord.Client):
     def __init__(self, front: DiscordFrontEnd) -> None:
         # Slash commands and buttons need no privileged intents; guilds keeps state sane.
         super().__init__(intents=discord.Intents(guilds=True))
-        self.front = front
+        self.settings = front.context.settings
         self.actions = front.actions
         self.tree: app_commands.CommandTree[BoothClient] = app_commands.CommandTree(self)
 
     async def setup_hook(self) -> None:
         self.add_dynamic_items(*BUTTONS)
-        config = self.front.config.discord
+        config = self.settings
         register(self.tree, self.actions, config.admin_permission)
         if not config.guild_ids:
             synced = await self.tree.sync()
@@ -73,13 +72,10 @@ class DiscordFrontEnd:
         self.booth = booth
         self.config = config
         self._token = token if isinstance(token, Secret) else Secret(token)
-        # How long an interaction token is used before answers go by message or DM.
-        self.token_lifetime = token_lifetime
-        self.actions = Actions(self)
-        self.chats = ChatMessages(booth.repo.db)
+        self.context = DiscordContext.create(booth, config.discord, token_lifetime=token_lifetime)
+        self.actions = Actions(self.context)
+        self.chats = self.context.chats
         self.client: BoothClient | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._owned: dict[int, set[asyncio.Task[None]]] = {}
         self._connection: asyncio.Task[None] | None = None
         self._saved_urls: tuple[str, yarl.URL] | None = None
         admin_permissions(config.discord.admin_permission)  # a bad name stops start-up
@@ -97,7 +93,7 @@ class DiscordFrontEnd:
             await client.close()
             self._restore_urls()
             raise
-        self.client = client
+        self.client = self.context.client = client
         self._connection = asyncio.create_task(
             client.connect(reconnect=True), name="discord-gateway"
         )
@@ -105,44 +101,15 @@ class DiscordFrontEnd:
         await self._resume_owed()
 
     async def stop(self) -> None:
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        # Job watches and their live messages; the jobs go on in the core.
+        await self.context.tasks.cancel_all()
         if self.client is not None:
             await self.client.close()
         if self._connection is not None:
             await asyncio.gather(self._connection, return_exceptions=True)
             self._connection = None
-        self.client = None
+        self.client = self.context.client = None
         self._restore_urls()
-
-    def spawn(
-        self, coro: Coroutine[Any, Any, None], *, name: str, owner: int | None = None
-    ) -> None:
-        """Run `coro` in the background; kept until done, its failure logged."""
-        task = asyncio.create_task(coro, name=name)
-        self._tasks.add(task)
-        if owner is not None:
-            self._owned.setdefault(owner, set()).add(task)
-        task.add_done_callback(self._task_done)
-
-    def stop_watching(self, owner: int) -> None:
-        """Stop following the jobs of a user whose data was just erased.
-
-        Their jobs were stopped without a last update, so nothing else ends the watch.
-        """
-        for task in self._owned.pop(owner, set()):
-            task.cancel()
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        for owner, tasks in list(self._owned.items()):
-            tasks.discard(task)
-            if not tasks:
-                del self._owned[owner]
-        if not task.cancelled() and task.exception() is not None:
-            _log.error("%s failed", task.get_name(), exc_info=task.exception())
 
     async def _resume_owed(self) -> None:
         """Follow again the jobs a previous run owed an answer; they finish by message."""
@@ -151,8 +118,14 @@ class DiscordFrontEnd:
             if job is None:
                 await self.chats.answered(PLATFORM, owed.job_id)
                 continue
-            place = Place(int(owed.platform_user_id), int(owed.chat_id) or None)
-            self.spawn(self.actions.resume(job.id, job.kind, place), name=f"discord-job-{job.id}")
+            place = Place(
+                int(owed.platform_user_id), int(owed.chat_id) or None, self.context.upload_limit
+            )
+            self.context.spawn(
+                self.actions.resume(job.id, job.kind, place),
+                name=f"discord-job-{job.id}",
+                owner=place.owner_id,
+            )
 
     def _point_at(self, config: DiscordConfig) -> None:
         # discord.py reads its API and gateway addresses from class attributes.

@@ -1,43 +1,41 @@
 """Following a job on Discord: one message edited in place while the job waits and runs,
 then the result delivered where the user can still be reached.
 
-The interaction's own message shows the progress (throttled to the configured interval,
-with the queue position while the job waits). An interaction token lives 15 minutes;
-work that outlives it is delivered by a regular message in the channel, or by DM.
+The interaction's own message shows the progress (with the queue position while the job
+waits, and the latest preview), through the core's follower and pacer: `_edit` is the
+only Discord part of it. An interaction token lives 15 minutes; work that outlives it is
+delivered by a regular message in the channel, or by DM.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import io
 import logging
-import math
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
 
+import aiohttp
 import discord
 
-from bot.core import FINAL_STATES, BoothError, Identity, JobOutcome, JobUpdate
+from bot.core import Identity, JobOutcome
+from bot.core.following import Progress, follow_job
+from bot.core.pacing import EditFailed, LiveText, RetryLater, Unreachable
 from bot.discord.answers import Answer
 from bot.discord.buttons import progress_view, results_view
+from bot.discord.context import DEFAULT_UPLOAD_LIMIT, DiscordContext
 from bot.discord.files import fit_png
 from bot.discord.texts import TOO_BIG, clip, progress_text, safe
 
-if TYPE_CHECKING:
-    from bot.discord.frontend import DiscordFrontEnd
-
-__all__ = ["DEFAULT_UPLOAD_LIMIT", "JobWatch", "Place"]
+__all__ = ["JobWatch", "Place"]
 
 _log = logging.getLogger(__name__)
 
 PLATFORM = "discord"
 # How often a waiting job's queue position is looked at again.
 POSITION_REFRESH = 5.0
-# Discord's upload limit where no interaction says otherwise (a server without boosts).
-DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
+# Seconds to wait after a 429 that discord.py gave up on without saying for how long.
+RETRY_AFTER = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,28 +51,37 @@ class Place:
         return Identity(PLATFORM, str(self.owner_id))
 
 
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """What the progress message shows: its text and, while the job runs, its latest
+    preview (`previews` counts them: a new one is a new frame) and the Cancel button."""
+
+    text: str
+    previews: int = 0
+    preview: bytes | None = field(default=None, compare=False, repr=False)
+    final: bool = False  # the last words: no preview, no button
+
+
 class JobWatch:
     def __init__(
         self,
-        front: DiscordFrontEnd,
+        context: DiscordContext,
         job_id: int,
         kind: str,
         place: Place,
         answer: Answer | None,
-        *,
-        position: int | None = None,
     ) -> None:
-        self.front = front
+        self.context = context
         self.job_id = job_id
         self.kind = kind
         self.place = place
         # None after a restart: the old interaction token is gone with the old process.
         self.answer = answer
-        self.position = position
-        self._last_edit = -math.inf
+        self._live: LiveText[Frame] | None = None
+        self._uploaded = 0  # the previews the message has had attached
 
     async def run(self) -> None:
-        chats = self.front.chats
+        chats = self.context.chats
         if self.answer is not None:
             await chats.track(
                 PLATFORM,
@@ -82,105 +89,76 @@ class JobWatch:
                 str(self.answer.message_id or 0),
                 self.job_id,
             )
-        final = await self._follow()
-        await self._finish(final)
+            # Keyed by the interaction: its message is what is edited.
+            self._live = self.context.pacer.live(
+                ("discord", self.answer.interaction.id),
+                self._edit,
+                name=f"discord-progress-{self.job_id}",
+            )
+        try:
+            final = await self._follow()
+            await self._finish(final)
+        finally:
+            if self._live is not None:
+                await self._live.close()
         # Only now: a stop before this point leaves the row, and a restart finishes the job.
         await chats.answered(PLATFORM, self.job_id)
 
     # while the job waits and runs --------------------------------------------------------
 
     async def _follow(self) -> JobOutcome:
-        updates: asyncio.Queue[JobUpdate] = asyncio.Queue()
-        pump = asyncio.create_task(self._pump(updates), name=f"discord-updates-{self.job_id}")
-        interval = self.front.config.discord.edit_interval
-        current = JobUpdate(self.job_id, "queued")
-        total = 0
-        preview: bytes | None = None
-        previews = shown_previews = 0
-        shown: str | None = None
-        next_look = time.monotonic() + POSITION_REFRESH
-        try:
-            while True:
-                text = progress_text(
-                    self.kind, dataclasses.replace(current, total=total), self.position
-                )
-                pending = text != shown or previews != shown_previews
-                now = time.monotonic()
-                if pending and now >= self._last_edit + interval:
-                    new_preview = preview if previews != shown_previews else None
-                    await self._edit(text, new_preview)
-                    shown, shown_previews = text, previews
-                    continue
-                waits = [self._last_edit + interval - now] if pending else []
-                if current.state == "queued":
-                    waits.append(next_look - now)
-                try:
-                    update = await asyncio.wait_for(
-                        updates.get(), max(0.0, min(waits)) if waits else None
-                    )
-                except TimeoutError:
-                    if current.state == "queued" and time.monotonic() >= next_look:
-                        self.position = await self.front.booth.queue_position(self.job_id)
-                        next_look = time.monotonic() + POSITION_REFRESH
-                    continue
-                if update.state in FINAL_STATES:
-                    return update.outcome or JobOutcome(
-                        self.job_id, self.kind, update.state, update.message
-                    )
-                total = update.total or total
-                if update.state == "sample":
-                    preview = update.preview
-                    previews += preview is not None
-                    if current.state == "queued":
-                        current = dataclasses.replace(update, state="running")
-                    continue
-                current = update
-                if update.state != "paused":
-                    self.position = None
-        finally:
-            pump.cancel()
+        live = self._live
 
-    async def _pump(self, queue: asyncio.Queue[JobUpdate]) -> None:
+        def show(progress: Progress) -> None:
+            if live is not None:
+                live.show(Frame(progress_text(progress), progress.previews, progress.preview))
+
         try:
-            async for update in self.front.booth.updates(self.place.who, self.job_id):
-                queue.put_nowait(update)
-        except BoothError:
-            queue.put_nowait(JobUpdate(self.job_id, "erased"))  # its rows went with its user
+            return await follow_job(
+                self.context.booth,
+                self.place.who,
+                self.job_id,
+                self.kind,
+                show,
+                poll=POSITION_REFRESH,
+            )
         except Exception:
             _log.exception("job %d: its updates stopped", self.job_id)
-            queue.put_nowait(JobUpdate(self.job_id, "failed", message="an internal error"))
+            return JobOutcome(self.job_id, self.kind, "failed", "an internal error")
 
-    async def _edit(self, text: str, preview: bytes | None) -> None:
-        if self.answer is None:
-            return
-        files = None
-        if preview is not None:
-            fitted = await asyncio.to_thread(fit_png, preview, self.place.size_limit)
+    async def _edit(self, frame: Frame) -> None:
+        """One edit of the progress message, Discord's errors translated for the pacer."""
+        assert self.answer is not None  # a live message exists only with an answer
+        files: list[discord.File] | None = [] if frame.final else None
+        if not frame.final and frame.preview is not None and frame.previews != self._uploaded:
+            fitted = await asyncio.to_thread(fit_png, frame.preview, self.place.size_limit)
             if fitted is not None:
                 files = [discord.File(io.BytesIO(fitted.data), "preview.png")]
+        view = None if frame.final else progress_view(self.job_id)
         try:
-            await self.answer.show(text, files=files, view=progress_view(self.job_id))
+            shown = await self.answer.show(frame.text, files=files, view=view)
         except discord.HTTPException as exc:
+            if exc.status == 429:  # discord.py waited out the ones it could
+                raise RetryLater(_retry_after(exc)) from exc
+            if exc.status >= 500:
+                raise EditFailed(f"HTTP {exc.status}") from exc
+            if frame.final:
+                raise Unreachable(f"HTTP {exc.status}") from exc
             # Progress is a courtesy: a refused edit never stops the job's delivery.
             _log.warning("job %d: a progress edit was refused (%s)", self.job_id, exc.status)
-        finally:
-            # The interval counts from the edit's end: discord.py may have waited out a 429.
-            self._last_edit = time.monotonic()
+            return
+        except (aiohttp.ClientError, OSError) as exc:
+            raise EditFailed(str(exc)) from exc
+        if not shown:
+            raise Unreachable("the interaction token is over")
+        if files:
+            self._uploaded = frame.previews
 
     async def _edit_final(self, text: str) -> bool:
-        """The progress message's last words (throttle kept); False once it is unreachable."""
-        if self.answer is None or not self.answer.fresh:
+        """The progress message's last words (pacing kept); False once it is unreachable."""
+        if self._live is None or self.answer is None or not self.answer.fresh:
             return False
-        wait = self._last_edit + self.front.config.discord.edit_interval - time.monotonic()
-        if wait > 0:
-            await asyncio.sleep(wait)
-        try:
-            return await self.answer.show(text, files=[], view=None)
-        except discord.HTTPException as exc:
-            _log.warning("job %d: the last edit was refused (%s)", self.job_id, exc.status)
-            return False
-        finally:
-            self._last_edit = time.monotonic()
+        return await self._live.settle(Frame(text, final=True))
 
     # the end -----------------------------------------------------------------------------
 
@@ -247,7 +225,7 @@ class JobWatch:
         files: Callable[[], Sequence[discord.File]],
         view: discord.ui.View | None,
     ) -> bool:
-        client = self.front.client
+        client = self.context.client
         if client is None or self.place.channel_id is None:
             return False
         channel = client.get_partial_messageable(self.place.channel_id)
@@ -267,7 +245,7 @@ class JobWatch:
         files: Callable[[], Sequence[discord.File]],
         view: discord.ui.View | None,
     ) -> bool:
-        client = self.front.client
+        client = self.context.client
         if client is None:
             return False
         try:
@@ -284,3 +262,11 @@ class JobWatch:
 
 def _too_big(size: int, limit: int) -> str:
     return TOO_BIG.format(size=size / 1048576, limit=limit / 1048576)
+
+
+def _retry_after(exc: discord.HTTPException) -> float:
+    """A 429's wait, from its Retry-After header."""
+    try:
+        return float(exc.response.headers.get("Retry-After", RETRY_AFTER))
+    except (TypeError, ValueError):
+        return RETRY_AFTER

@@ -10,7 +10,9 @@ from collections.abc import Sequence
 
 from discord.utils import escape_markdown, escape_mentions
 
-from bot.core import JobUpdate, UserStatus, Verdict
+from bot.core import UserStatus, Verdict
+from bot.core.following import Progress
+from bot.core.progress_words import step_text
 from bot.core.summaries import my_data_lines, status_lines
 from bot.core.types import MyData
 from engine.intake.names import shown_name
@@ -87,20 +89,17 @@ def my_data_text(data: MyData) -> str:
     return "\n".join(lines)
 
 
-def progress_text(kind: str, update: JobUpdate, position: int | None) -> str:
+def progress_text(progress: Progress) -> str:
     """One line about a job that has not ended yet."""
-    what = "Training your model" if kind == "train" else "Making your pictures"
-    if update.state == "queued":
-        if position is None:
+    what = "Training your model" if progress.kind == "train" else "Making your pictures"
+    if progress.state == "queued":
+        if progress.position is None:
             return f"{what}: starting…"
-        return f"{what}: waiting in the queue, position {position}."
-    if update.state == "paused":
+        return f"{what}: waiting in the queue, position {progress.position}."
+    if progress.state == "paused":
         return f"{what}: paused to let pictures through; it goes on after them."
-    if update.state == "retrying":
+    if progress.state == "retrying":
         return f"{what}: the engine restarted; your job runs again."
-    if update.state in ("progress", "sample") and update.total:
-        eta = f", about {update.eta:.0f} s left" if update.eta is not None else ""
-        return (
-            f"{what}: step {update.step} of {update.total} ({update.step / update.total:.0%}){eta}."
-        )
+    if progress.state in ("progress", "sample") and progress.total:
+        return f"{what}: {step_text(progress.step, progress.total, progress.eta)}."
     return f"{what}: running…"

@@ -30,10 +30,10 @@ from telegram.ext import (
 
 from bot.config import Config, ConfigError, Secret
 from bot.core import Booth
+from bot.core.pacing import Pacer
+from bot.core.tasks import TaskSet
 from bot.telegram.handlers import UPLOAD_LIMIT_LOCAL, UPLOAD_LIMIT_OFFICIAL, Handlers
 from bot.telegram.jobs import JobDesk
-from bot.telegram.progress import Pacer
-from bot.telegram.tasks import TaskSet
 from bot.telegram.texts import ADMIN_COMMAND, COMMANDS
 from bot.telegram.uploads import OFFICIAL_API, Intake, platform_limit
 
@@ -98,7 +98,7 @@ class TelegramFrontEnd:
         )
         bot = self.application.bot
         self.tasks = TaskSet()
-        self.pacer = Pacer(settings.edit_interval)
+        self.pacer = Pacer(settings.edit_interval, tasks=self.tasks)
         self.desk = JobDesk(booth, bot, self.pacer, self.tasks)
         self.intake = Intake(
             booth,

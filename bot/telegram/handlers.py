@@ -28,11 +28,12 @@ from telegram.error import TelegramError
 from telegram.ext import ContextTypes
 
 from bot.core import Booth, BoothError, Identity
+from bot.core.pacing import Pacer
 from bot.core.summaries import decline_text, erasure_text
 from bot.telegram.jobs import PLATFORM, JobDesk
 from bot.telegram.keyboards import Button, consent_keyboard, forget_keyboard, parse_button
 from bot.telegram.options import parse_imagine
-from bot.telegram.progress import Pacer, patiently
+from bot.telegram.progress import patiently
 from bot.telegram.texts import (
     GROUP_ONLY_PRIVATE,
     SORRY,

@@ -16,10 +16,12 @@ from telegram import Bot, InputMediaDocument, InputMediaPhoto
 from telegram.constants import ChatAction
 from telegram.error import TelegramError
 
-from bot.core import FINAL_STATES, Booth, BoothError, Identity, JobOutcome, JobTicket
+from bot.core import Booth, BoothError, Identity, JobOutcome, JobTicket, JobUpdate
+from bot.core.following import POSITION_POLL, Progress, follow_job
+from bot.core.pacing import Pacer
+from bot.core.tasks import TaskSet
 from bot.telegram.keyboards import cancel_keyboard, results_keyboard
-from bot.telegram.progress import LiveMessage, Pacer, patiently
-from bot.telegram.tasks import TaskSet
+from bot.telegram.progress import LiveMessage, patiently
 from bot.telegram.texts import final_text, progress_text, queued_text
 from storage.chat_messages import ChatMessage, ChatMessages
 
@@ -32,8 +34,6 @@ SORRY_NOT_SENT = (
     "Sorry, I could not send the answer to job {job_id} just now. "
     "I will try again later; /status shows how it went."
 )
-# Seconds between two looks at a waiting job's place in the queue.
-POSITION_POLL = 5.0
 
 
 def erased_text(job_id: int) -> str:
@@ -109,26 +109,17 @@ class JobDesk:
                 kind = (await self.booth.job(who, job_id)).kind
             except BoothError:
                 return  # erased meanwhile: its row went with it
-            started = asyncio.Event()
-            position = asyncio.create_task(self._show_position(job_id, kind, live, started))
-            outcome = None
-            try:
-                async for update in self.booth.updates(who, job_id):
-                    outcome = update.outcome
-                    started.set()
-                    if update.state == "sample":
-                        if kind == "train" and update.preview is not None:
-                            await self._send_preview(chat_id, job_id, update.step, update.preview)
-                    elif update.state not in FINAL_STATES:
-                        live.show(progress_text(kind, update), cancel_keyboard(job_id))
-            except BoothError:
-                pass  # erased meanwhile: its row went with it
-            finally:
-                position.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await position
-            if outcome is None:
-                outcome = JobOutcome(job_id, kind, "erased")  # its rows went with its user
+
+            def show(progress: Progress) -> None:
+                live.show(progress_text(progress), cancel_keyboard(job_id))
+
+            async def preview(update: JobUpdate) -> None:
+                if kind == "train" and update.preview is not None:
+                    await self._send_preview(chat_id, job_id, update.step, update.preview)
+
+            outcome = await follow_job(
+                self.booth, who, job_id, kind, show, poll=self.position_poll, on_preview=preview
+            )
             if outcome.state == "erased":
                 await live.settle(erased_text(job_id))
                 return
@@ -141,18 +132,6 @@ class JobDesk:
                     await self.bot.send_message(chat_id, SORRY_NOT_SENT.format(job_id=job_id))
         finally:
             await live.close()
-
-    async def _show_position(
-        self, job_id: int, kind: str, live: LiveMessage, started: asyncio.Event
-    ) -> None:
-        """While the job waits, keep its place in the queue on screen."""
-        while not started.is_set():
-            position = await self.booth.queue_position(job_id)
-            if position is None:
-                return  # running, or over: the updates say so
-            live.show(queued_text(kind, job_id, position), cancel_keyboard(job_id))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(started.wait(), self.position_poll)
 
     async def _finish(
         self, who: Identity, chat_id: int, outcome: JobOutcome, live: LiveMessage

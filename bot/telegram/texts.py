@@ -9,8 +9,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from bot.core import UserStatus, Verdict
+from bot.core.following import Progress
+from bot.core.progress_words import step_text
 from bot.core.summaries import my_data_lines, status_lines
-from bot.core.types import JobOutcome, JobUpdate, MyData
+from bot.core.types import JobOutcome, MyData
 from bot.telegram.options import OPTIONS_HELP
 from engine.intake.names import shown_name
 
@@ -117,17 +119,17 @@ def queued_text(kind: str, job_id: int, position: int | None) -> str:
     return f"{what} (job {job_id}): queued, number {position} in line."
 
 
-def progress_text(kind: str, update: JobUpdate) -> str:
-    what = "Training" if kind == "train" else "Pictures"
-    job = f"{what} (job {update.job_id})"
-    if update.state == "progress" and update.total:
-        eta = f", about {update.eta:.0f} s left" if update.eta is not None else ""
-        return (
-            f"{job}: step {update.step} of {update.total} ({update.step / update.total:.0%}){eta}."
-        )
-    if update.state == "paused":
+def progress_text(progress: Progress) -> str:
+    """One line about a job that has not ended yet."""
+    if progress.state == "queued":
+        return queued_text(progress.kind, progress.job_id, progress.position)
+    what = "Training" if progress.kind == "train" else "Pictures"
+    job = f"{what} (job {progress.job_id})"
+    if progress.state == "progress" and progress.total:
+        return f"{job}: {step_text(progress.step, progress.total, progress.eta)}."
+    if progress.state == "paused":
         return f"{job}: paused to make way for pictures; it carries on soon."
-    if update.state == "retrying":
+    if progress.state == "retrying":
         return f"{job}: the engine restarted; running your job again."
     return f"{job}: running."
 

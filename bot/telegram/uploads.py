@@ -20,9 +20,10 @@ from telegram.constants import ChatAction
 from telegram.error import BadRequest, TelegramError
 
 from bot.core import Booth, BoothError, ConsentRequired, Identity, Upload, Verdict
+from bot.core.pacing import Pacer
+from bot.core.tasks import TaskSet
 from bot.telegram.keyboards import consent_keyboard
-from bot.telegram.progress import Pacer, patiently
-from bot.telegram.tasks import TaskSet
+from bot.telegram.progress import patiently
 from bot.telegram.texts import SORRY, verdicts_text
 
 __all__ = ["TELEGRAM_DOWNLOAD_LIMIT", "Intake"]
