@@ -23,6 +23,7 @@ class ChatMessage:
     job_id: int
     # The owner's id on the platform (from users), so the front end can act as them.
     platform_user_id: str
+    kind: str  # the job's kind ("train", "imagine"): how its answer is shown
 
 
 class ChatMessages:
@@ -47,10 +48,12 @@ class ChatMessages:
     async def owed(self, platform: str) -> list[ChatMessage]:
         """Every message of `platform` whose job has not been answered yet, oldest first."""
         async with self.db.conn.execute(
-            "SELECT m.platform, m.chat_id, m.message_id, m.job_id, u.platform_user_id"
-            " FROM chat_messages m JOIN users u ON u.id = m.user_id"
+            "SELECT m.platform, m.chat_id, m.message_id, m.job_id, u.platform_user_id, j.kind"
+            " FROM chat_messages m JOIN users u ON u.id = m.user_id JOIN jobs j ON j.id = m.job_id"
             " WHERE m.platform = ? ORDER BY m.id",
             (platform,),
         ) as cur:
             rows = await cur.fetchall()
-        return [ChatMessage(r[0], str(r[1]), str(r[2]), int(r[3]), str(r[4])) for r in rows]
+        return [
+            ChatMessage(r[0], str(r[1]), str(r[2]), int(r[3]), str(r[4]), str(r[5])) for r in rows
+        ]

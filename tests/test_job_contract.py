@@ -185,3 +185,19 @@ def test_no_chat_adapter_decodes_job_json() -> None:
     assert [hit for path in modules for hit in _decodes_json(path)] == []
     # The check itself finds what it looks for.
     assert _decodes_json(ROOT / "engine" / "jobs.py")
+
+
+def _reaches_around_the_core(path: Path) -> list[str]:
+    """Attribute reads that go past the core to its storage: `x.repo`, `x.db`, `x.jobs`."""
+    return [
+        f"{path.relative_to(ROOT)}:{node.lineno} .{node.attr}"
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Attribute) and node.attr in ("repo", "db", "jobs")
+    ]
+
+
+def test_no_chat_adapter_reaches_past_the_core_into_storage() -> None:
+    modules = sorted((ROOT / "bot" / "telegram").glob("*.py"))
+    modules += sorted((ROOT / "bot" / "discord").glob("*.py"))
+    assert [hit for path in modules for hit in _reaches_around_the_core(path)] == []
+    assert _reaches_around_the_core(ROOT / "bot" / "core" / "requests.py")

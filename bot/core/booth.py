@@ -47,6 +47,7 @@ from engine.jobs import (
 from engine.models.families import resolve_family
 from engine.safety import ImageFilter, PromptFilter
 from storage import BlobStore, Repository
+from storage.chat_messages import ChatMessages
 from storage.jobs import JobQueue
 from storage.records import JobRecord, LoraRecord, ReviewItem, User
 
@@ -104,6 +105,8 @@ class Booth:
         self.eraser = Eraser(
             config, repo, blobs, self.moderation, self.likeness, dispatcher, self._locks
         )
+        # Which chat message shows which job: the answers a front end owes after a restart.
+        self.chats = ChatMessages(repo.db)
         self.gate = Gate(repo, self.moderation, self.consent_text)
         self.requests = Requests(
             config, repo, blobs, self.jobs, dispatcher, self.moderation, self.gate, self.family

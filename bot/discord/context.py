@@ -50,7 +50,7 @@ class DiscordContext:
         return cls(
             booth,
             settings,
-            ChatMessages(booth.repo.db),
+            booth.chats,
             tasks,
             Pacer(settings.edit_interval, tasks=tasks),
             token_lifetime,

@@ -114,16 +114,12 @@ class DiscordFrontEnd:
     async def _resume_owed(self) -> None:
         """Follow again the jobs a previous run owed an answer; they finish by message."""
         for owed in await self.chats.owed(PLATFORM):
-            job = await self.booth.jobs.get(owed.job_id)
-            if job is None:
-                await self.chats.answered(PLATFORM, owed.job_id)
-                continue
             place = Place(
                 int(owed.platform_user_id), int(owed.chat_id) or None, self.context.upload_limit
             )
             self.context.spawn(
-                self.actions.resume(job.id, job.kind, place),
-                name=f"discord-job-{job.id}",
+                self.actions.resume(owed.job_id, owed.kind, place),
+                name=f"discord-job-{owed.job_id}",
                 owner=place.owner_id,
             )
 

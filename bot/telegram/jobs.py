@@ -23,7 +23,7 @@ from bot.core.tasks import TaskSet
 from bot.telegram.keyboards import cancel_keyboard, results_keyboard
 from bot.telegram.progress import LiveMessage, patiently
 from bot.telegram.texts import final_text, progress_text, queued_text
-from storage.chat_messages import ChatMessage, ChatMessages
+from storage.chat_messages import ChatMessage
 
 __all__ = ["PLATFORM", "JobDesk"]
 
@@ -46,7 +46,7 @@ class JobDesk:
         self.bot = bot
         self.pacer = pacer
         self.tasks = tasks
-        self.store = ChatMessages(booth.repo.db)
+        self.store = booth.chats
         self.position_poll = POSITION_POLL
         # job id -> its progress message and the task following it
         self._following: dict[int, tuple[ChatMessage, asyncio.Task[Any]]] = {}
@@ -64,7 +64,7 @@ class JobDesk:
             "progress message",
         )
         owed = ChatMessage(
-            PLATFORM, str(chat_id), str(message.message_id), ticket.job_id, who.user_id
+            PLATFORM, str(chat_id), str(message.message_id), ticket.job_id, who.user_id, ticket.kind
         )
         if await self.store.track(owed.platform, owed.chat_id, owed.message_id, owed.job_id):
             self.follow(owed, shown=(text, keyboard))
