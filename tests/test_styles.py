@@ -29,6 +29,7 @@ from engine.models.loader import load_pipeline
 from engine.models.pipeline import Pipeline
 from engine.models.styles import (
     StyleError,
+    check_family,
     check_fits,
     inspect_style,
     model_layers,
@@ -319,3 +320,55 @@ def test_style_words_are_added_once() -> None:
     assert with_styles("me, cooking", [ikea]) == "me, cooking, ikea manual"
     assert with_styles("me in an IKEA manual", [ikea]) == "me in an IKEA manual"
     assert with_styles("me", [StyleLora(Path("x"), "0" * 64, "plain", 1.0)]) == "me"
+
+
+def _lora_file(path: Path, pairs: dict[str, tuple[int, int]]) -> Path:
+    """A LoRA file with zero weights: key -> (in, out) of its layer, rank 4."""
+    tensors = {}
+    for key, (fan_in, fan_out) in pairs.items():
+        down, up = (
+            (".lora_down.weight", ".lora_up.weight")
+            if key.startswith("lora_")
+            else (
+                ".lora_A.weight",
+                ".lora_B.weight",
+            )
+        )
+        tensors[key + down] = torch.zeros(4, fan_in)
+        tensors[key + up] = torch.zeros(fan_out, 4)
+    save_file(tensors, path)
+    return path
+
+
+def test_the_family_is_told_from_the_header_alone(
+    pipe: Pipeline, styles: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """What the bot process can check as an admin adds a style (no model loaded)."""
+    tiny, sd15, sdxl = FAMILIES["tiny"], FAMILIES["sd15"], FAMILIES["sdxl"]
+    for path in styles:
+        check_family(inspect_style(path), tiny)
+    with pytest.raises(StyleError, match="takes 32 text features, sd15 models 768"):
+        check_family(inspect_style(styles[0]), sd15)
+    attn = "unet.down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k"
+    for_sd15 = inspect_style(_lora_file(tmp_path / "sd15.safetensors", {attn: (768, 320)}))
+    check_family(for_sd15, sd15)
+    with pytest.raises(
+        StyleError, match=re.escape("'sd15.safetensors' is a LoRA for SD1.x: its cross")
+    ):
+        check_family(for_sd15, sdxl)
+    # kohya SDXL, named as in the original repository: its widths decide.
+    sgm = "lora_unet_input_blocks_4_1_transformer_blocks_0_attn2_to_k"
+    kohya_xl = inspect_style(_lora_file(tmp_path / "xl.safetensors", {sgm: (2048, 640)}))
+    check_family(kohya_xl, sdxl)
+    with pytest.raises(StyleError, match="is a LoRA for SDXL"):
+        check_family(kohya_xl, tiny)
+    layers = model_layers({"unet": pipe.unet})
+    with pytest.raises(StyleError, match="with 2048 text features, but the tiny model's cross-"):
+        check_fits(kohya_xl, layers, "tiny")
+    kohya_tiny = _lora_file(tmp_path / "xl-tiny.safetensors", {sgm: (32, 64)})
+    check_fits(inspect_style(kohya_tiny), layers, "tiny")
+    te2 = "text_encoder_2.text_model.encoder.layers.0.self_attn.q_proj"
+    second_encoder = inspect_style(_lora_file(tmp_path / "te2.safetensors", {te2: (1280, 1280)}))
+    check_family(second_encoder, sdxl)
+    with pytest.raises(StyleError, match="changes the text_encoder_2, which sd15 models do not"):
+        check_family(second_encoder, sd15)

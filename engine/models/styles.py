@@ -15,7 +15,12 @@ Key layouts understood (what diffusers' `load_lora_weights` reads for SD1.x/SDXL
 peft/diffusers (`unet.<module>.lora_A.weight`, `text_encoder.<module>.lora.down.weight`)
 and kohya with diffusers module names (`lora_unet_<module_with_underscores>.lora_down.weight`,
 `lora_te_...`, `lora_te1_...`, `lora_te2_...`). Kohya SDXL files that use the original
-repository's block names (`lora_unet_input_blocks_...`) are refused as not understood.
+repository's block names (`lora_unet_input_blocks_...`, which diffusers renames as it
+loads them) are checked by their widths only.
+
+Two checks of fit: `check_family` needs only the family (the bot process, as an admin
+adds a style: the components and the cross-attention width), `check_fits` needs the
+loaded model (the engine, before a style's first load: every layer and shape).
 """
 
 from __future__ import annotations
@@ -25,7 +30,10 @@ import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from engine.models.families import Family
 
 __all__ = [
     "MAX_HEADER_BYTES",
@@ -33,6 +41,7 @@ __all__ = [
     "LoraLayer",
     "StyleError",
     "StyleFile",
+    "check_family",
     "check_fits",
     "inspect_style",
     "model_layers",
@@ -248,6 +257,38 @@ def model_layers(components: Mapping[str, Any]) -> dict[str, dict[str, tuple[int
     return found
 
 
+_ORIGINAL_BLOCKS = ("input_blocks_", "middle_block_", "output_blocks_")
+
+
+def check_family(style: StyleFile, family: Family) -> None:
+    """StyleError when `style` is plainly for another family than `family`: it changes a
+    text encoder the family lacks, or its cross-attention takes text features of
+    another width. Torch-free and weight-free; the engine checks every layer later."""
+    name = style.path.name
+    components: tuple[str, ...] = ("unet", "text_encoder", "text_encoder_2")
+    if family.pipeline != "sdxl":
+        components = components[:2]
+    for layer in style.layers:
+        if layer.component not in components:
+            raise StyleError(
+                f"{name!r} changes the {layer.component}, which {family.name} models do not "
+                f"have: it is a LoRA for another family (SDXL?); add one made for {family.name}"
+            )
+        if layer.component == "unet" and _is_cross_attention_input(layer.module):
+            width = layer.down[1]
+            if width != family.cross_attention_dim:
+                guess = {768: "SD1.x", 1024: "SD2.x", 2048: "SDXL"}.get(width, "another model")
+                raise StyleError(
+                    f"{name!r} is a LoRA for {guess}: its cross-attention takes {width} text "
+                    f"features, {family.name} models {family.cross_attention_dim}; add one "
+                    f"made for {family.name}"
+                )
+
+
+def _is_cross_attention_input(module: str) -> bool:
+    return module.endswith(("attn2.to_k", "attn2.to_v", "attn2_to_k", "attn2_to_v"))
+
+
 def check_fits(
     style: StyleFile, layers: Mapping[str, Mapping[str, tuple[int, int]]], family: str
 ) -> None:
@@ -264,6 +305,9 @@ def check_fits(
                 f"{name!r} changes the {layer.component}, which the {family} model does not "
                 f"have {hint}"
             )
+        if layer.component == "unet" and layer.module.startswith(_ORIGINAL_BLOCKS):
+            _check_width(style, layer, model, family)  # kohya SDXL: renamed on load
+            continue
         shape = _find(model, layer.module)
         if shape is None and "_" in layer.module and "." not in layer.module:
             if layer.component not in underscored:
@@ -292,3 +336,19 @@ def _find(layers: Mapping[str, tuple[int, int]], module: str) -> tuple[int, int]
             if module.startswith(prefix):
                 return layers.get(module.removeprefix(prefix))
     return found
+
+
+def _check_width(
+    style: StyleFile, layer: LoraLayer, unet: Mapping[str, tuple[int, int]], family: str
+) -> None:
+    """A layer named as in the original SD repository: its cross-attention width only."""
+    if not _is_cross_attention_input(layer.module):
+        return
+    widths = {shape[0] for name, shape in unet.items() if _is_cross_attention_input(name)}
+    if layer.down[1] not in widths:
+        raise StyleError(
+            f"{style.path.name!r} changes unet layer {layer.module!r} with {layer.down[1]} text "
+            f"features, but the {family} model's cross-attention takes "
+            f"{', '.join(map(str, sorted(widths)))} (a LoRA for another base model than "
+            f"{family}? add one made for {family})"
+        )
