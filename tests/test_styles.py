@@ -122,7 +122,7 @@ def cache(pipe: Pipeline) -> Iterator[LoraCache]:
 
 
 def _req(**kw: object) -> GenerationRequest:
-    return GenerationRequest("a lego figure", seed=5, steps=4, **kw)  # type: ignore[arg-type]
+    return GenerationRequest("a lego figure", seed=5, steps=2, **kw)  # type: ignore[arg-type]
 
 
 def _pixels(png: bytes) -> np.ndarray:
