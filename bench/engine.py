@@ -8,7 +8,12 @@ On the tiny model on the CPU (the default) one run measures and prints:
    cache, PNG encoding with metadata and the file write included) against a plain
    `pipe(...)` call in this process with the same LoRA loaded once, the same prompt,
    size, steps, guidance and seed. The two alternate, so drift hits both alike.
-   Ratio engine/plain; the goal is at most 1.10.
+   Ratio engine/plain; the goal is at most 1.10. Three kinds, each against its plain
+   diffusers call: text-to-image; image-to-image at strength 0.6 (the engine's
+   `from_pipe` img2img pipeline against diffusers' AutoPipelineForImage2Image.from_pipe,
+   the same source picture); and the LoRA mixed with two style LoRAs at 0.9/0.7 (the
+   engine's style checks and cache against `load_lora_weights` three times and
+   `set_adapters` with weights, the style words in both prompts).
 2. LoRA switching, ms: `LoraCache.activate` alternating between two loaded adapters,
    against a cold `activate` of a LoRA file not loaded yet (sha256 check and file read
    included).
@@ -56,18 +61,19 @@ import platform  # noqa: E402
 import statistics  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from dataclasses import dataclass, replace  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from diffusers import DDPMScheduler  # noqa: E402
+from diffusers import AutoPipelineForImage2Image, DDPMScheduler  # noqa: E402
 from peft import LoraConfig  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from engine.generation import LoraCache, LoraRef  # noqa: E402
-from engine.jobs import ImagineRequest, ModelRef, encode  # noqa: E402
+from engine.jobs import ImagineRequest, ModelRef, StyleRef, encode  # noqa: E402
 from engine.models.families import FAMILIES, Family  # noqa: E402
 from engine.models.loader import load_pipeline  # noqa: E402
 from engine.models.pipeline import Pipeline  # noqa: E402
@@ -204,22 +210,35 @@ def train_plain(
 # --- 1. generation ----------------------------------------------------------------------
 
 
-def generate_command(
-    lora: Lora, steps: int, seed: int, job_id: int, out_dir: Path
-) -> GenerateCommand:
-    request = ImagineRequest(
+STYLE_WEIGHTS = (0.9, 0.7)  # the talk's face + IKEA mix
+STYLE_WORDS = ("ikea", "ghibli")  # short: the tiny tokenizer spells prompts out, 77 tokens
+STRENGTH = 0.6
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """One kind of generation, done by the engine and by plain diffusers alike."""
+
+    label: str
+    request: ImagineRequest  # what the engine is sent (seed replaced per repetition)
+    files: dict[str, Any]  # the command's files besides out_dir
+    plain: Callable[[int], float]  # seed -> seconds of the plain diffusers call
+
+
+def generate_command(scenario: Scenario, seed: int, job_id: int, out_dir: Path) -> GenerateCommand:
+    request = replace(scenario.request, seed=seed)
+    files = {**scenario.files, "out_dir": str(out_dir)}
+    return {"op": "generate", "job_id": job_id, "request": encode(request), "files": files}  # type: ignore[typeddict-item]
+
+
+def bench_request(lora: Lora, steps: int, **kw: Any) -> ImagineRequest:
+    return ImagineRequest(
         PROMPT,
-        seed=seed,
         steps=steps,
         guidance=GUIDANCE,
         model=ModelRef(blob="bench", sha256=lora.sha256, trigger=TRIGGER, version=1),
+        **kw,
     )
-    return {
-        "op": "generate",
-        "job_id": job_id,
-        "request": encode(request),
-        "files": {"lora": str(lora.path), "out_dir": str(out_dir)},
-    }
 
 
 async def engine_generate(engine: EngineProcess, command: GenerateCommand) -> tuple[float, float]:
@@ -237,44 +256,119 @@ async def engine_generate(engine: EngineProcess, command: GenerateCommand) -> tu
             raise RuntimeError(f"engine job {command['job_id']}: {event}")
 
 
-def plain_generate(pipe: Any, steps: int, seed: int, size: int) -> float:
+def timed(call: Callable[[], object]) -> float:
     start = time.perf_counter()
-    pipe(
-        prompt=PROMPT,
-        width=size,
-        height=size,
-        num_inference_steps=steps,
-        guidance_scale=GUIDANCE,
-        num_images_per_prompt=1,
-        generator=[torch.Generator("cpu").manual_seed(seed)],
-        output_type="pil",
-    )
+    call()
     return time.perf_counter() - start
 
 
+def plain_scenarios(
+    pipe: Any, loras: list[Lora], source: Path, steps: int, size: int
+) -> dict[str, Callable[[int], float]]:
+    """The plain diffusers calls: text-to-image with the LoRA, img2img with it (the
+    pipeline made by from_pipe, as a diffusers user would), and the LoRA mixed with two
+    styles by `set_adapters` weights. Each sets its adapters before it is timed."""
+    pipe.load_lora_weights(str(loras[0].path), adapter_name="bench")
+    pipe.load_lora_weights(str(loras[1].path), adapter_name="style_a")
+    pipe.load_lora_weights(str(loras[2].path), adapter_name="style_b")
+    img2img = AutoPipelineForImage2Image.from_pipe(pipe)
+    img2img.set_progress_bar_config(disable=True)
+    with Image.open(source) as opened:
+        picture = opened.convert("RGB")
+    common = {
+        "num_inference_steps": steps,
+        "guidance_scale": GUIDANCE,
+        "num_images_per_prompt": 1,
+        "output_type": "pil",
+    }
+
+    def seeded(seed: int) -> dict[str, Any]:
+        return {**common, "generator": [torch.Generator("cpu").manual_seed(seed)]}
+
+    def text(seed: int) -> float:
+        pipe.set_adapters(["bench"], adapter_weights=[1.0])
+        return timed(lambda: pipe(prompt=PROMPT, width=size, height=size, **seeded(seed)))
+
+    def image(seed: int) -> float:
+        pipe.set_adapters(["bench"], adapter_weights=[1.0])
+        return timed(
+            lambda: img2img(prompt=PROMPT, image=picture, strength=STRENGTH, **seeded(seed))
+        )
+
+    mixed_prompt = ", ".join([PROMPT, *STYLE_WORDS])
+
+    def mix(seed: int) -> float:
+        pipe.set_adapters(["bench", "style_a", "style_b"], adapter_weights=[1.0, *STYLE_WEIGHTS])
+        return timed(lambda: pipe(prompt=mixed_prompt, width=size, height=size, **seeded(seed)))
+
+    return {"text": text, "image": image, "mix": mix}
+
+
+def scenarios(pipe: Any, loras: list[Lora], source: Path, steps: int, size: int) -> list[Scenario]:
+    plain = plain_scenarios(pipe, loras, source, steps, size)
+    lora_files = {"lora": str(loras[0].path)}
+    styles = tuple(
+        StyleRef(f"style{n}", "bench", lora.sha256, weight, words)
+        for n, (lora, weight, words) in enumerate(
+            zip(loras[1:3], STYLE_WEIGHTS, STYLE_WORDS, strict=True)
+        )
+    )
+    return [
+        Scenario("text-to-image", bench_request(loras[0], steps), lora_files, plain["text"]),
+        Scenario(
+            f"image-to-image, strength {STRENGTH:g}",
+            bench_request(loras[0], steps, source="bench", strength=STRENGTH),
+            {**lora_files, "source": str(source)},
+            plain["image"],
+        ),
+        Scenario(
+            f"two-style mix {STYLE_WEIGHTS[0]:g}/{STYLE_WEIGHTS[1]:g}",
+            bench_request(loras[0], steps, styles=styles),
+            {**lora_files, "styles": [str(lora.path) for lora in loras[1:3]]},
+            plain["mix"],
+        ),
+    ]
+
+
+@dataclass
+class Times:
+    engine: list[float]
+    inside: list[float]
+    plain: list[float]
+
+
 async def bench_generation(
-    options: EngineOptions, pipe: Any, lora: Lora, steps: int, reps: int, work: Path
-) -> tuple[list[float], list[float], list[float], float]:
-    size = int(pipe.unet.config.sample_size) * int(pipe.vae_scale_factor)
+    options: EngineOptions, cases: list[Scenario], reps: int, work: Path
+) -> tuple[dict[str, Times], float]:
     engine = EngineProcess(options)
     started = time.perf_counter()
     await engine.start()
     startup = time.perf_counter() - started
-    engine_times: list[float] = []
-    inside_times: list[float] = []
-    plain_times: list[float] = []
+    times: dict[str, Times] = {}
+    job_id = 0
     try:
-        for rep in range(reps + 1):  # rep 0 is the warm-up of each (the engine loads the LoRA)
-            command = generate_command(lora, steps, rep, rep + 1, work / f"gen-{rep}")
-            engine_s, inside_s = await engine_generate(engine, command)
-            plain_s = plain_generate(pipe, steps, seed=rep, size=size)
-            if rep:
-                engine_times.append(engine_s)
-                inside_times.append(inside_s)
-                plain_times.append(plain_s)
+        for case in cases:
+            found = times[case.label] = Times([], [], [])
+            # rep 0 is the warm-up of each (the engine loads the LoRAs, builds img2img).
+            for rep in range(reps + 1):
+                job_id += 1
+                command = generate_command(case, rep, job_id, work / f"gen-{job_id}")
+                engine_s, inside_s = await engine_generate(engine, command)
+                plain_s = case.plain(rep)
+                if rep:
+                    found.engine.append(engine_s)
+                    found.inside.append(inside_s)
+                    found.plain.append(plain_s)
     finally:
         await engine.stop()
-    return engine_times, inside_times, plain_times, startup
+    return times, startup
+
+
+def noise_picture(size: int, out: Path) -> Path:
+    """The image-to-image source: seeded noise at the model's size, as a PNG."""
+    rng = np.random.default_rng(1)
+    Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(out)
+    return out
 
 
 # --- LoRA files --------------------------------------------------------------------------
@@ -352,29 +446,31 @@ def run_tiny(args: argparse.Namespace) -> int:
 
         # Generation first, while this process is fresh (see random_lora).
         pipe = load_pipeline("tiny", family, "cpu", models_dir=models)
-        pipe.load_lora_weights(str(loras[0].path), adapter_name="bench")
+        size = int(pipe.unet.config.sample_size) * int(pipe.vae_scale_factor)
+        source = noise_picture(size, work / "source.png")
         options = EngineOptions(base="tiny", family="auto", models_dir=models, device="cpu")
-        engine_times, inside_times, plain_times, startup = asyncio.run(
-            bench_generation(options, pipe, loras[0], args.gen_steps, args.gen_reps, work)
-        )
-        pipe.delete_adapters("bench")
-        engine_s = statistics.median(engine_times)
-        plain_s = statistics.median(plain_times)
+        cases = scenarios(pipe, loras, source, args.gen_steps, size)
+        times, startup = asyncio.run(bench_generation(options, cases, args.gen_reps, work))
         print(
             f"\n1. generation: {args.gen_steps} steps, 1 image, {family.resolution}px, "
             f"guidance {GUIDANCE:g}, with a LoRA; median of {args.gen_reps} after a warm-up"
         )
-        print(f"   engine subprocess   {engine_s:8.3f} s        {spread(engine_times)}")
-        outside = [e - i for e, i in zip(engine_times, inside_times, strict=True)]
-        print(
-            f"     of which in pipe  {statistics.median(inside_times):8.3f} s        "
-            f"outside it (protocol, LoRA check, PNG, file) {median_ms(outside):.1f} ms"
-        )
-        print(f"   plain pipe(...)     {plain_s:8.3f} s        {spread(plain_times)}")
-        print(
-            f"   ratio engine/plain  {engine_s / plain_s:8.3f}   "
-            f"{verdict(engine_s / plain_s, GEN_GOAL, at_most=True)}"
-        )
+        for case in cases:
+            found = times[case.label]
+            engine_s = statistics.median(found.engine)
+            plain_s = statistics.median(found.plain)
+            print(f"   {case.label}")
+            print(f"     engine subprocess   {engine_s:8.3f} s      {spread(found.engine)}")
+            outside = [e - i for e, i in zip(found.engine, found.inside, strict=True)]
+            print(
+                f"       of which in pipe  {statistics.median(found.inside):8.3f} s      "
+                f"outside it (protocol, LoRA check, PNG, file) {median_ms(outside):.1f} ms"
+            )
+            print(f"     plain diffusers     {plain_s:8.3f} s      {spread(found.plain)}")
+            print(
+                f"     ratio engine/plain  {engine_s / plain_s:8.3f}   "
+                f"{verdict(engine_s / plain_s, GEN_GOAL, at_most=True)}"
+            )
         print(f"   (engine start to ready: {startup:.2f} s, not in the figures)")
 
         del pipe

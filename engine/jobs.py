@@ -16,6 +16,8 @@ a handler in `engine.worker`, and one way to show its result (`bot.core.outcomes
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
@@ -26,8 +28,12 @@ __all__ = [
     "COUNT",
     "FORMAT",
     "GUIDANCE",
+    "MAX_STYLES",
     "SEED",
     "STEPS",
+    "STRENGTH",
+    "STYLE_NAME",
+    "STYLE_WEIGHT",
     "Bound",
     "ImagineRequest",
     "ImagineResult",
@@ -37,17 +43,21 @@ __all__ = [
     "ModelRef",
     "Prior",
     "RequestError",
+    "StyleRef",
     "TrainRequest",
     "TrainResult",
     "Variation",
     "decode_request",
     "decode_result",
     "encode",
+    "nearest_aspect",
 ]
 
 # The version of the JSON form written now. Rows without a version were written before
 # versions existed (format 0); they are still read, so jobs queued then still run.
-FORMAT = 1
+# 2: imagine requests gained styles, source and strength. An older version would run a
+# format-2 row without its styles or its source, so it refuses the row instead.
+FORMAT = 2
 
 N = TypeVar("N", int, float)
 
@@ -90,6 +100,29 @@ GUIDANCE = Bound("guidance", 0.0, MAX_GUIDANCE, 7.0)
 # Image i of a generation uses seed + i, so the last seeds are kept free for that.
 SEED = Bound("seed", 0, 2**32 - MAX_IMAGES - 1, 0)
 DEFAULT_ASPECT = "1:1"
+# How much of a style LoRA is mixed in (its adapter weight): 0 is none of it; above 1
+# exaggerates it, and past 2 most LoRAs only add artefacts.
+STYLE_WEIGHT = Bound("style weight", 0.0, 2.0, 1.0)
+MAX_STYLES = 2
+# A style's name as users type it (`--style ikea:0.7`): lower case, digits, - and _.
+STYLE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+MAX_STYLE_TRIGGER_CHARS = 200
+# Image-to-image: how far the source picture is noised before it is denoised again
+# (diffusers' `strength`). Below 0.1 hardly anything changes; at 1 the source is gone.
+STRENGTH = Bound("strength", 0.1, 0.95, 0.6)
+
+
+def nearest_aspect(width: int, height: int) -> str:
+    """The offered aspect ratio closest to a picture's (a source is cropped to it)."""
+    if width < 1 or height < 1:
+        raise RequestError(f"a picture of {width}x{height} pixels has no aspect ratio")
+    wanted = math.log(width / height)
+    return min(ASPECT_RATIOS, key=lambda name: abs(math.log(_ratio(name)) - wanted))
+
+
+def _ratio(name: str) -> float:
+    w, h = ASPECT_RATIOS[name]
+    return w / h
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +145,35 @@ class Variation:
 
 
 @dataclass(frozen=True, slots=True)
+class StyleRef:
+    """A style LoRA from the admins' library, mixed in at `weight`; `trigger` holds the
+    words its trainer used (put in front of the prompt), empty when it needs none."""
+
+    name: str
+    blob: str
+    sha256: str
+    weight: float = STYLE_WEIGHT.default
+    trigger: str = ""
+
+    def check(self) -> None:
+        if not STYLE_NAME.fullmatch(self.name):
+            raise RequestError(
+                f"style name {self.name!r} is not allowed: 1 to 32 lower-case letters, "
+                "digits, - or _, starting with a letter or digit"
+            )
+        if not 0.0 <= self.weight <= STYLE_WEIGHT.high:
+            raise RequestError(
+                f"the weight of style {self.name!r} must be {STYLE_WEIGHT.range}, "
+                f"got {self.weight!r}"
+            )
+        if len(self.trigger) > MAX_STYLE_TRIGGER_CHARS or not self.trigger.isprintable():
+            raise RequestError(
+                f"the trigger words of style {self.name!r} must be one line of at most "
+                f"{MAX_STYLE_TRIGGER_CHARS} printable characters, got {self.trigger[:60]!r}"
+            )
+
+
+@dataclass(frozen=True, slots=True)
 class ImagineRequest:
     """A generation as the user asked for it, in their own words (no trigger word)."""
 
@@ -126,6 +188,12 @@ class ImagineRequest:
     count: int = COUNT.default
     variation: Variation | None = None
     model: ModelRef | None = None  # put in by the core: the user's active model
+    # Style LoRAs mixed with the user's, in the order asked (at most MAX_STYLES).
+    styles: tuple[StyleRef, ...] = ()
+    # Image-to-image: the blob key of a picture the core has already screened (safe
+    # decode, metadata stripped, image filter, likeness); None is text-to-image.
+    source: str | None = None
+    strength: float = STRENGTH.default  # read only with a source
 
     def check(self) -> None:
         """Raise RequestError for the first value that is not allowed."""
@@ -157,6 +225,31 @@ class ImagineRequest:
                 )
         if self.model is not None and not self.model.trigger.isalnum():
             raise RequestError(f"trigger must be one alphanumeric word, got {self.model.trigger!r}")
+        if len(self.styles) > MAX_STYLES:
+            names = ", ".join(style.name for style in self.styles)
+            raise RequestError(
+                f"at most {MAX_STYLES} styles can be mixed, got {len(self.styles)} ({names})"
+            )
+        for n, style in enumerate(self.styles):
+            style.check()
+            if any(style.name == other.name for other in self.styles[:n]):
+                raise RequestError(f"style {style.name!r} is asked for twice: name it once")
+        STRENGTH.check(self.strength)
+        if self.source is not None:
+            if not self.source:
+                raise RequestError("the source picture's key is empty")
+            if self.variation is not None:
+                raise RequestError(
+                    "variations are of text-to-image pictures; for another take on a "
+                    "picture made from a photo, reroll it (a new seed)"
+                )
+            # diffusers denoises int(steps * strength) of the steps; none would be an error.
+            if int(self.steps * self.strength) < 1:
+                least = math.ceil(1 / self.strength)
+                raise RequestError(
+                    f"with strength {self.strength:g}, steps must be at least {least} "
+                    f"(got {self.steps}): nothing would be redrawn"
+                )
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +334,9 @@ def encode(value: JobRequest | JobResult) -> str:
             "count": value.count,
             "variation": _plain(value.variation),
             "model": _plain(value.model),
+            "styles": [_plain(style) for style in value.styles],
+            "source": value.source,
+            "strength": value.strength,
         }
     elif isinstance(value, TrainRequest):
         body |= {
@@ -280,6 +376,10 @@ def decode_request(kind: str, text: str) -> JobRequest:
         if model is not None and legacy:
             model = model | {"version": read.get("lora_version", int)}
         variation = read.optional("variation", dict)
+        # Formats 0 and 1 had neither styles nor image-to-image.
+        styles = read.optional("styles", list) or []
+        if not all(isinstance(style, dict) for style in styles):
+            raise JobFormatError(f"the {kind} request's 'styles' should list objects")
         return ImagineRequest(
             prompt=read.get("prompt", str),
             negative=read.get("negative_prompt" if legacy else "negative", str),
@@ -290,6 +390,9 @@ def decode_request(kind: str, text: str) -> JobRequest:
             count=read.get("count", int),
             variation=_Reader(variation, "variation").build(Variation) if variation else None,
             model=_Reader(model, "model").build(ModelRef) if model else None,
+            styles=tuple(_Reader(style, "style").build(StyleRef) for style in styles),
+            source=read.optional("source", str),
+            strength=read.number("strength") if "strength" in data else STRENGTH.default,
         )
     prior = read.optional("prior", dict)
     recipe = read.optional("recipe", dict)
@@ -335,7 +438,7 @@ def _load(kind: str, text: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise JobFormatError(f"the {kind} job's data is not a JSON object: {text[:60]!r}")
     version = data.get("v", 0)
-    if version != 0 and version != FORMAT:
+    if type(version) is not int or not 0 <= version <= FORMAT:
         raise JobFormatError(
             f"the {kind} job was written in format {version!r}, by another version of "
             f"selfiebooth; this one reads formats 0 to {FORMAT}"
@@ -383,7 +486,7 @@ class _Reader:
         return values
 
     def build(self, cls: type[T]) -> T:
-        """A small nested value (ModelRef, Variation, Prior) from its fields."""
+        """A small nested value (ModelRef, Variation, Prior, StyleRef) from its fields."""
         fields = cls.__dataclass_fields__  # type: ignore[attr-defined]
         values = {}
         for name, field in fields.items():
@@ -392,7 +495,7 @@ class _Reader:
         return cls(**values)
 
 
-def _plain(value: ModelRef | Variation | Prior | None) -> dict[str, Any] | None:
+def _plain(value: ModelRef | Variation | Prior | StyleRef | None) -> dict[str, Any] | None:
     if value is None:
         return None
     return {name: getattr(value, name) for name in value.__dataclass_fields__}

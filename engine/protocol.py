@@ -38,6 +38,10 @@ class TrainFiles(TypedDict):
 class GenerateFiles(TypedDict):
     lora: str | None  # the request's model file, when it names one
     out_dir: str
+    # The request's style files, in the order of its styles (absent: no styles).
+    styles: NotRequired[list[str]]
+    # Image-to-image: the request's source picture (absent or None: text-to-image).
+    source: NotRequired[str | None]
 
 
 class TrainCommand(TypedDict):

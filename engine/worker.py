@@ -81,6 +81,7 @@ class Worker:
         self.models_dir: Path = args.models_dir
         self.pipeline = load_pipeline(args.base, self.family, device, models_dir=args.models_dir)
         self.adapters = LoraCache.for_pipeline(self.pipeline)
+        self.adapters.family = self.family.name
         classes: dict[str, float] = json.loads(args.blocked_classes)
         self.image_filter = ImageFilter(classes) if classes else None
         self.keep_blocked: bool = args.keep_blocked
@@ -229,7 +230,7 @@ class Worker:
         return tuple(images)
 
     def generate(self, command: GenerateCommand) -> Generated:
-        from engine.generation import GenerationRequest, LoraRef, generate
+        from engine.generation import GenerationRequest, LoraRef, StyleLora, generate
 
         job_id, files = command["job_id"], command["files"]
         asked = decode_request("imagine", command["request"])
@@ -242,6 +243,18 @@ class Worker:
         lora = (
             LoraRef(Path(lora_file), model.sha256, model.trigger) if model and lora_file else None
         )
+        style_files = files.get("styles", [])
+        if len(style_files) != len(asked.styles):
+            raise ValueError(
+                f"the request names {len(asked.styles)} styles but {len(style_files)} files came"
+            )
+        styles = tuple(
+            StyleLora(Path(path), style.sha256, style.name, style.weight, style.trigger)
+            for style, path in zip(asked.styles, style_files, strict=True)
+        )
+        source_file = files.get("source")
+        if (asked.source is None) != (source_file is None):
+            raise ValueError("an image-to-image source and its file come together or not at all")
         request = GenerationRequest(
             prompt=asked.prompt,
             lora=lora,
@@ -253,6 +266,9 @@ class Worker:
             count=asked.count,
             variation_seed=variation.seed if variation else None,
             variation_strength=variation.strength if variation else 0.0,
+            styles=styles,
+            source=_open_source(Path(source_file)) if source_file else None,
+            strength=asked.strength,
         )
 
         def progress(step: int, total: int) -> None:
@@ -347,6 +363,24 @@ def screen_results(
             {"path": str(path), "seed": image.seed, "width": image.width, "height": image.height}
         )
     return allowed, blocked
+
+
+# A source was screened by the core (intake's limits: 40 MP); this is the engine's own
+# guard against a file it was not meant to get.
+_MAX_SOURCE_PIXELS = 64_000_000
+
+
+def _open_source(path: Path) -> Image.Image:
+    """The image-to-image source as RGB pixels, its size checked before decoding."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        if img.width * img.height > _MAX_SOURCE_PIXELS:
+            raise ValueError(
+                f"the source picture is {img.width}x{img.height} pixels, more than the "
+                f"{_MAX_SOURCE_PIXELS // 1_000_000} MP the engine takes"
+            )
+        return img.convert("RGB")
 
 
 def _describe(exc: Exception) -> str:

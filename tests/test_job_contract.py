@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,12 +17,14 @@ from engine.jobs import (
     ModelRef,
     Prior,
     RequestError,
+    StyleRef,
     TrainRequest,
     TrainResult,
     Variation,
     decode_request,
     decode_result,
     encode,
+    nearest_aspect,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,6 +41,17 @@ REQUESTS = [
         count=4,
         variation=Variation(78, 0.25),
         model=ModelRef("ab" * 32, "cd" * 32, "zovaka", 3),
+    ),
+    ImagineRequest(
+        "me at the kitchen table",
+        seed=3,
+        model=ModelRef("ab" * 32, "cd" * 32, "zovaka", 3),
+        styles=(
+            StyleRef("ikea", "ef" * 32, "01" * 32, 0.9, "ikea manual, flat vector"),
+            StyleRef("ghibli", "23" * 32, "45" * 32, 0.7),
+        ),
+        source="67" * 32,
+        strength=0.45,
     ),
     TrainRequest(
         ("a" * 64, "b" * 64), "zovaka", "tiny", seed=5, sample_every=0, checkpoint_every=2
@@ -95,6 +109,12 @@ def test_rows_written_before_versions_still_read() -> None:
         variation=Variation(9, 0.25),
         model=ModelRef("ab" * 32, "cd" * 32, "zovaka", 2),
     )
+    # Format 1: an imagine request from before styles and image-to-image.
+    format_1 = json.loads(encode(ImagineRequest("a portrait", seed=4)))
+    format_1["v"] = 1
+    for key in ("styles", "source", "strength"):
+        del format_1[key]
+    assert decode_request("imagine", json.dumps(format_1)) == ImagineRequest("a portrait", seed=4)
     old_train = {
         "crops": ["a" * 64],
         "trigger": "zovaka",
@@ -125,6 +145,8 @@ def test_rows_written_before_versions_still_read() -> None:
         ("imagine", '{"v": 1, "kind": "imagine", "prompt": 5}', "'prompt' should be str, got 5"),
         ("train", '{"v": 1, "kind": "train", "crops": []}', "has no 'trigger'"),
         ("train", '{"v": 1, "kind": "train", "crops": [1]}', "'crops' should list strings"),
+        ("imagine", '{"v": "2", "kind": "imagine"}', "format '2', by another version"),
+        ("imagine", '{"v": 2, "kind": "imagine", "styles": [1]}', "'styles' should list objects"),
     ],
 )
 def test_data_this_version_cannot_read_says_why(kind: str, text: str, message: str) -> None:
@@ -145,6 +167,28 @@ def test_data_this_version_cannot_read_says_why(kind: str, text: str, message: s
         ({"seed": -1}, "seed must be 0 to 4294967291, got -1"),
         ({"variation": Variation(1, 1.5)}, "variation strength must be 0 to 1, got 1.5"),
         ({"model": ModelRef("a", "b", "two words", 1)}, "trigger must be one alphanumeric"),
+        (
+            {"styles": tuple(StyleRef(n, "k", "s") for n in ("a", "b", "c"))},
+            r"at most 2 styles can be mixed, got 3 \(a, b, c\)",
+        ),
+        ({"styles": (StyleRef("a", "k", "s"),) * 2}, "style 'a' is asked for twice"),
+        ({"styles": (StyleRef("Ikea!", "k", "s"),)}, "style name 'Ikea!' is not allowed"),
+        (
+            {"styles": (StyleRef("ikea", "k", "s", 2.5),)},
+            "the weight of style 'ikea' must be 0 to 2, got 2.5",
+        ),
+        (
+            {"styles": (StyleRef("ikea", "k", "s", trigger="a\nb"),)},
+            "trigger words of style 'ikea' must be one line",
+        ),
+        ({"source": "k", "strength": 0.05}, "strength must be 0.1 to 0.95, got 0.05"),
+        ({"source": "k", "strength": 0.99}, "strength must be 0.1 to 0.95, got 0.99"),
+        ({"source": ""}, "the source picture's key is empty"),
+        ({"source": "k", "variation": Variation(1, 0.2)}, "variations are of text-to-image"),
+        (
+            {"source": "k", "strength": 0.2, "steps": 4},
+            "with strength 0.2, steps must be at least 5 \\(got 4\\)",
+        ),
     ],
 )
 def test_a_bad_request_quotes_the_value_and_what_is_allowed(
@@ -156,12 +200,29 @@ def test_a_bad_request_quotes_the_value_and_what_is_allowed(
 
 
 def test_the_option_ranges_the_chats_show_are_the_ones_checked() -> None:
-    for bound in (jobs.STEPS, jobs.COUNT, jobs.GUIDANCE, jobs.SEED):
+    bounds: tuple[jobs.Bound[Any], ...] = (
+        jobs.STEPS,
+        jobs.COUNT,
+        jobs.GUIDANCE,
+        jobs.SEED,
+        jobs.STRENGTH,
+        jobs.STYLE_WEIGHT,
+    )
+    for bound in bounds:
         bound.check(bound.low)
         bound.check(bound.high)
         bound.check(bound.default)
         with pytest.raises(RequestError, match=f"{bound.name} must be"):
             bound.check(bound.high + 1)
+
+
+def test_a_source_is_cropped_to_the_nearest_offered_aspect_ratio() -> None:
+    assert nearest_aspect(1000, 1000) == "1:1"
+    assert nearest_aspect(3024, 4032) == "3:4"
+    assert nearest_aspect(1920, 1080) == "16:9"
+    assert nearest_aspect(4000, 1000) == "16:9"  # beyond the widest: the widest
+    with pytest.raises(RequestError, match="0x10 pixels"):
+        nearest_aspect(0, 10)
 
 
 def _decodes_json(path: Path) -> list[str]:

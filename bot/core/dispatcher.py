@@ -29,7 +29,7 @@ from engine.jobs import (
     TrainResult,
 )
 from engine.process import EngineDied, EngineProcess
-from engine.protocol import Command, Generated, Trained
+from engine.protocol import Command, Generated, GenerateFiles, Trained
 from storage import BlobStore, Repository
 from storage.jobs import JobQueue
 from storage.records import JobRecord
@@ -300,12 +300,15 @@ class Dispatcher:
         lora = None
         if request.model is not None:
             lora = str(await self._readable(request.model.blob, work / "lora.safetensors"))
-        return {
-            "op": "generate",
-            "job_id": job.id,
-            "request": job.params,
-            "files": {"lora": lora, "out_dir": str(work / "out")},
-        }
+        files: GenerateFiles = {"lora": lora, "out_dir": str(work / "out")}
+        if request.styles:
+            files["styles"] = [
+                str(await self._readable(style.blob, work / f"style-{n}.safetensors"))
+                for n, style in enumerate(request.styles)
+            ]
+        if request.source is not None:
+            files["source"] = str(await self._readable(request.source, work / "source"))
+        return {"op": "generate", "job_id": job.id, "request": job.params, "files": files}
 
     async def _readable(self, key: str, fallback: Path) -> Path:
         local = self.blobs.local_path(key)

@@ -1,13 +1,23 @@
-"""Text-to-image with an optional per-user LoRA: prompt in, marked PNGs out."""
+"""Text-to-image and image-to-image with an optional per-user LoRA and style LoRAs:
+prompt (and a source picture) in, marked PNGs out.
+
+Image-to-image runs the family's img2img pipeline made from the loaded one with
+`AutoPipelineForImage2Image.from_pipe`: the same modules (and so the same adapters),
+no second copy of the weights.
+"""
 
 from __future__ import annotations
 
 import re
 import secrets
 import time
+import weakref
+from collections.abc import Sequence
+from typing import Any, cast
 
 import torch
-from PIL import Image
+from diffusers import AutoPipelineForImage2Image
+from PIL import Image, ImageOps
 
 from engine.generation.adapters import LoraCache
 from engine.generation.png import encode_png_with_metadata
@@ -21,12 +31,15 @@ from engine.generation.spec import (
     LoraRef,
     PreviewFn,
     StepFn,
+    StyleLora,
     check_request,
 )
 from engine.models.pipeline import Pipeline
 from engine.provenance import embed
 
-__all__ = ["generate", "with_trigger"]
+__all__ = ["fit_source", "generate", "image_to_image", "with_styles", "with_trigger"]
+
+_IMG2IMG: weakref.WeakKeyDictionary[Pipeline, Any] = weakref.WeakKeyDictionary()
 
 
 def with_trigger(prompt: str, lora: LoraRef | None) -> str:
@@ -34,6 +47,34 @@ def with_trigger(prompt: str, lora: LoraRef | None) -> str:
     if lora is None or re.search(rf"\b{re.escape(lora.trigger)}\b", prompt, re.IGNORECASE):
         return prompt
     return f"{lora.trigger} {lora.class_word}, {prompt}"
+
+
+def with_styles(prompt: str, styles: Sequence[StyleLora]) -> str:
+    """`prompt` followed by the trigger words of the styles in use (weight above 0) that
+    it does not hold already."""
+    words = [
+        style.trigger.strip()
+        for style in styles
+        if style.weight > 0
+        and style.trigger.strip()
+        and style.trigger.strip().lower() not in prompt.lower()
+    ]
+    return ", ".join([prompt, *words])
+
+
+def image_to_image(pipeline: Pipeline) -> Pipeline:
+    """The img2img pipeline of `pipeline`'s family over the same modules, made once."""
+    img2img = _IMG2IMG.get(pipeline)
+    if img2img is None:
+        img2img = AutoPipelineForImage2Image.from_pipe(pipeline)
+        img2img.set_progress_bar_config(disable=True)
+        _IMG2IMG[pipeline] = img2img
+    return cast(Pipeline, img2img)
+
+
+def fit_source(source: Image.Image, width: int, height: int) -> Image.Image:
+    """The source cropped around its centre to width:height and resized to that size."""
+    return ImageOps.fit(source.convert("RGB"), (width, height), Image.Resampling.LANCZOS)
 
 
 @torch.no_grad()
@@ -54,26 +95,31 @@ def generate(
     """
     check_request(request)
     adapters = adapters or LoraCache.for_pipeline(pipeline)
-    adapters.activate(request.lora)
+    adapters.activate(request.lora, request.styles)
 
-    prompt = with_trigger(request.prompt, request.lora)
+    prompt = with_styles(with_trigger(request.prompt, request.lora), request.styles)
     width, height = size_for(native_resolution(pipeline), request.aspect_ratio)
     seed = request.seed if request.seed is not None else secrets.randbelow(2**32 - MAX_IMAGES)
     # CPU generators give the same noise on any device, so a seed means the same picture.
     generators = [torch.Generator("cpu").manual_seed(seed + i) for i in range(request.count)]
-    latents = None
-    if request.variation_seed is not None:
-        latents = _variation_latents(pipeline, request, seed, width, height)
+    # Image-to-image denoises only the last int(steps * strength) steps (as diffusers does).
+    total = request.steps
+    inputs: dict[str, Any] = {"width": width, "height": height}
+    if request.source is not None:
+        total = min(int(request.steps * request.strength), request.steps)
+        inputs = {"image": fit_source(request.source, width, height), "strength": request.strength}
+    elif request.variation_seed is not None:
+        inputs["latents"] = _variation_latents(pipeline, request, seed, width, height)
 
     def on_step_end(
         pipe: object, step: int, timestep: object, kwargs: dict[str, object]
     ) -> dict[str, object]:
         if progress is not None:
-            progress(step + 1, request.steps)
+            progress(step + 1, total)
         done = step + 1
         latents = kwargs.get("latents")
         wanted = preview is not None and preview_every and done % preview_every == 0
-        if wanted and done < request.steps and isinstance(latents, torch.Tensor):
+        if wanted and done < total and isinstance(latents, torch.Tensor):
             assert preview is not None
             image = latents_to_preview(
                 latents, sdxl=_is_sdxl(pipeline), scale=int(pipeline.vae_scale_factor)
@@ -81,19 +127,18 @@ def generate(
             preview(done, image)
         return kwargs
 
+    run = pipeline if request.source is None else image_to_image(pipeline)
     started = time.monotonic()
-    output = pipeline(
+    output = run(
         prompt=prompt,
         negative_prompt=request.negative_prompt or None,
-        width=width,
-        height=height,
         num_inference_steps=request.steps,
         guidance_scale=request.guidance,
         num_images_per_prompt=request.count,
         generator=generators,
-        latents=latents,
         callback_on_step_end=on_step_end,
         output_type="pil",
+        **inputs,
     )
     parameters: dict[str, str | int | float] = {
         "prompt": prompt,
@@ -106,7 +151,11 @@ def generate(
         "base_model": str(pipeline.config.get("_name_or_path", "")),
         "lora_sha256": request.lora.sha256 if request.lora else "",
         "lora_scale": request.lora.scale if request.lora else 0.0,
+        "styles": ", ".join(f"{style.name}:{style.weight:g}" for style in request.styles),
+        "style_sha256": ", ".join(style.sha256 for style in request.styles),
     }
+    if request.source is not None:
+        parameters["strength"] = request.strength  # image-to-image
     seconds = time.monotonic() - started
     images: list[GeneratedImage] = []
     for i, image in enumerate(output.images):

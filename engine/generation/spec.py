@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from PIL import Image
 
-from engine.jobs import ImagineRequest, Variation
+from engine.jobs import STRENGTH, ImagineRequest, StyleRef, Variation
 from engine.limits import ASPECT_RATIOS, MAX_IMAGES
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "LoraRef",
     "PreviewFn",
     "StepFn",
+    "StyleLora",
     "check_request",
 ]
 
@@ -43,6 +44,19 @@ class LoraRef:
 
 
 @dataclass(frozen=True, slots=True)
+class StyleLora:
+    """A style LoRA file from the library, mixed in at `weight`; its `trigger` words are
+    added to the prompt (when the weight is above 0). Checked before its first load
+    (engine.models.styles) and against its sha256 at every load."""
+
+    path: Path
+    sha256: str
+    name: str
+    weight: float = 1.0
+    trigger: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class GenerationRequest:
     prompt: str
     lora: LoraRef | None = None
@@ -57,6 +71,11 @@ class GenerationRequest:
     # (spherically) with each image's own, `variation_strength` of the way (0 = the same).
     variation_seed: int | None = None
     variation_strength: float = 0.0
+    styles: tuple[StyleLora, ...] = ()
+    # Image-to-image: the picture to start from (cropped to the aspect ratio and sized
+    # like a text-to-image picture), noised `strength` of the way and denoised again.
+    source: Image.Image | None = None
+    strength: float = STRENGTH.default
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +108,12 @@ def check_request(request: GenerationRequest) -> None:
         aspect_ratio=request.aspect_ratio,
         count=request.count,
         variation=variation,
+        styles=tuple(
+            StyleRef(style.name, "-", style.sha256, style.weight, style.trigger)
+            for style in request.styles
+        ),
+        source=None if request.source is None else "-",
+        strength=request.strength,
     ).check()
     lora = request.lora
     if lora is not None:

@@ -34,6 +34,10 @@ class Family:
     # Half precision used on CUDA; CPUs always run fp32.
     cuda_dtype: Literal["float16", "bfloat16"]
     lora_targets: tuple[str, ...] = UNET_ATTENTION
+    # The width of the text features the UNet attends to (its config's
+    # cross_attention_dim): 768 for SD1.x, 1024 for SD2.x, 2048 for SDXL. A style LoRA's
+    # attn2.to_k/to_v take this many inputs, which tells its family from its header.
+    cross_attention_dim: int = 768
 
 
 FAMILIES: dict[str, Family] = {
@@ -55,6 +59,7 @@ FAMILIES: dict[str, Family] = {
             batch_size=4,
         ),
         cuda_dtype="bfloat16",
+        cross_attention_dim=32,
     ),
     # rank 16 / alpha = rank: common face-LoRA practice (diffusers' default rank 4 underfits
     # identities; its scripts set alpha = rank). lr 1e-4 and batch 1: the DreamBooth LoRA
@@ -93,6 +98,7 @@ FAMILIES: dict[str, Family] = {
             batch_size=1,
         ),
         cuda_dtype="bfloat16",
+        cross_attention_dim=2048,
     ),
 }
 FAMILY_NAMES: tuple[str, ...] = tuple(FAMILIES)
