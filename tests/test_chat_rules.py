@@ -58,10 +58,10 @@ class Chat:
     train_through_429: Callable[[], Awaitable[list[tuple[float, int]]]]
 
 
-def small(config: Config) -> Config:
-    """A training of three steps, and no image filter: these tests are about the chats."""
+def small(config: Config, steps: int) -> Config:
+    """A short training, and no image filter: these tests are about the chats."""
     training = dataclasses.replace(
-        config.training, min_photos=3, steps=3, checkpoint_every=1, batch_size=1
+        config.training, min_photos=3, steps=steps, checkpoint_every=steps, batch_size=1
     )
     screening = dataclasses.replace(config.image_filter, enabled=False)
     return dataclasses.replace(config, training=training, image_filter=screening)
@@ -83,11 +83,13 @@ async def seed_crops(booth: Booth, who: Identity) -> None:
 
 
 @asynccontextmanager
-async def telegram_chat(config: Config, analyzer: FaceAnalyzer) -> AsyncIterator[Chat]:
+async def telegram_chat(
+    config: Config, analyzer: FaceAnalyzer, steps: int = 3
+) -> AsyncIterator[Chat]:
     fake = FakeTelegram()
     await fake.start()
     try:
-        config = small(telegram_harness.telegram_config(config, fake))
+        config = small(telegram_harness.telegram_config(config, fake), steps)
         async with telegram_harness.running_bot(config, analyzer) as (booth, _):
             ann = telegram_harness.Conversation(fake, Person(4343, "Ann"))
             chat = Chat()
@@ -132,7 +134,9 @@ async def telegram_chat(config: Config, analyzer: FaceAnalyzer) -> AsyncIterator
 
 
 @asynccontextmanager
-async def discord_chat(config: Config, analyzer: FaceAnalyzer) -> AsyncIterator[Chat]:
+async def discord_chat(
+    config: Config, analyzer: FaceAnalyzer, steps: int = 3
+) -> AsyncIterator[Chat]:
     fake = FakeDiscord()
     await fake.start()
     try:
@@ -142,7 +146,7 @@ async def discord_chat(config: Config, analyzer: FaceAnalyzer) -> AsyncIterator[
             gateway_url=fake.gateway_url,
             edit_interval=discord_harness.EDIT_INTERVAL,
         )
-        config = small(dataclasses.replace(config, discord=settings))
+        config = small(dataclasses.replace(config, discord=settings), steps)
         async with discord_harness.running_bot(config, fake, analyzer) as bot:
             ann = FakeUser(3_444, "ann")
             chat = Chat()
@@ -187,6 +191,7 @@ async def discord_chat(config: Config, analyzer: FaceAnalyzer) -> AsyncIterator[
 
 
 CHATS = {"telegram": telegram_chat, "discord": discord_chat}
+STEPS_PAST_A_429 = 150
 
 
 @pytest.mark.parametrize("platform", CHATS)
@@ -228,7 +233,8 @@ async def test_a_trigger_word_never_reaches_a_group_or_server_channel(
 async def test_progress_edits_keep_their_interval_even_right_after_a_429(
     platform: str, config: Config, analyzer: FaceAnalyzer
 ) -> None:
-    async with CHATS[platform](config, analyzer) as chat:
+    # Long enough that the training still runs when the 429 has been waited out.
+    async with CHATS[platform](config, analyzer, STEPS_PAST_A_429) as chat:
         await chat.accept()
         await seed_crops(chat.booth, chat.who)
         attempts = await chat.train_through_429()
