@@ -114,12 +114,16 @@ class ModerationQueries:
     # stats ---------------------------------------------------------------------------------
 
     async def service_stats(self) -> ServiceStats:
-        """Queue, throughput and failures, for the admins' `stats`."""
+        """Queue, throughput and failures, for the admins' `stats`.
+
+        Times are compared as julian days: the stored ISO form ("...T18:00:00+00:00") and
+        SQLite's datetime() ("... 18:00:00") do not compare as text.
+        """
         averages = {}
         async with self.db.conn.execute(
             "SELECT kind, avg((julianday(finished_at) - julianday(started_at)) * 86400)"
             " FROM jobs WHERE status = 'succeeded' AND started_at IS NOT NULL"
-            " AND finished_at >= datetime('now', '-1 day') GROUP BY kind"
+            " AND julianday(finished_at) >= julianday('now', '-1 day') GROUP BY kind"
         ) as cur:
             for row in await cur.fetchall():
                 averages[str(row[0])] = round(float(row[1]), 1)
@@ -129,11 +133,11 @@ class ModerationQueries:
             running=await one("SELECT count(*) FROM jobs WHERE status = 'running'"),
             finished_last_hour=await one(
                 "SELECT count(*) FROM jobs WHERE status IN ('succeeded', 'failed')"
-                " AND finished_at >= datetime('now', '-1 hour')"
+                " AND julianday(finished_at) >= julianday('now', '-1 hour')"
             ),
             failed_last_day=await one(
                 "SELECT count(*) FROM jobs WHERE status = 'failed'"
-                " AND finished_at >= datetime('now', '-1 day')"
+                " AND julianday(finished_at) >= julianday('now', '-1 day')"
             ),
             average_seconds=averages,
             users=await one("SELECT count(*) FROM users"),
