@@ -1,4 +1,5 @@
-"""Persistence: the SQLite database with its migrations, and the blob store for files."""
+"""Persistence: the SQLite database with its migrations, the blob store for files, and
+storage.ports, the interfaces (repository, job queue) the core uses them through."""
 
 from storage.blobs import BlobStore, LocalBlobStore
 from storage.database import Database

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from engine.jobs import JobRequest, JobResult, encode
 from storage.database import Database
+from storage.ports import FINAL_STATUSES
 from storage.records import JobRecord
 from storage.repository import utcnow
 
@@ -29,6 +30,8 @@ SELECT id FROM (
 
 
 class JobQueue:
+    """The queue in SQLite; storage.ports.JobQueue says what it guarantees."""
+
     def __init__(self, db: Database) -> None:
         self.db = db
 
@@ -106,7 +109,7 @@ class JobQueue:
         result: JobResult | None = None,
         error: str | None = None,
     ) -> None:
-        if status not in ("succeeded", "failed", "cancelled"):
+        if status not in FINAL_STATUSES:
             raise ValueError(f"not a final status: {status!r}")
         now = utcnow()
         await self.db.conn.execute(

@@ -8,12 +8,14 @@ from engine.jobs import JobRequest, JobResult, decode_request, decode_result
 
 __all__ = [
     "AuditEntry",
+    "BlocklistTerm",
     "ConsentRecord",
     "ImageRecord",
     "JobRecord",
     "LoraRecord",
     "PhotoRecord",
     "ReviewItem",
+    "ServiceStats",
     "User",
 ]
 
@@ -134,3 +136,24 @@ class ReviewItem:
     created_at: str
     resolved_at: str | None
     resolved_by: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class BlocklistTerm:
+    """An admin's edit of the prompt filter's lists: `term` added to, or removed from,
+    `category`."""
+
+    term: str
+    category: str
+    removed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceStats:
+    queued: int
+    running: int
+    finished_last_hour: int
+    failed_last_day: int
+    average_seconds: dict[str, float]
+    users: int
+    open_reviews: int

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from storage.database import Database
+from storage.moderation import ModerationQueries
 from storage.records import (
     AuditEntry,
     ConsentRecord,
@@ -53,9 +54,20 @@ class NewPhoto:
     sharpness: float
 
 
-class Repository:
+class Repository(ModerationQueries):
+    """The SQLite repository (moderation's queries are inherited from storage.moderation)."""
+
     def __init__(self, db: Database) -> None:
         self.db = db
+
+    def busy_writing(self) -> bool:
+        """True while a write of several rows (an upload's photos) is under way here: its
+        rows may still be rolled back, so a reader should not count them yet."""
+        return self.db.conn.in_transaction
+
+    async def checkpoint(self) -> None:
+        """Leave no copy of deleted rows behind in the write-ahead log (after an erasure)."""
+        await self.db.checkpoint()
 
     # users ---------------------------------------------------------------------------
 

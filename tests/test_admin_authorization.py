@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,7 +14,14 @@ import pytest
 from bot.config import Config
 from bot.core import Booth, Identity, open_booth
 from bot.core.admin import AdminConsole
+from bot.core.authorization import AdminAuthorization
+from bot.core.erasure import Eraser
+from bot.core.likeness import LikenessGuard
+from bot.core.moderation import Moderation
 from bot.core.types import NotAuthorized
+from engine.jobs import ImagineRequest
+from storage import Database, LocalBlobStore, Repository
+from storage.jobs import JobQueue
 
 TELEGRAM_ADMIN = Identity("telegram", "1001")
 DISCORD_ADMIN = Identity("discord", "2002")
@@ -87,3 +97,28 @@ async def test_the_admins_named_in_the_config_may(admin_booth: Booth, admin: Ide
     entry = (await admin_booth.repo.audit_entries())[0]
     assert (entry.actor, entry.action) == (f"{admin.platform}:{admin.user_id}", "admin.ban")
     assert admin_booth.is_admin(admin) and not admin_booth.is_admin(NON_ADMINS[0])
+
+
+async def test_the_console_runs_on_its_services_alone(config: Config, tmp_path: Path) -> None:
+    """No Booth: storage, the queue, moderation, erasure and the admins are all it needs."""
+    async with Database(tmp_path / "alone.sqlite3") as db:
+        repo, queue = Repository(db), JobQueue(db)
+        blobs = LocalBlobStore(tmp_path / "blobs")
+        moderation = Moderation(repo, config.moderation)
+        likeness = LikenessGuard(repo, config.intake)
+        eraser = Eraser(config, repo, blobs, moderation, likeness, None, defaultdict(asyncio.Lock))
+        console = AdminConsole(
+            repo, queue, moderation, eraser, AdminAuthorization(config, repo), None
+        )
+        ann = await repo.get_or_create_user("telegram", "5")
+        queued = await queue.enqueue(ann.id, ImagineRequest("a portrait"))
+        operator = Identity("cli", "operator")
+        assert await console.run(operator, "ban telegram:5 2d spam") == (
+            f"User #{ann.id} is banned until {(await repo.get_user(ann.id)).banned_until} UTC."  # type: ignore[union-attr]
+        )
+        assert (await queue.get(queued.id)).status == "cancelled"  # type: ignore[union-attr]
+        assert "queue: 0 waiting, 0 running" in await console.run(operator, "stats")
+        assert "purged" in await console.run(operator, f"purge #{ann.id} court order")
+        assert await repo.get_user(ann.id) is None
+        with pytest.raises(NotAuthorized):
+            await console.run(Identity("telegram", "5"), "stats")

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import sqlite3
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from engine.jobs import ImagineRequest
 from storage import Database, LocalBlobStore, NewPhoto, Repository
 from storage.blobs import BlobStore, InvalidBlobKey
 from storage.database import migrations
+from storage.jobs import JobQueue
 
 
 async def test_migrations_apply_once_and_record_the_version(tmp_path: Path) -> None:
@@ -109,3 +112,22 @@ async def test_local_blobs_are_written_atomically(tmp_path: Path) -> None:
     assert path.parent.parent == tmp_path / "blobs"
     # No temporary file is left behind.
     assert [p.name for p in path.parent.iterdir()] == [key]
+
+
+async def test_service_figures_count_only_jobs_within_their_window(tmp_path: Path) -> None:
+    async with Database(tmp_path / "db.sqlite3") as db:
+        repo = Repository(db)
+        queue = JobQueue(db)
+        ann = await repo.get_or_create_user("cli", "ann")
+        recent = await queue.enqueue(ann.id, ImagineRequest("a portrait"))
+        earlier = await queue.enqueue(ann.id, ImagineRequest("a portrait"))
+        for job in (recent, earlier):
+            await queue.mark_running(job.id)
+            await queue.finish(job.id, "failed", error="boom")
+        # Stored times carry a "T" and an offset: the window must not compare them as text.
+        two_hours_ago = (datetime.now(UTC) - timedelta(hours=2)).isoformat(timespec="milliseconds")
+        await db.conn.execute(
+            "UPDATE jobs SET finished_at = ? WHERE id = ?", (two_hours_ago, earlier.id)
+        )
+        stats = await repo.service_stats()
+        assert (stats.finished_last_hour, stats.failed_last_day) == (1, 2)

@@ -1,7 +1,9 @@
 """Admin moderation: one set of operations for the command line, Telegram and Discord.
 
-Every operation checks the caller against the admins in the config first, on every call,
-and writes who did what and why to the append-only audit log; a refusal is audited too.
+Every operation checks the caller first, on every call (bot.core.authorization), and
+writes who did what and why to the append-only audit log; a refusal is audited too.
+The console is given the services it uses (storage, the queue, moderation, erasure),
+not the whole core.
 `AdminConsole.run` parses one line of text ("ban telegram:42 7d spam"), so each chat
 front end only passes through what the admin typed.
 """
@@ -14,18 +16,18 @@ import re
 import shlex
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from bot.core.dispatcher import QUEUE_PAUSED
-from bot.core.moderation import parse_duration
+from bot.core.authorization import AdminAuthorization
+from bot.core.dispatcher import QUEUE_PAUSED, Dispatcher
+from bot.core.erasure import Eraser
+from bot.core.moderation import Moderation, parse_duration
 from bot.core.options import parse_imagine
-from bot.core.types import BoothError, Identity, NotAuthorized
+from bot.core.types import BoothError, Identity
 from engine.jobs import ImagineRequest
 from engine.safety import BLOCKLIST_GROUPS, PromptFilter
+from storage import ports
 from storage.records import ReviewItem, User
-
-if TYPE_CHECKING:
-    from bot.core.booth import Booth
 
 __all__ = ["ADMIN_HELP", "AdminConsole", "Stats"]
 
@@ -66,32 +68,33 @@ class Stats:
 
 
 class AdminConsole:
-    def __init__(self, booth: Booth) -> None:
-        self.booth = booth
-        self.repo = booth.repo
-
-    # authorization -----------------------------------------------------------------------
+    def __init__(
+        self,
+        repo: ports.Repository,
+        jobs: ports.JobQueue,
+        moderation: Moderation,
+        eraser: Eraser,
+        authorization: AdminAuthorization,
+        dispatcher: Dispatcher | None = None,
+    ) -> None:
+        self.repo = repo
+        self.jobs = jobs
+        self.moderation = moderation
+        self.eraser = eraser
+        self.authorization = authorization
+        # None where this process only queues jobs: a resume then reaches the dispatcher
+        # of another process through the database, within its polling interval.
+        self.dispatcher = dispatcher
 
     async def authorize(self, actor: Identity, operation: str) -> str:
         """The actor's name for the audit log, or NotAuthorized (audited) for a non-admin."""
-        if self.booth.is_admin(actor):
-            return f"{actor.platform}:{actor.user_id}"
-        # A refused caller is named by their internal number only: erasing them later
-        # leaves nothing in the append-only log that points back to their account.
-        user = await self.repo.find_user(actor.platform, actor.user_id)
-        who = f"{actor.platform} user #{user.id}" if user else f"{actor.platform} non-user"
-        await self.repo.audit(who, "admin.refused", {"operation": operation})
-        raise NotAuthorized("That command is for the bot's admins only.")
+        return await self.authorization.authorize(actor, operation)
 
     async def user(self, ref: str) -> User:
         match = _USER_REF.fullmatch(ref.strip())
         user = None
         if match and match[1]:
-            async with self.repo.db.conn.execute(
-                "SELECT * FROM users WHERE id = ?", (int(match[1]),)
-            ) as cur:
-                row = await cur.fetchone()
-            user = User(**dict(row)) if row else None
+            user = await self.repo.get_user(int(match[1]))
         elif match:
             user = await self.repo.find_user(match[2], match[3])
         else:
@@ -108,20 +111,20 @@ class AdminConsole:
         name = await self.authorize(actor, "ban")
         reason = _required(reason, "ban")
         user = await self.user(ref)
-        until = await self.booth.moderation.ban(user.id, reason, duration)
+        until = await self.moderation.ban(user.id, reason, duration)
         await self.repo.audit(
             name, "admin.ban", {"user": user.id, "reason": reason, "until": until}
         )
         for job in await self.repo.jobs(user.id):
             if job.status == "queued":
-                await self.booth.jobs.finish(job.id, "cancelled", error="the user was banned")
+                await self.jobs.finish(job.id, "cancelled", error="the user was banned")
         return f"User #{user.id} is banned {f'until {until} UTC' if until else 'until lifted'}."
 
     async def unban(self, actor: Identity, ref: str, reason: str) -> str:
         name = await self.authorize(actor, "unban")
         reason = _required(reason, "unban")
         user = await self.user(ref)
-        lifted = await self.booth.moderation.unban(user.id)
+        lifted = await self.moderation.unban(user.id)
         await self.repo.audit(name, "admin.unban", {"user": user.id, "reason": reason})
         return f"User #{user.id} {'may use the bot again' if lifted else 'was not banned'}."
 
@@ -129,7 +132,7 @@ class AdminConsole:
         name = await self.authorize(actor, "purge")
         reason = _required(reason, "purge")
         user = await self.user(ref)
-        erasure = await self.booth.erase_user(user, action="user.purged")
+        erasure = await self.eraser.erase(user, action="user.purged")
         await self.repo.audit(name, "admin.purge", {"user": user.id, "reason": reason})
         return (
             f"User #{user.id} purged: {erasure.photos} photo(s), {erasure.loras} model(s), "
@@ -154,9 +157,9 @@ class AdminConsole:
         await self.repo.resolve_review_item(item.id, status, name)
         removed = 0
         if decision != "approve":
-            removed = await self.booth.withdraw_item_content(item)
+            removed = await self.eraser.withdraw_review_content(item)
         if decision == "ban":
-            await self.booth.moderation.ban(item.user_id, reason or f"review item {item.id}", None)
+            await self.moderation.ban(item.user_id, reason or f"review item {item.id}", None)
         lifted = decision == "approve" and await self._lift_automatic_suspension(item.user_id)
         await self.repo.audit(
             name,
@@ -177,14 +180,9 @@ class AdminConsole:
         user = await self.user(f"#{user_id}")
         if not (user.ban_reason or "").startswith("automatic"):
             return False
-        async with self.repo.db.conn.execute(
-            "SELECT 1 FROM review_items WHERE user_id = ? AND kind = 'prompt'"
-            " AND status = 'open' LIMIT 1",
-            (user_id,),
-        ) as cur:
-            if await cur.fetchone() is not None:
-                return False
-        return await self.booth.moderation.unban(user_id)
+        if await self.repo.has_open_review(user_id, "prompt"):
+            return False
+        return await self.moderation.unban(user_id)
 
     # quotas and the queue ----------------------------------------------------------------
 
@@ -201,7 +199,7 @@ class AdminConsole:
             if value is not None and not 0 <= value <= 100_000:
                 raise BoothError(f"A quota is 0 to 100000, not {value}.")
         if images_per_day is not None or trainings_per_week is not None:
-            await self.booth.moderation.set_quotas(user.id, images_per_day, trainings_per_week)
+            await self.moderation.set_quotas(user.id, images_per_day, trainings_per_week)
             await self.repo.audit(
                 name,
                 "admin.quota",
@@ -212,7 +210,7 @@ class AdminConsole:
                 },
             )
             user = await self.user(f"#{user.id}")
-        quotas = self.booth.moderation.quotas(user)
+        quotas = self.moderation.quotas(user)
         return (
             f"User #{user.id}: {quotas.images_per_day} images a day, "
             f"{quotas.trainings_per_week} training(s) a week."
@@ -228,42 +226,23 @@ class AdminConsole:
         name = await self.authorize(actor, "resume")
         await self.repo.set_setting(QUEUE_PAUSED, None)
         await self.repo.audit(name, "admin.resume", {"reason": reason})
-        if self.booth.dispatcher is not None:
-            self.booth.dispatcher.wake()
+        if self.dispatcher is not None:
+            self.dispatcher.wake()
         return "The queue runs again."
 
     async def stats(self, actor: Identity) -> Stats:
         await self.authorize(actor, "stats")
-        one = self._scalar
-        averages = {}
-        async with self.repo.db.conn.execute(
-            "SELECT kind, avg((julianday(finished_at) - julianday(started_at)) * 86400)"
-            " FROM jobs WHERE status = 'succeeded' AND started_at IS NOT NULL"
-            " AND finished_at >= datetime('now', '-1 day') GROUP BY kind"
-        ) as cur:
-            for row in await cur.fetchall():
-                averages[str(row[0])] = round(float(row[1]), 1)
+        figures = await self.repo.service_stats()
         return Stats(
-            queued=await one("SELECT count(*) FROM jobs WHERE status = 'queued'"),
-            running=await one("SELECT count(*) FROM jobs WHERE status = 'running'"),
+            queued=figures.queued,
+            running=figures.running,
             paused=await self.repo.setting(QUEUE_PAUSED),
-            finished_last_hour=await one(
-                "SELECT count(*) FROM jobs WHERE status IN ('succeeded', 'failed')"
-                " AND finished_at >= datetime('now', '-1 hour')"
-            ),
-            failed_last_day=await one(
-                "SELECT count(*) FROM jobs WHERE status = 'failed'"
-                " AND finished_at >= datetime('now', '-1 day')"
-            ),
-            average_seconds=averages,
-            users=await one("SELECT count(*) FROM users"),
-            open_reviews=await one("SELECT count(*) FROM review_items WHERE status = 'open'"),
+            finished_last_hour=figures.finished_last_hour,
+            failed_last_day=figures.failed_last_day,
+            average_seconds=figures.average_seconds,
+            users=figures.users,
+            open_reviews=figures.open_reviews,
         )
-
-    async def _scalar(self, sql: str) -> int:
-        async with self.repo.db.conn.execute(sql) as cur:
-            row = await cur.fetchone()
-        return int(row[0]) if row else 0
 
     # the prompt filter -------------------------------------------------------------------
 
@@ -287,8 +266,7 @@ class AdminConsole:
                 f"{term!r} holds a term of a hard category (sexual, minors): a safe phrase "
                 "cannot lift those."
             )
-        await self.booth.moderation.set_term(term, category, removed=removed, by=name)
-        await self.booth.prompt_filter()
+        await self.moderation.set_term(term, category, removed=removed, by=name)
         action = "admin.blocklist.remove" if removed else "admin.blocklist.add"
         await self.repo.audit(name, action, {"term": term, "category": category})
         if removed:
@@ -297,14 +275,16 @@ class AdminConsole:
 
     async def blocklist(self, actor: Identity) -> list[tuple[str, str, bool]]:
         await self.authorize(actor, "blocklist")
-        return await self.booth.moderation.terms()
+        return await self.moderation.terms()
 
     async def check_prompt(self, actor: Identity, text: str, negative: str = "") -> str:
         """The filter's verdict on `text` read as /imagine reads it (`--no`, `--style`...)."""
         await self.authorize(actor, "check-prompt")
         request = parse_imagine(text)
         negatives = [n for n in (request.negative, negative) if n]
-        verdict = (await self.booth.prompt_filter()).check(request.prompt, ", ".join(negatives))
+        verdict = (await self.moderation.current_filter()).check(
+            request.prompt, ", ".join(negatives)
+        )
         if verdict.allowed:
             return "allowed"
         field = "negative prompt" if verdict.field == "negative" else "prompt"
@@ -338,7 +318,7 @@ class AdminConsole:
         await self.repo.audit(name, "admin.trace", {"job": job_id})
         if job_id is None:
             return "No selfiebooth watermark found in this image."
-        job = await self.booth.jobs.get(job_id)
+        job = await self.jobs.get(job_id)
         if job is None:
             return f"Watermark: job {job_id}. That job is gone (its user was erased)."
         user = await self.user(f"#{job.user_id}")

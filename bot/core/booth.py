@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 from bot.config import Config
 from bot.core.admin import AdminConsole
+from bot.core.authorization import AdminAuthorization, is_admin
 from bot.core.consent import ConsentText, load_consent_text
 from bot.core.dispatcher import Dispatcher
 from bot.core.erasure import Eraser
@@ -49,7 +50,7 @@ from engine.safety import ImageFilter, PromptFilter
 from storage import BlobStore, Repository
 from storage.chat_messages import ChatMessages
 from storage.jobs import JobQueue
-from storage.records import JobRecord, LoraRecord, ReviewItem, User
+from storage.records import JobRecord, LoraRecord, User
 
 __all__ = ["BAD_NAME", "CONFIRMATION_TTL", "FILTER_REFUSED", "Booth"]
 
@@ -81,7 +82,6 @@ class Booth:
         self.consent_text: ConsentText = load_consent_text(config.consent)
         self.family = resolve_family(config.model.base, config.model.family)
         self.moderation = Moderation(repo, config.moderation)
-        self.admin = AdminConsole(self)
         # Other users' faces in pictures: results (through the dispatcher) and attachments.
         self.likeness = likeness or LikenessGuard(
             repo,
@@ -104,6 +104,14 @@ class Booth:
         )
         self.eraser = Eraser(
             config, repo, blobs, self.moderation, self.likeness, dispatcher, self._locks
+        )
+        self.admin = AdminConsole(
+            repo,
+            self.jobs,
+            self.moderation,
+            self.eraser,
+            AdminAuthorization(config, repo),
+            dispatcher,
         )
         # Which chat message shows which job: the answers a front end owes after a restart.
         self.chats = ChatMessages(repo.db)
@@ -257,7 +265,7 @@ class Booth:
 
     async def prompt_filter(self) -> PromptFilter:
         """The prompt filter with the admins' blocklist edits (loaded once, then kept fresh)."""
-        return await self.requests.prompt_filter()
+        return await self.moderation.current_filter()
 
     # the user's data -------------------------------------------------------------------
 
@@ -316,22 +324,6 @@ class Booth:
         """One admin command line from a chat (see bot.core.admin); refused for non-admins."""
         return await self.admin.run(actor, text, image)
 
-    async def withdraw_item_content(self, item: ReviewItem) -> int:
-        """Remove what a review item is about: the job's pictures and any kept image."""
-        keys = [item.blob] if item.blob else []
-        if item.job_id is not None and item.kind in ("image", "report"):
-            keys += await self.repo.delete_job_images(item.job_id)
-        for key in keys:
-            if not await self.repo.blob_in_use(key):
-                await self.blobs.delete(key)
-        return len(keys)
-
     def is_admin(self, who: Identity) -> bool:
-        """Admins are named in the config per platform; the local command line is the operator."""
-        if who.platform == "cli":
-            return True
-        if who.platform == "telegram":
-            return who.user_id in self.config.telegram.admin_ids
-        if who.platform == "discord":
-            return who.user_id in self.config.discord.admin_ids
-        return False
+        """Whether `who` is an admin (bot.core.authorization decides)."""
+        return is_admin(self.config, who)

@@ -30,8 +30,7 @@ from engine.jobs import (
 )
 from engine.process import EngineDied, EngineProcess
 from engine.protocol import Command, Generated, GenerateFiles, Trained
-from storage import BlobStore, Repository
-from storage.jobs import JobQueue
+from storage import BlobStore, ports
 from storage.records import JobRecord
 
 __all__ = ["QUEUE_PAUSED", "Dispatcher"]
@@ -46,8 +45,8 @@ POLL_SECONDS = 2.0
 class Dispatcher:
     def __init__(
         self,
-        repo: Repository,
-        jobs: JobQueue,
+        repo: ports.Repository,
+        jobs: ports.JobQueue,
         blobs: BlobStore,
         engine: EngineProcess,
         work_dir: Path,

@@ -1,4 +1,5 @@
-"""Erasure: every row and file of a user, gone at once (/forget, a withdrawal, a purge).
+"""Erasure: every row and file of a user, gone at once (/forget, a withdrawal, a purge);
+and the pictures a review item is about, when an admin rejects it.
 
 Only the fact that an erasure happened stays, in the audit log, with nothing that
 points back to the person.
@@ -16,8 +17,8 @@ from bot.core.dispatcher import Dispatcher
 from bot.core.likeness import LikenessGuard
 from bot.core.moderation import Moderation
 from bot.core.types import Erasure
-from storage import BlobStore, Repository
-from storage.records import User
+from storage import BlobStore, ports
+from storage.records import ReviewItem, User
 
 __all__ = ["Eraser"]
 
@@ -28,7 +29,7 @@ class Eraser:
     def __init__(
         self,
         config: Config,
-        repo: Repository,
+        repo: ports.Repository,
         blobs: BlobStore,
         moderation: Moderation,
         likeness: LikenessGuard,
@@ -70,8 +71,18 @@ class Eraser:
             await self.repo.audit(
                 "user", action, {"platform": user.platform, "photos": erasure.photos}
             )
-            await self.repo.db.checkpoint()
+            await self.repo.checkpoint()
         self._locks.pop(user.id, None)
         self.moderation.buckets.forget(f"{user.platform}:{user.platform_user_id}")
         _log.info("an erasure removed %d photo(s) and %d file(s)", erasure.photos, files)
         return Erasure(erasure.photos, erasure.loras, erasure.jobs, files)
+
+    async def withdraw_review_content(self, item: ReviewItem) -> int:
+        """Remove what a review item is about: the job's pictures and any kept image."""
+        keys = [item.blob] if item.blob else []
+        if item.job_id is not None and item.kind in ("image", "report"):
+            keys += await self.repo.delete_job_images(item.job_id)
+        for key in keys:
+            if not await self.repo.blob_in_use(key):
+                await self.blobs.delete(key)
+        return len(keys)

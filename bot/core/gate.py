@@ -9,14 +9,16 @@ from __future__ import annotations
 from bot.core.consent import ConsentText
 from bot.core.moderation import Moderation
 from bot.core.types import ConsentRequired, Identity
-from storage import Repository
+from storage import ports
 from storage.records import User
 
 __all__ = ["Gate"]
 
 
 class Gate:
-    def __init__(self, repo: Repository, moderation: Moderation, consent_text: ConsentText) -> None:
+    def __init__(
+        self, repo: ports.Repository, moderation: Moderation, consent_text: ConsentText
+    ) -> None:
         self.repo = repo
         self.moderation = moderation
         self.consent_text = consent_text

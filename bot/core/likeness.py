@@ -29,7 +29,7 @@ from PIL import Image
 from engine.intake import FaceAnalyzer, IntakeSettings, PhotoRefused, decode_image
 from engine.protocol import BlockedImage, Generated, OutputImage
 from engine.safety.likeness import FaceIndex, Likeness, face_descriptors
-from storage import Repository
+from storage import ports
 
 __all__ = ["ATTACHMENT_REFUSED", "LIKENESS_REASON", "LikenessGuard"]
 
@@ -47,7 +47,7 @@ ATTACHMENT_REFUSED = (
 class LikenessGuard:
     def __init__(
         self,
-        repo: Repository,
+        repo: ports.Repository,
         settings: IntakeSettings,
         analyzer: FaceAnalyzer | None = None,
         *,
@@ -75,7 +75,7 @@ class LikenessGuard:
     async def refresh(self) -> None:
         """Read photos added since the last look; reconcile when some were deleted."""
         async with self._lock:
-            if self.repo.db.conn.in_transaction:
+            if self.repo.busy_writing():
                 # An upload is being stored on this connection: its rows are not accepted
                 # yet (they may be rolled back), and reading them would count them.
                 return

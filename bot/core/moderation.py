@@ -15,9 +15,9 @@ from datetime import UTC, datetime, timedelta
 
 from bot.config import ModerationConfig
 from bot.core.types import RateLimited, Suspended
-from engine.jobs import ImagineRequest, decode_request
+from engine.jobs import ImagineRequest
 from engine.safety import PromptFilter, PromptVerdict
-from storage import Repository
+from storage import ports
 from storage.records import User
 from storage.repository import utcnow
 
@@ -59,11 +59,12 @@ class Quotas:
 
 
 class Moderation:
-    def __init__(self, repo: Repository, config: ModerationConfig) -> None:
+    def __init__(self, repo: ports.Repository, config: ModerationConfig) -> None:
         self.repo = repo
         self.config = config
         self.buckets = TokenBuckets(config.commands_per_minute / 60, config.command_burst)
         self.prompt_filter = PromptFilter()
+        self._filter_loaded = False
 
     # command rate ------------------------------------------------------------------------
 
@@ -97,29 +98,17 @@ class Moderation:
 
     async def ban(self, user_id: int, reason: str, duration: timedelta | None) -> str | None:
         until = (datetime.now(UTC) + duration).isoformat(timespec="seconds") if duration else None
-        await self.repo.db.conn.execute(
-            "UPDATE users SET banned_until = ?, ban_reason = ? WHERE id = ?",
-            (until, reason, user_id),
-        )
+        await self.repo.set_ban(user_id, reason, until)
         return until
 
     async def unban(self, user_id: int) -> bool:
-        cur = await self.repo.db.conn.execute(
-            "UPDATE users SET banned_until = NULL, ban_reason = NULL"
-            " WHERE id = ? AND ban_reason IS NOT NULL",
-            (user_id,),
-        )
-        return cur.rowcount > 0
+        return await self.repo.lift_ban(user_id)
 
     # strikes -----------------------------------------------------------------------------
 
     async def strike(self, user: User, verdict: PromptVerdict, prompt: str, negative: str) -> bool:
         """Record a refused prompt for review; True when it suspended the user."""
-        conn = self.repo.db.conn
-        await conn.execute(
-            "INSERT INTO strikes (user_id, category, at) VALUES (?, ?, ?)",
-            (user.id, verdict.category, utcnow()),
-        )
+        await self.repo.add_strike(user.id, verdict.category or "unknown", utcnow())
         await self.repo.add_review_item(
             "prompt",
             user.id,
@@ -133,11 +122,7 @@ class Moderation:
         since = (datetime.now(UTC) - timedelta(hours=self.config.strike_window_hours)).isoformat(
             timespec="milliseconds"
         )
-        async with conn.execute(
-            "SELECT count(*) FROM strikes WHERE user_id = ? AND at >= ?", (user.id, since)
-        ) as cur:
-            row = await cur.fetchone()
-        strikes = int(row[0]) if row else 0
+        strikes = await self.repo.strike_count(user.id, since)
         if strikes < self.config.strikes_to_suspend or self.ban_in_force(user):
             return False
         reason = (
@@ -149,11 +134,7 @@ class Moderation:
         return True
 
     async def strike_count(self, user_id: int) -> int:
-        async with self.repo.db.conn.execute(
-            "SELECT count(*) FROM strikes WHERE user_id = ?", (user_id,)
-        ) as cur:
-            row = await cur.fetchone()
-        return int(row[0]) if row else 0
+        return await self.repo.strike_count(user_id)
 
     # quotas ------------------------------------------------------------------------------
 
@@ -172,16 +153,7 @@ class Moderation:
     async def set_quotas(
         self, user_id: int, images_per_day: int | None, trainings_per_week: int | None
     ) -> None:
-        conn = self.repo.db.conn
-        if images_per_day is not None:
-            await conn.execute(
-                "UPDATE users SET images_per_day = ? WHERE id = ?", (images_per_day, user_id)
-            )
-        if trainings_per_week is not None:
-            await conn.execute(
-                "UPDATE users SET trainings_per_week = ? WHERE id = ?",
-                (trainings_per_week, user_id),
-            )
+        await self.repo.set_quotas(user_id, images_per_day, trainings_per_week)
 
     async def check_images_quota(self, user: User, count: int) -> None:
         limit = self.quotas(user).images_per_day
@@ -212,20 +184,12 @@ class Moderation:
         Cancelled and failed jobs made nothing, so they do not count.
         """
         since = (datetime.now(UTC) - window).isoformat(timespec="milliseconds")
-        async with self.repo.db.conn.execute(
-            "SELECT params, created_at FROM jobs WHERE user_id = ? AND kind = ?"
-            " AND created_at >= ? AND status NOT IN ('cancelled', 'failed') ORDER BY id",
-            (user_id, kind, since),
-        ) as cur:
-            rows = list(await cur.fetchall())
-        if kind == "imagine":
-            used = 0
-            for row in rows:
-                request = decode_request(kind, row["params"])
-                used += request.count if isinstance(request, ImagineRequest) else 1
-        else:
-            used = len(rows)
-        return used, (rows[0]["created_at"] if rows else None)
+        jobs = await self.repo.productive_jobs_since(user_id, kind, since)
+        used = 0
+        for job in jobs:
+            request = job.request()
+            used += request.count if isinstance(request, ImagineRequest) else 1
+        return used, (jobs[0].created_at if jobs else None)
 
     # blocklist ---------------------------------------------------------------------------
 
@@ -233,31 +197,29 @@ class Moderation:
         """The prompt filter with the admins' additions and removals applied."""
         extra: dict[str, list[str]] = {}
         removed: list[str] = []
-        async with self.repo.db.conn.execute(
-            "SELECT term, category, removed FROM blocklist_terms ORDER BY id"
-        ) as cur:
-            for row in await cur.fetchall():
-                if row["removed"]:
-                    removed.append(row["term"])
-                else:
-                    extra.setdefault(row["category"], []).append(row["term"])
+        for edit in await self.repo.blocklist_terms():
+            if edit.removed:
+                removed.append(edit.term)
+            else:
+                extra.setdefault(edit.category, []).append(edit.term)
         self.prompt_filter = PromptFilter(extra, removed)
+        self._filter_loaded = True
+        return self.prompt_filter
+
+    async def current_filter(self) -> PromptFilter:
+        """The prompt filter with the admins' edits, read from storage the first time."""
+        if not self._filter_loaded:
+            await self.reload_filter()
         return self.prompt_filter
 
     async def set_term(self, term: str, category: str, *, removed: bool, by: str) -> None:
-        await self.repo.db.conn.execute(
-            "INSERT INTO blocklist_terms (term, category, removed, added_by, created_at)"
-            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (term, category)"
-            " DO UPDATE SET removed = excluded.removed, added_by = excluded.added_by",
-            (term, category, int(removed), by, utcnow()),
-        )
+        await self.repo.set_blocklist_term(term, category, removed=removed, by=by, at=utcnow())
         await self.reload_filter()
 
     async def terms(self) -> list[tuple[str, str, bool]]:
-        async with self.repo.db.conn.execute(
-            "SELECT term, category, removed FROM blocklist_terms ORDER BY category, term"
-        ) as cur:
-            return [(r["term"], r["category"], bool(r["removed"])) for r in await cur.fetchall()]
+        """(term, category, removed) of every edit, by category and term."""
+        edits = sorted(await self.repo.blocklist_terms(), key=lambda e: (e.category, e.term))
+        return [(e.term, e.category, e.removed) for e in edits]
 
 
 def _until_window_frees(oldest: str | None, window: timedelta) -> float:

@@ -44,9 +44,8 @@ from engine.jobs import (
 )
 from engine.models.families import Family
 from engine.models.recipe import TrainingRecipe
-from engine.safety import PromptFilter
-from storage import BlobStore, Repository
-from storage.jobs import ACTIVE, JobQueue
+from storage import BlobStore, ports
+from storage.jobs import ACTIVE
 from storage.records import JobRecord, LoraRecord, User
 
 __all__ = ["VARIATION_STRENGTH", "Requests"]
@@ -64,9 +63,9 @@ class Requests:
     def __init__(
         self,
         config: Config,
-        repo: Repository,
+        repo: ports.Repository,
         blobs: BlobStore,
-        jobs: JobQueue,
+        jobs: ports.JobQueue,
         dispatcher: Dispatcher | None,
         moderation: Moderation,
         gate: Gate,
@@ -81,7 +80,6 @@ class Requests:
         self.moderation = moderation
         self.gate = gate
         self.family = family
-        self._filter_loaded = False
 
     # queueing ------------------------------------------------------------------------
 
@@ -138,7 +136,7 @@ class Requests:
             request.check()
         except RequestError as exc:
             raise BoothError(f"Nothing was queued: {exc}.") from None
-        verdict = (await self.prompt_filter()).check(request.prompt, request.negative)
+        verdict = (await self.moderation.current_filter()).check(request.prompt, request.negative)
         if not verdict.allowed:
             suspended = await self.moderation.strike(
                 user, verdict, request.prompt, request.negative
@@ -261,13 +259,6 @@ class Requests:
     async def job(self, who: Identity, job_id: int) -> JobRecord:
         """One of the user's own jobs: what a front end needs to answer for it after a restart."""
         return (await self._own_job(who, job_id))[1]
-
-    async def prompt_filter(self) -> PromptFilter:
-        """The prompt filter with the admins' blocklist edits (loaded once, then kept fresh)."""
-        if not self._filter_loaded:
-            await self.moderation.reload_filter()
-            self._filter_loaded = True
-        return self.moderation.prompt_filter
 
     # helpers -------------------------------------------------------------------------
 

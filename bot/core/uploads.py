@@ -28,7 +28,7 @@ from engine.intake import (
 )
 from engine.models.families import Family
 from engine.safety import ImageFilter, ImageVerdict
-from storage import BlobStore, NewPhoto, Repository
+from storage import BlobStore, NewPhoto, ports
 from storage.records import PhotoRecord, User
 
 if TYPE_CHECKING:
@@ -55,7 +55,7 @@ class Uploads:
     def __init__(
         self,
         config: Config,
-        repo: Repository,
+        repo: ports.Repository,
         blobs: BlobStore,
         family: Family,
         analyzer: Callable[[], FaceAnalyzer],
