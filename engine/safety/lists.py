@@ -38,13 +38,21 @@ DATA = Path(__file__).resolve().parent / "data"
 # Every concept the data may use. Refusal categories are concepts too, except `minors`,
 # whose terms are `minor-hard` (refused alone: "jailbait") and `minor` (a child, refused
 # only together with sexual, violent or self-harm content).
+# `ledge` (a bridge railing, a roof edge, the rails) and `farewell` (a last photo, a
+# goodbye letter, ready to jump) are harmless alone and self-harm together; `hate-code`
+# (88, 1488) and `hate-sign` (a shaved head, a bomber jacket, a tattoo, a banner) likewise
+# make hate together. `suggestive` (a seductive pose, a lifted skirt, kissing in bed) is
+# refused with a child only.
 CONCEPTS: tuple[str, ...] = (
     "sexual", "minor-hard", "minor", "violence", "self-harm", "hate", "public-figure",
     "violent-act", "target", "undressing", "sport", "fiction", "awareness", "medical",
-    "history", "safe", "negative-marker",
+    "history", "safe", "negative-marker", "ledge", "farewell", "hate-code", "hate-sign",
+    "suggestive",
 )  # fmt: skip
 # Shipped terms of these concepts stay whatever an admin removes.
-HARD_CONCEPTS: frozenset[str] = frozenset({"sexual", "minor-hard", "minor", "undressing"})
+HARD_CONCEPTS: frozenset[str] = frozenset(
+    {"sexual", "minor-hard", "minor", "undressing", "suggestive"}
+)
 # Contexts that may lift a rule; a hard rule takes none.
 CONTEXTS: frozenset[str] = frozenset({"sport", "fiction", "awareness", "medical", "history"})
 
