@@ -25,6 +25,7 @@ from bot.core.gate import Gate
 from bot.core.likeness import LikenessGuard
 from bot.core.moderation import Moderation
 from bot.core.requests import Requests
+from bot.core.styles import StyleLibrary
 from bot.core.types import (
     BoothError,
     Erasure,
@@ -105,6 +106,9 @@ class Booth:
         self.eraser = Eraser(
             config, repo, blobs, self.moderation, self.likeness, dispatcher, self._locks
         )
+        # The admins' style LoRAs, for the configured family: managed by the admin console,
+        # named in /imagine (--style) and resolved by the requests.
+        self.styles = StyleLibrary(repo, blobs, self.family)
         self.admin = AdminConsole(
             repo,
             self.jobs,
@@ -112,6 +116,7 @@ class Booth:
             self.eraser,
             AdminAuthorization(config, repo),
             dispatcher,
+            self.styles,
         )
         # Which chat message shows which job: the answers a front end owes after a restart.
         self.chats = ChatMessages(repo.db)

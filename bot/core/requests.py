@@ -21,6 +21,7 @@ from bot.core.captions import image_caption
 from bot.core.dispatcher import Dispatcher
 from bot.core.gate import Gate
 from bot.core.moderation import Moderation
+from bot.core.styles import StyleLibrary
 from bot.core.types import (
     FINAL_STATES,
     BoothError,
@@ -80,6 +81,8 @@ class Requests:
         self.moderation = moderation
         self.gate = gate
         self.family = family
+        # The style library `--style NAME` is looked up in.
+        self.styles = StyleLibrary(repo, blobs, family)
 
     # queueing ------------------------------------------------------------------------
 
@@ -132,6 +135,8 @@ class Requests:
     async def imagine(self, who: Identity, request: ImagineRequest) -> JobTicket:
         """Queue a generation with the user's active model; their trigger word is put in."""
         user = await self.gate.consenting_user(who)
+        if request.styles:  # named by the user: the library's files, or a refusal
+            request = dataclasses.replace(request, styles=await self.styles.resolve(request.styles))
         try:
             request.check()
         except RequestError as exc:
