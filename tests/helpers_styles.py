@@ -38,3 +38,24 @@ def pickled(path: Path) -> Path:
     """A pickle, as a .ckpt holds one (never loaded by the bot; only its bytes are read)."""
     path.write_bytes(pickle.dumps({"state_dict": [1, 2, 3]}, protocol=4))
     return path
+
+
+def tiny_lora(path: Path, models_dir: Path, *, seed: int) -> tuple[Path, str]:
+    """A real LoRA of the tiny model (random up-weights, so it changes the pictures) and its
+    sha256: what the engine loads, as a user's model or as a style."""
+    import torch
+    from peft import LoraConfig
+
+    from engine.models import FAMILIES
+    from engine.models.loader import load_pipeline
+    from engine.training.export import save_lora
+
+    tiny = FAMILIES["tiny"]
+    scratch = load_pipeline("tiny", tiny, "cpu", models_dir=models_dir)
+    scratch.unet.add_adapter(LoraConfig(r=4, target_modules=list(tiny.lora_targets)), "style")
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for key, param in scratch.unet.named_parameters():
+            if "lora_B.style" in key:
+                param.copy_(torch.randn(param.shape, generator=generator))
+    return save_lora(scratch, "style", path)

@@ -373,7 +373,13 @@ class AdminConsole:
         return self.styles
 
     async def _style_command(
-        self, actor: Identity, args: list[str], attachment: bytes | None, *, local_files: bool
+        self,
+        actor: Identity,
+        args: list[str],
+        attachment: bytes | None,
+        *,
+        filename: str,
+        local_files: bool,
     ) -> str:
         action = args[0].lower() if args else "list"
         if action == "list":
@@ -409,6 +415,7 @@ class AdminConsole:
             actor,
             name,
             source,
+            filename=filename,
             weight=_weight(weight) if weight is not None else None,
             trigger=values.get("trigger", ""),
             family=values.get("family"),
@@ -444,11 +451,17 @@ class AdminConsole:
     # one line of text, for the chat front ends -------------------------------------------
 
     async def run(
-        self, actor: Identity, text: str, image: bytes | None = None, *, local_files: bool = False
+        self,
+        actor: Identity,
+        text: str,
+        image: bytes | None = None,
+        *,
+        filename: str = "",
+        local_files: bool = False,
     ) -> str:
         """Parse and run one admin command line; the answer is text for the chat. `image` is
-        the chat's attachment; `local_files` (the command line only) lets a command read a
-        file of this machine named in the text (style add)."""
+        the chat's attachment (named `filename`); `local_files` (the command line only)
+        lets a command read a file of this machine named in the text (style add)."""
         await self.authorize(actor, "console")
         try:
             words = shlex.split(text)
@@ -497,7 +510,9 @@ class AdminConsole:
                 raise BoothError("Attach the image to trace to the command.")
             return await self.trace(actor, image)
         if command == "style":
-            return await self._style_command(actor, args, image, local_files=local_files)
+            return await self._style_command(
+                actor, args, image, filename=filename, local_files=local_files
+            )
         if command == "audit":
             limit = int(args[0]) if args and args[0].isdigit() else 20
             return format_audit(await self.audit_log(actor, limit))

@@ -240,6 +240,14 @@ class Booth:
         """Pictures close to image `index` (1-based) of a generation: its seed, nudged."""
         return await self.requests.variations(who, job_id, index)
 
+    async def restyle(self, who: Identity, job_id: int, style: str) -> JobTicket:
+        """The same picture again in a style of the library (its name)."""
+        return await self.requests.restyle(who, job_id, style)
+
+    async def style_names(self) -> list[str]:
+        """The styles users may name (`--style`), for pick-lists and buttons."""
+        return [style.name for style in await self.styles.styles()]
+
     async def cancel(self, who: Identity, job_id: int | None = None) -> list[int]:
         """Cancel one job of the user's, or all their queued and running ones."""
         return await self.requests.cancel(who, job_id)
@@ -325,9 +333,12 @@ class Booth:
         _log.info("job %d reported (review item %d)", job_id, item)
         return item
 
-    async def admin_command(self, actor: Identity, text: str, image: bytes | None = None) -> str:
-        """One admin command line from a chat (see bot.core.admin); refused for non-admins."""
-        return await self.admin.run(actor, text, image)
+    async def admin_command(
+        self, actor: Identity, text: str, image: bytes | None = None, filename: str = ""
+    ) -> str:
+        """One admin command line from a chat (see bot.core.admin) with its attachment and
+        the attachment's name; refused for non-admins."""
+        return await self.admin.run(actor, text, image, filename=filename)
 
     def is_admin(self, who: Identity) -> bool:
         """Whether `who` is an admin (bot.core.authorization decides)."""

@@ -319,7 +319,8 @@ class Actions:
                 # Only an admin's attachment is fetched; the core refuses the others anyway.
                 if self.booth.is_admin(who):
                     data = await image.read()
-            text = await self.booth.admin_command(who, command, data)
+            name = image.filename if image is not None else ""
+            text = await self.booth.admin_command(who, command, data, name)
             block = f"```\n{text.replace('```', ZERO_WIDTH_FENCE)}\n```"
             if len(block) <= MAX_CONTENT:
                 await answer.show(block)
