@@ -28,7 +28,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecatio
 BEA = Person(6262, "Bea")
 
 
-async def give_model(booth: Booth, who: Identity, lora: Path, sha256: str) -> None:
+async def give_model(booth: Booth, who: Identity, lora: bytes, sha256: str) -> None:
     """A consenting user with one photo and a trained model (its file in the blob store)."""
     user = await booth.repo.find_user(who.platform, who.user_id)
     assert user is not None
@@ -36,7 +36,7 @@ async def give_model(booth: Booth, who: Identity, lora: Path, sha256: str) -> No
     photo = NewPhoto("2" * 64, key, key, b"\0" * 512, "0" * 16, (0, 0, 9, 9), 100.0)
     await booth.repo.add_photos(user.id, [photo])
     await booth.repo.set_trigger_word(user.id, "bavoki")
-    blob = await booth.blobs.put(lora.read_bytes())
+    blob = await booth.blobs.put(lora)
     await booth.repo.add_lora(
         user.id, base_model="tiny", family="tiny", trigger_word="bavoki", blob=blob,
         sha256=sha256, recipe={},
@@ -79,7 +79,7 @@ async def test_a_style_from_the_admin_to_the_users_picture(
 
         bea = Conversation(fake, BEA)
         await bea.accept()
-        await give_model(booth, Identity("telegram", str(BEA.id)), face, face_sha)
+        await give_model(booth, Identity("telegram", str(BEA.id)), face.read_bytes(), face_sha)
 
         unknown = await bea.send("/imagine me on a sofa --style lego")
         assert "There is no style 'lego'. Styles: ikea." in unknown.text
