@@ -23,11 +23,12 @@ from storage.records import (
     PhotoRecord,
     ReviewItem,
     ServiceStats,
+    StyleRecord,
     User,
 )
 from storage.repository import NewPhoto
 
-__all__ = ["FINAL_STATUSES", "JobQueue", "ModerationStore", "Repository"]
+__all__ = ["FINAL_STATUSES", "JobQueue", "ModerationStore", "Repository", "StyleStore"]
 
 # What `JobQueue.finish` accepts; a job in one of these never changes again.
 FINAL_STATUSES = ("succeeded", "failed", "cancelled")
@@ -67,8 +68,37 @@ class ModerationStore(Protocol):
     async def service_stats(self) -> ServiceStats: ...
 
 
-class Repository(ModerationStore, Protocol):
-    """Users and everything they own, the review queue, settings, the audit log.
+class StyleStore(Protocol):
+    """The admins' library of style LoRAs, one per name (not owned by any user)."""
+
+    async def add_style(
+        self,
+        name: str,
+        *,
+        blob: str,
+        sha256: str,
+        weight: float,
+        trigger: str,
+        family: str,
+        added_by: str,
+    ) -> StyleRecord | None:
+        """The new style; None (and nothing changed) when the name is taken."""
+        ...
+
+    async def style(self, name: str) -> StyleRecord | None: ...
+
+    async def styles(self) -> list[StyleRecord]:
+        """The whole library, by name."""
+        ...
+
+    async def remove_style(self, name: str) -> StyleRecord | None:
+        """The style removed; None when there was none of that name."""
+        ...
+
+
+class Repository(ModerationStore, StyleStore, Protocol):
+    """Users and everything they own, the style library, the review queue, settings, the
+    audit log.
 
     Erasing a user (`delete_user`) removes every row that names them.
     """
@@ -169,7 +199,9 @@ class Repository(ModerationStore, Protocol):
 
     async def blob_keys_of(self, user_id: int) -> set[str]: ...
 
-    async def blob_in_use(self, key: str) -> bool: ...
+    async def blob_in_use(self, key: str) -> bool:
+        """Whether any row names the blob: a user's, or the style library's."""
+        ...
 
     async def audit(
         self, actor: str, action: str, detail: Mapping[str, Any] | None = None

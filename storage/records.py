@@ -16,6 +16,7 @@ __all__ = [
     "PhotoRecord",
     "ReviewItem",
     "ServiceStats",
+    "StyleRecord",
     "User",
 ]
 
@@ -74,6 +75,21 @@ class LoraRecord:
     active: int
     created_at: str
     job_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StyleRecord:
+    """A style LoRA of the admins' library; `weight` is used when a user names none."""
+
+    id: int
+    name: str
+    blob: str
+    sha256: str
+    weight: float
+    trigger: str
+    family: str
+    added_by: str
+    added_at: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,7 @@ from storage.records import (
     ReviewItem,
     User,
 )
+from storage.styles import StyleQueries
 
 __all__ = ["BLOB_COLUMNS", "NewPhoto", "Repository", "utcnow"]
 
@@ -37,6 +38,8 @@ BLOB_COLUMNS: tuple[tuple[str, str], ...] = (
     ("images", "blob"),
     ("review_items", "blob"),
 )
+# Blob columns of rows no user owns (the style library): in use, but no user's to erase.
+SHARED_BLOB_COLUMNS: tuple[tuple[str, str], ...] = (("styles", "blob"),)
 
 
 def utcnow() -> str:
@@ -54,8 +57,9 @@ class NewPhoto:
     sharpness: float
 
 
-class Repository(ModerationQueries):
-    """The SQLite repository (moderation's queries are inherited from storage.moderation)."""
+class Repository(ModerationQueries, StyleQueries):
+    """The SQLite repository (moderation's and the style library's queries are inherited
+    from storage.moderation and storage.styles)."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -382,7 +386,7 @@ class Repository(ModerationQueries):
         return keys
 
     async def blob_in_use(self, key: str) -> bool:
-        for table, column in BLOB_COLUMNS:
+        for table, column in BLOB_COLUMNS + SHARED_BLOB_COLUMNS:
             async with self.db.conn.execute(
                 f"SELECT 1 FROM {table} WHERE {column} = ? LIMIT 1",  # noqa: S608 - constants
                 (key,),

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 from helpers_images import person
 from PIL import Image
 
@@ -127,6 +129,31 @@ def test_train_and_imagine_from_the_shell(tmp_path: Path, faces: Path) -> None:
     assert wrong.returncode == 1 and "7:5" in wrong.stderr
     status = selfiebooth(tmp_path, "status").stdout
     assert "model v1: tiny" in status and "job 3: imagine succeeded" in status
+
+    # Styles: any LoRA of the family will do as one, so the model just trained is added.
+    exported = selfiebooth(tmp_path, "export", "--out", str(tmp_path / "export"))
+    lora = exported.stdout.split()[0]
+    added = selfiebooth(tmp_path, "admin", "style", "add", "shiny", lora, "--trigger", "glossy")
+    assert added.returncode == 0 and "Style 'shiny' added: weight 1" in added.stdout
+    assert (
+        "shiny: weight 1, trigger words 'glossy'"
+        in selfiebooth(tmp_path, "admin", "style", "list").stdout
+    )
+    styled = selfiebooth(
+        tmp_path, *args, "--aspect", "3:2", "--out", str(out), "--style", "shiny:1.5"
+    )
+    assert styled.returncode == 0, styled.stderr
+    with Image.open(Path(styled.stdout.splitlines()[0])) as img, Image.open(paths[0]) as plain:
+        parameters = json.loads(img.info["parameters"])
+        assert parameters["styles"] == "shiny:1.5" and parameters["prompt"].endswith(", glossy")
+        assert np.abs(np.asarray(img, "f4") - np.asarray(plain, "f4")).mean() > 1
+    unknown = selfiebooth(tmp_path, "imagine", "a cat", "--style", "lego")
+    assert unknown.returncode == 1
+    assert "There is no style 'lego'. Styles: shiny." in unknown.stderr
+    pickle_file = tmp_path / "style.ckpt"
+    pickle_file.write_bytes(b"\x80\x04K\x01.")
+    refused = selfiebooth(tmp_path, "admin", "style", "add", "bad", str(pickle_file))
+    assert refused.returncode == 1 and "'style.ckpt' is a .ckpt file" in refused.stderr
 
 
 def test_the_bot_process_never_imports_torch() -> None:

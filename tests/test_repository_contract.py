@@ -255,3 +255,35 @@ async def test_service_figures(backend: Backend, repo: ports.Repository) -> None
     assert (stats.queued, stats.running, stats.users, stats.open_reviews) == (1, 1, 2, 1)
     assert (stats.finished_last_hour, stats.failed_last_day) == (2, 1)
     assert set(stats.average_seconds) == {"imagine"} and stats.average_seconds["imagine"] >= 0
+
+
+async def test_the_style_library_holds_one_style_per_name(repo: ports.Repository) -> None:
+    assert await repo.styles() == []
+    ikea = await repo.add_style(
+        "ikea", blob="6" * 64, sha256="6" * 64, weight=0.7, trigger="flat pack",
+        family="sd15", added_by="cli:operator",
+    )  # fmt: skip
+    assert ikea is not None
+    assert (ikea.name, ikea.blob, ikea.sha256, ikea.weight) == ("ikea", "6" * 64, "6" * 64, 0.7)
+    assert (ikea.trigger, ikea.family, ikea.added_by) == ("flat pack", "sd15", "cli:operator")
+    assert ikea.added_at
+    # A name is taken once: the second file is not added, the first stays as it was.
+    taken = await repo.add_style(
+        "ikea", blob="7" * 64, sha256="7" * 64, weight=1.0, trigger="",
+        family="sd15", added_by="telegram:1",
+    )  # fmt: skip
+    assert taken is None and await repo.style("ikea") == ikea
+    await repo.add_style(
+        "anime", blob="7" * 64, sha256="7" * 64, weight=1.0, trigger="",
+        family="sd15", added_by="telegram:1",
+    )  # fmt: skip
+    assert [s.name for s in await repo.styles()] == ["anime", "ikea"]
+    # A style's file is in use, though no user owns it: an erasure leaves it alone.
+    assert await repo.blob_in_use("6" * 64)
+    ann = await repo.get_or_create_user("cli", "ann")
+    assert await repo.blob_keys_of(ann.id) == set()
+
+    assert await repo.remove_style("ikea") == ikea
+    assert await repo.remove_style("ikea") is None
+    assert await repo.style("ikea") is None and not await repo.blob_in_use("6" * 64)
+    assert [s.name for s in await repo.styles()] == ["anime"]

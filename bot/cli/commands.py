@@ -19,6 +19,7 @@ from bot.cli.output import follow, format_status, save_images
 from bot.cli.parser import PLATFORM, build_parser
 from bot.config import Config, ConfigError, load_config
 from bot.core import Booth, BoothError, Identity, ImagineRequest, Upload, open_booth
+from bot.core.options import parse_styles
 from bot.core.summaries import erasure_text
 from engine.intake.names import shown_name
 from engine.safety.classifier import MODEL_PATH
@@ -150,6 +151,7 @@ async def _imagine(booth: Booth, who: Identity, args: argparse.Namespace) -> int
         guidance=args.guidance,
         aspect_ratio=args.aspect,
         count=args.count,
+        styles=parse_styles(" ".join(args.style)),
     )
     ticket = await booth.imagine(who, request)
     final = await follow(booth, who, ticket.job_id)
@@ -273,7 +275,7 @@ async def _admin(config: Config, words: list[str]) -> int:
                     return 2
                 print(await booth.admin.trace(operator, image))
                 return 0
-            print(await booth.admin.run(operator, shlex.join(words)))
+            print(await booth.admin.run(operator, shlex.join(words), local_files=True))
             return 0
         except BoothError as exc:
             print(exc, file=sys.stderr)

@@ -72,6 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--aspect", default=jobs.DEFAULT_ASPECT, metavar="W:H",
         help=f"aspect ratio, one of {', '.join(ASPECT_RATIOS)} (%(default)s)",
     )  # fmt: skip
+    imagine.add_argument(
+        "--style", action="append", default=[], metavar="NAME[:W]",
+        help=f"a style of the library (admin style list), weight {jobs.STYLE_WEIGHT.range}; "
+        f"up to {jobs.MAX_STYLES}",
+    )  # fmt: skip
     imagine.add_argument("--out", type=Path, default=Path("."), help="where to write the PNGs")
 
     cancel = command("cancel", "cancel your queued and running jobs, or one of them")

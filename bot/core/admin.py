@@ -16,6 +16,7 @@ import re
 import shlex
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from bot.core.authorization import AdminAuthorization
@@ -23,11 +24,12 @@ from bot.core.dispatcher import QUEUE_PAUSED, Dispatcher
 from bot.core.erasure import Eraser
 from bot.core.moderation import Moderation, parse_duration
 from bot.core.options import parse_imagine
+from bot.core.styles import StyleLibrary
 from bot.core.types import BoothError, Identity
-from engine.jobs import ImagineRequest
+from engine.jobs import STYLE_WEIGHT, ImagineRequest
 from engine.safety import BLOCKLIST_GROUPS, PromptFilter
 from storage import ports
-from storage.records import ReviewItem, User
+from storage.records import ReviewItem, StyleRecord, User
 
 __all__ = ["ADMIN_HELP", "AdminConsole", "Stats"]
 
@@ -49,7 +51,12 @@ Admin commands (USER is #17, telegram:123 or discord:456):
                                     fiction, awareness, medical, history, safe, undressing
   check-prompt TEXT [--no ...]      the filter's verdict, read as /imagine reads it
   trace                             read the watermark of an attached image
-  audit [N]                         the last N audit log entries"""
+  audit [N]                         the last N audit log entries
+  style list                        the style library
+  style add NAME [--weight W] [--trigger WORDS] [--family F]
+                                    with the style LoRA (.safetensors) attached;
+                                    on the command line: style add NAME FILE ...
+  style remove NAME"""
 
 _USER_REF = re.compile(r"#?(\d+)|(telegram|discord|cli):(\S+)")
 _DURATION = re.compile(r"\d+[mhdw]", re.IGNORECASE)
@@ -76,6 +83,7 @@ class AdminConsole:
         eraser: Eraser,
         authorization: AdminAuthorization,
         dispatcher: Dispatcher | None = None,
+        styles: StyleLibrary | None = None,
     ) -> None:
         self.repo = repo
         self.jobs = jobs
@@ -85,6 +93,8 @@ class AdminConsole:
         # None where this process only queues jobs: a resume then reaches the dispatcher
         # of another process through the database, within its polling interval.
         self.dispatcher = dispatcher
+        # None where this console manages no style library (the moderation-only tests).
+        self.styles = styles
 
     async def authorize(self, actor: Identity, operation: str) -> str:
         """The actor's name for the audit log, or NotAuthorized (audited) for a non-admin."""
@@ -307,6 +317,110 @@ class AdminConsole:
                 decided.append((label, text))
         return decided
 
+    # the style library -------------------------------------------------------------------
+
+    async def style_add(
+        self,
+        actor: Identity,
+        name: str,
+        source: Path | bytes,
+        *,
+        filename: str = "",
+        weight: float | None = None,
+        trigger: str = "",
+        family: str | None = None,
+    ) -> str:
+        """Add a style LoRA from a local file (the command line) or a chat's attachment."""
+        who = await self.authorize(actor, "style")
+        library = self._library()
+        if isinstance(source, Path):
+            style = await library.add(
+                name, source, added_by=who, weight=weight, trigger=trigger, family=family
+            )
+        else:
+            style = await library.add_bytes(
+                name,
+                source,
+                filename or "attachment",
+                added_by=who,
+                weight=weight,
+                trigger=trigger,
+                family=family,
+            )
+        await self.repo.audit(
+            who,
+            "admin.style.add",
+            {"style": style.name, "sha256": style.sha256, "weight": style.weight},
+        )
+        return f"Style {style.name!r} added: {format_style(style)}. Use it: --style {style.name}"
+
+    async def style_remove(self, actor: Identity, name: str) -> str:
+        who = await self.authorize(actor, "style")
+        style = await self._library().remove(name)
+        await self.repo.audit(who, "admin.style.remove", {"style": style.name})
+        return f"Style {style.name!r} removed."
+
+    async def style_list(self, actor: Identity) -> str:
+        await self.authorize(actor, "style")
+        styles = await self._library().styles()
+        if not styles:
+            return "The style library is empty: add one with style add NAME (file attached)."
+        return "\n".join(f"{style.name}: {format_style(style)}" for style in styles)
+
+    def _library(self) -> StyleLibrary:
+        if self.styles is None:
+            raise BoothError("This console has no style library.")
+        return self.styles
+
+    async def _style_command(
+        self,
+        actor: Identity,
+        args: list[str],
+        attachment: bytes | None,
+        *,
+        filename: str,
+        local_files: bool,
+    ) -> str:
+        action = args[0].lower() if args else "list"
+        if action == "list":
+            return await self.style_list(actor)
+        if action == "remove" and len(args) == 2:
+            return await self.style_remove(actor, args[1])
+        if action != "add" or len(args) < 2:
+            raise BoothError("Write: style list | style add NAME ... | style remove NAME")
+        words, values = _style_options(args[2:])
+        name = args[1]
+        source: Path | bytes
+        if len(words) > 1:
+            raise BoothError(f"style add takes one file, not {' '.join(words)!r}.")
+        local = bool(words) and local_files and await asyncio.to_thread(Path(words[0]).is_file)
+        if attachment is not None and not words:
+            source = attachment
+        elif local:
+            source = Path(words[0])
+        elif words and _HUB_ID.fullmatch(words[0]):
+            raise BoothError(
+                f"{words[0]!r} looks like a hub id, but this booth does not download from the "
+                "hub: download the LoRA's .safetensors file and add that."
+            )
+        elif words and local_files:
+            raise BoothError(f"There is no file {words[0]!r}.")
+        else:
+            raise BoothError(
+                f"Attach the style's .safetensors file to: style add {name} [--weight W] "
+                "[--trigger WORDS]"
+            )
+        weight = values.get("weight")
+        return await self.style_add(
+            actor,
+            name,
+            source,
+            filename=filename,
+            weight=_weight(weight) if weight is not None else None,
+            trigger=values.get("trigger", ""),
+            family=values.get("family"),
+        )
+
     # provenance and the log --------------------------------------------------------------
 
     async def trace(self, actor: Identity, image: bytes) -> str:
@@ -336,8 +450,18 @@ class AdminConsole:
 
     # one line of text, for the chat front ends -------------------------------------------
 
-    async def run(self, actor: Identity, text: str, image: bytes | None = None) -> str:
-        """Parse and run one admin command line; the answer is text for the chat."""
+    async def run(
+        self,
+        actor: Identity,
+        text: str,
+        image: bytes | None = None,
+        *,
+        filename: str = "",
+        local_files: bool = False,
+    ) -> str:
+        """Parse and run one admin command line; the answer is text for the chat. `image` is
+        the chat's attachment (named `filename`); `local_files` (the command line only)
+        lets a command read a file of this machine named in the text (style add)."""
         await self.authorize(actor, "console")
         try:
             words = shlex.split(text)
@@ -385,10 +509,57 @@ class AdminConsole:
             if image is None:
                 raise BoothError("Attach the image to trace to the command.")
             return await self.trace(actor, image)
+        if command == "style":
+            return await self._style_command(
+                actor, args, image, filename=filename, local_files=local_files
+            )
         if command == "audit":
             limit = int(args[0]) if args and args[0].isdigit() else 20
             return format_audit(await self.audit_log(actor, limit))
         raise BoothError(f"There is no admin command {command!r}. Try: admin help")
+
+
+_HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
+
+
+def _style_options(args: list[str]) -> tuple[list[str], dict[str, str]]:
+    """The words of `style add NAME ...` that are no option, and the options' values
+    (--trigger takes the words up to the next option, the others one word)."""
+    words: list[str] = []
+    values: dict[str, str] = {}
+    option = None
+    for arg in args:
+        if arg.startswith("--"):
+            option = arg[2:].lower()
+            if option not in ("weight", "trigger", "family"):
+                raise BoothError(f"style add has no option {arg!r}: --weight, --trigger, --family.")
+            if option in values:
+                raise BoothError(f"{arg} is given twice.")
+            values[option] = ""
+        elif option is not None and (option == "trigger" or not values[option]):
+            values[option] = f"{values[option]} {arg}".strip()
+        else:
+            words.append(arg)
+            option = None
+    for key, value in values.items():
+        if not value:
+            raise BoothError(f"--{key} needs a value.")
+    return words, values
+
+
+def _weight(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if value != value:
+        raise BoothError(f"--weight needs a number {STYLE_WEIGHT.range}, not {raw!r}.")
+    return value
+
+
+def format_style(style: StyleRecord) -> str:
+    trigger = f", trigger words {style.trigger!r}" if style.trigger else ""
+    return f"weight {style.weight:g}{trigger}, for {style.family}, added by {style.added_by}"
 
 
 def _required(reason: str, what: str) -> str:

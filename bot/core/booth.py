@@ -25,6 +25,7 @@ from bot.core.gate import Gate
 from bot.core.likeness import LikenessGuard
 from bot.core.moderation import Moderation
 from bot.core.requests import Requests
+from bot.core.styles import StyleLibrary
 from bot.core.types import (
     BoothError,
     Erasure,
@@ -105,6 +106,9 @@ class Booth:
         self.eraser = Eraser(
             config, repo, blobs, self.moderation, self.likeness, dispatcher, self._locks
         )
+        # The admins' style LoRAs, for the configured family: managed by the admin console,
+        # named in /imagine (--style) and resolved by the requests.
+        self.styles = StyleLibrary(repo, blobs, self.family)
         self.admin = AdminConsole(
             repo,
             self.jobs,
@@ -112,6 +116,7 @@ class Booth:
             self.eraser,
             AdminAuthorization(config, repo),
             dispatcher,
+            self.styles,
         )
         # Which chat message shows which job: the answers a front end owes after a restart.
         self.chats = ChatMessages(repo.db)
@@ -235,6 +240,14 @@ class Booth:
         """Pictures close to image `index` (1-based) of a generation: its seed, nudged."""
         return await self.requests.variations(who, job_id, index)
 
+    async def restyle(self, who: Identity, job_id: int, style: str) -> JobTicket:
+        """The same picture again in a style of the library (its name)."""
+        return await self.requests.restyle(who, job_id, style)
+
+    async def style_names(self) -> list[str]:
+        """The styles users may name (`--style`), for pick-lists and buttons."""
+        return [style.name for style in await self.styles.styles()]
+
     async def cancel(self, who: Identity, job_id: int | None = None) -> list[int]:
         """Cancel one job of the user's, or all their queued and running ones."""
         return await self.requests.cancel(who, job_id)
@@ -320,9 +333,12 @@ class Booth:
         _log.info("job %d reported (review item %d)", job_id, item)
         return item
 
-    async def admin_command(self, actor: Identity, text: str, image: bytes | None = None) -> str:
-        """One admin command line from a chat (see bot.core.admin); refused for non-admins."""
-        return await self.admin.run(actor, text, image)
+    async def admin_command(
+        self, actor: Identity, text: str, image: bytes | None = None, filename: str = ""
+    ) -> str:
+        """One admin command line from a chat (see bot.core.admin) with its attachment and
+        the attachment's name; refused for non-admins."""
+        return await self.admin.run(actor, text, image, filename=filename)
 
     def is_admin(self, who: Identity) -> bool:
         """Whether `who` is an admin (bot.core.authorization decides)."""

@@ -4,8 +4,9 @@ The one parser of that syntax: the Telegram /imagine, `admin check-prompt` (in t
 and on the command line) and the prompt filter's evaluation all read a text with it, so
 what an admin checks is what a user would send. Only the syntax is checked here (a known
 option, a number where one is needed, no option twice); whether a value is allowed
-(aspect ratios, counts, steps) is the core's rule. `--style watercolor` joins the prompt
-as ", watercolor style", so the filter reads it with the rest.
+(aspect ratios, counts, steps) is the core's rule. `--style ikea` or `--style ikea:0.7
+ghibli` names up to two styles of the admins' library, with or without a weight; the
+core looks them up (bot.core.styles).
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from bot.core.styles import asked_style
 from bot.core.types import BoothError
-from engine.jobs import ImagineRequest
+from engine.jobs import MAX_STYLES, STYLE_NAME, STYLE_WEIGHT, ImagineRequest, StyleRef
 
-__all__ = ["OPTIONS_HELP", "OptionError", "parse_imagine"]
+__all__ = ["OPTIONS_HELP", "OptionError", "parse_imagine", "parse_styles"]
 
 
 class OptionError(BoothError):
@@ -30,7 +32,7 @@ _OPTIONS: dict[str, tuple[str, str]] = {
     "aspect": ("aspect_ratio", "ratio"),
     "no": ("negative", "text"),
     "negative": ("negative", "text"),
-    "style": ("style", "text"),
+    "style": ("styles", "styles"),
     "steps": ("steps", "int"),
     "n": ("count", "int"),
     "count": ("count", "int"),
@@ -40,13 +42,14 @@ _OPTIONS: dict[str, tuple[str, str]] = {
 
 OPTIONS_HELP = (
     "Options go after the prompt: --seed 42 (the same seed gives the same picture), "
-    "--ar 3:2 (aspect ratio), --no glasses (what to avoid), --style watercolor, --steps 30, "
-    "--n 4 (pictures), --guidance 7."
+    "--ar 3:2 (aspect ratio), --no glasses (what to avoid), --style ikea or ikea:0.7 (up to "
+    "two of the bot's styles, with a weight), --steps 30, --n 4 (pictures), --guidance 7."
 )
 
 # Phones and desktop clients turn "--" into an em or en dash; take those as "--" too.
 _OPTION = re.compile(r"(?:(?<=\s)|^)(?:--|\u2014|\u2013)([A-Za-z]+)(?=\s|$)")
 _RATIO = re.compile(r"\d{1,2}:\d{1,2}")
+_WEIGHT = re.compile(r"\d{1,3}(?:\.\d{1,4})?|\.\d{1,4}")
 
 
 def parse_imagine(text: str) -> ImagineRequest:
@@ -71,13 +74,39 @@ def parse_imagine(text: str) -> ImagineRequest:
     prompt = " ".join(prompt.split())
     if not prompt:
         raise OptionError("Say what to imagine, for example: /imagine me as an astronaut --ar 3:2")
-    style = values.pop("style", None)
-    if style:
-        prompt = f"{prompt}, {style} style"
     return ImagineRequest(prompt, **values)
 
 
+def parse_styles(raw: str) -> tuple[StyleRef, ...]:
+    """`ikea`, `ikea:0.7 ghibli` or `ikea,ghibli:1.2`: names, each with an optional weight."""
+    styles = []
+    for word in raw.replace(",", " ").split():
+        name, _, weight = word.partition(":")
+        name = name.lower()
+        if not STYLE_NAME.fullmatch(name):
+            raise OptionError(
+                f"{name!r} is not a style name: lower-case letters, digits, - and _, such as "
+                "--style ikea or --style ikea:0.7."
+            )
+        if not weight:
+            styles.append(asked_style(name))
+            continue
+        if not _WEIGHT.fullmatch(weight) or not 0 <= float(weight) <= STYLE_WEIGHT.high:
+            raise OptionError(
+                f"The weight of style {name!r} must be a number {STYLE_WEIGHT.range}, "
+                f"not {weight!r}."
+            )
+        styles.append(asked_style(name, float(weight)))
+    if len(styles) > MAX_STYLES:
+        raise OptionError(f"At most {MAX_STYLES} styles can be mixed, not {len(styles)}: {raw}.")
+    return tuple(styles)
+
+
 def _value(name: str, kind: str, raw: str) -> Any:
+    if kind == "styles":
+        if not raw:
+            raise OptionError(f"--{name} needs a style's name, for example --{name} ikea:0.7.")
+        return parse_styles(raw)
     if kind == "text":
         if not raw:
             raise OptionError(f"--{name} needs words after it, for example --{name} glasses.")

@@ -21,6 +21,7 @@ from bot.core.captions import image_caption
 from bot.core.dispatcher import Dispatcher
 from bot.core.gate import Gate
 from bot.core.moderation import Moderation
+from bot.core.styles import StyleLibrary, asked_style
 from bot.core.types import (
     FINAL_STATES,
     BoothError,
@@ -80,6 +81,8 @@ class Requests:
         self.moderation = moderation
         self.gate = gate
         self.family = family
+        # The style library `--style NAME` is looked up in.
+        self.styles = StyleLibrary(repo, blobs, family)
 
     # queueing ------------------------------------------------------------------------
 
@@ -132,6 +135,8 @@ class Requests:
     async def imagine(self, who: Identity, request: ImagineRequest) -> JobTicket:
         """Queue a generation with the user's active model; their trigger word is put in."""
         user = await self.gate.consenting_user(who)
+        if request.styles:  # named by the user: the library's files, or a refusal
+            request = dataclasses.replace(request, styles=await self.styles.resolve(request.styles))
         try:
             request.check()
         except RequestError as exc:
@@ -179,6 +184,16 @@ class Requests:
                 count=min(4, limits.MAX_IMAGES),
                 variation=Variation(images[index - 1].seed, VARIATION_STRENGTH),
             ),
+        )
+
+    async def restyle(self, who: Identity, job_id: int, style: str) -> JobTicket:
+        """A generation again in one style of the library: its first picture's seed, so the
+        same picture is drawn in that style (the "Try a style" buttons)."""
+        request = await self._own_generation(who, job_id)
+        images = await self.repo.images_of_job(job_id)
+        seed = images[0].seed if images else request.seed
+        return await self.imagine(
+            who, dataclasses.replace(request, seed=seed, styles=(asked_style(style),))
         )
 
     async def cancel(self, who: Identity, job_id: int | None = None) -> list[int]:

@@ -319,7 +319,8 @@ class Actions:
                 # Only an admin's attachment is fetched; the core refuses the others anyway.
                 if self.booth.is_admin(who):
                     data = await image.read()
-            text = await self.booth.admin_command(who, command, data)
+            name = image.filename if image is not None else ""
+            text = await self.booth.admin_command(who, command, data, name)
             block = f"```\n{text.replace('```', ZERO_WIDTH_FENCE)}\n```"
             if len(block) <= MAX_CONTENT:
                 await answer.show(block)
@@ -330,6 +331,13 @@ class Actions:
                 )
 
         await self._answer(interaction, work)
+
+    async def style_choices(self, current: str) -> list[str]:
+        """The library's styles that start with the last name typed (`ikea:0.8 gh...`),
+        the names already typed kept in front."""
+        typed, _, last = current.strip().lower().rpartition(" ")
+        names = [n for n in await self.booth.style_names() if n.startswith(last.partition(":")[0])]
+        return [f"{typed} {n}".strip() for n in names][:25]
 
     def admin_choices(self, user: discord.abc.User, current: str) -> list[str]:
         """Sub-commands that start with what the admin typed; nothing for anybody else."""

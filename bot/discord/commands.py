@@ -15,6 +15,7 @@ from discord.app_commands import Choice, Range
 
 from bot.config import ConfigError
 from bot.core import ImagineRequest
+from bot.core.options import OptionError, parse_styles
 from bot.discord.actions import Actions
 from bot.discord.answers import refuse
 from bot.discord.texts import SORRY
@@ -77,6 +78,7 @@ def register(tree: app_commands.CommandTree[Any], actions: Actions, admin_permis
         steps="more steps: slower, often finer",
         count="how many pictures",
         guidance="how closely to follow the prompt",
+        style="a style of the bot's library; ikea:0.7 sets its weight, two with a space",
     )
     @app_commands.choices(aspect_ratio=_ASPECTS)
     async def imagine(
@@ -88,7 +90,13 @@ def register(tree: app_commands.CommandTree[Any], actions: Actions, admin_permis
         steps: Range[int, jobs.STEPS.low, jobs.STEPS.high] = jobs.STEPS.default,
         count: Range[int, jobs.COUNT.low, jobs.COUNT.high] = jobs.COUNT.default,
         guidance: Range[float, jobs.GUIDANCE.low, jobs.GUIDANCE.high] = jobs.GUIDANCE.default,
+        style: Range[str, 0, 100] = "",
     ) -> None:
+        try:  # the shared syntax (bot.core.options); the core looks the names up
+            styles = parse_styles(style) if style.strip() else ()
+        except OptionError as exc:
+            await refuse(interaction, str(exc))
+            return
         request = ImagineRequest(
             prompt,
             negative=negative,
@@ -97,8 +105,13 @@ def register(tree: app_commands.CommandTree[Any], actions: Actions, admin_permis
             guidance=guidance,
             aspect_ratio=aspect_ratio,
             count=count,
+            styles=styles,
         )
         await actions.imagine(interaction, request)
+
+    @imagine.autocomplete("style")
+    async def styles_of_the_library(interaction: _Interaction, current: str) -> list[Choice[str]]:
+        return [Choice(name=n, value=n) for n in await actions.style_choices(current)]
 
     @tree.command(name="status", description="Your photos, models and jobs")
     async def status(interaction: _Interaction) -> None:

@@ -274,13 +274,18 @@ class Handlers:
         if message is None:
             return
         image: bytes | None = None
+        filename = ""
         source = message if (message.photo or message.document) else message.reply_to_message
         if source is not None and (source.photo or source.document):
             fetched = await self.intake.fetch(source)
             if isinstance(fetched, str):
                 raise BoothError(f"The image could not be read: {fetched}.")
             image = fetched
-        answer = await self.booth.admin_command(self.who(update), self.command_text(message), image)
+            if source.document is not None:
+                filename = source.document.file_name or ""
+        answer = await self.booth.admin_command(
+            self.who(update), self.command_text(message), image, filename
+        )
         await self.say(_chat(update), answer)
 
     # messages ------------------------------------------------------------------------
@@ -372,6 +377,9 @@ class Handlers:
             ticket = await self.booth.variations(who, job_id, int(args[1]))
             await self.desk.post(who, chat_id, ticket)
             return "Variations are on their way."
+        if action == "style":
+            await self.desk.post(who, chat_id, await self.booth.restyle(who, job_id, args[1]))
+            return f"The same picture in the {args[1]} style is on its way."
         if action == "report":
             await self.booth.report(who, job_id)
             return "Reported. Thank you: an admin will look at it."

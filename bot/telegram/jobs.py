@@ -167,7 +167,7 @@ class JobDesk:
                 self.pacer, chat_id, lambda: self.bot.send_message(chat_id, text), "results"
             )
             return
-        keyboard = results_keyboard(job_id, len(images))
+        keyboard = results_keyboard(job_id, len(images), await self.booth.style_names())
         name = f"selfiebooth-{job_id}-{{}}.png"
         if len(images) == 1:
             await patiently(

@@ -8,12 +8,14 @@ is never in the data: it is the pressing user, checked by the core on every pres
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 __all__ = [
     "MAX_CALLBACK_BYTES",
+    "MAX_STYLE_BUTTONS",
     "Button",
     "cancel_keyboard",
     "consent_keyboard",
@@ -23,6 +25,8 @@ __all__ = [
 ]
 
 MAX_CALLBACK_BYTES = 64
+# "Try a style" buttons under a result: one per library style, the first few by name.
+MAX_STYLE_BUTTONS = 3
 
 # action -> the shape of its arguments
 _ACTIONS: dict[str, re.Pattern[str]] = {
@@ -34,6 +38,7 @@ _ACTIONS: dict[str, re.Pattern[str]] = {
     "vary": re.compile(r"(\d{1,12}):(\d{1,2})"),
     "file": re.compile(r"(\d{1,12})"),
     "report": re.compile(r"(\d{1,12})"),
+    "style": re.compile(r"(\d{1,12}):([a-z0-9][a-z0-9_-]{0,31})"),  # engine.jobs.STYLE_NAME
 }
 
 
@@ -92,8 +97,9 @@ def cancel_keyboard(job_id: int) -> InlineKeyboardMarkup:
     )
 
 
-def results_keyboard(job_id: int, count: int) -> InlineKeyboardMarkup:
-    """Reroll, a variations button per picture, full-quality files, and a report button."""
+def results_keyboard(job_id: int, count: int, styles: Sequence[str] = ()) -> InlineKeyboardMarkup:
+    """Reroll, a variations button per picture, full-quality files, a report button, and
+    "Try a style" buttons (the same picture in a style of the library)."""
     vary = [
         InlineKeyboardButton(
             "Variations" if count == 1 else f"V{n}", callback_data=_data("vary", job_id, n)
@@ -107,5 +113,17 @@ def results_keyboard(job_id: int, count: int) -> InlineKeyboardMarkup:
                 InlineKeyboardButton("Send as file", callback_data=_data("file", job_id)),
                 InlineKeyboardButton("Report", callback_data=_data("report", job_id)),
             ],
+            *(
+                [
+                    [
+                        InlineKeyboardButton(
+                            f"Try {name}", callback_data=_data("style", job_id, name)
+                        )
+                        for name in styles[:MAX_STYLE_BUTTONS]
+                    ]
+                ]
+                if styles
+                else []
+            ),
         ]
     )

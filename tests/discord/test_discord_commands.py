@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from pathlib import Path
 
 import pytest
 from discord_harness import ADMIN, ANN, BOB, Bot, consent, running_bot, seed_photos, who
 from fakes.discord_api import EPHEMERAL, FakeDiscord, FakeMessage, snowflake
+from helpers_styles import lora_file
 
 from bot.config import Config, ConfigError, Secret
 from bot.core import open_booth
@@ -26,7 +28,7 @@ async def test_admin_commands_are_for_admins_only(fake: FakeDiscord, bot: Bot) -
     entries = await bot.booth.repo.audit_entries(10)
     assert [e.action for e in entries].count("admin.refused") == 1
 
-    typed = await fake.command(ADMIN, "admin", {"command": "st"}, focused="command")
+    typed = await fake.command(ADMIN, "admin", {"command": "sta"}, focused="command")
     await fake.wait_for(lambda: typed.autocomplete is not None, "the admin's suggestions")
     assert [c["value"] for c in typed.autocomplete or []] == ["stats"]
     guessed = await fake.command(BOB, "admin", {"command": ""}, focused="command")
@@ -164,3 +166,36 @@ async def test_a_wrong_admin_permission_stops_start_up(discord_config: Config) -
     async with open_booth(config) as booth:
         with pytest.raises(ConfigError, match="'rule_all' is not a Discord permission"):
             DiscordFrontEnd(booth, config, Secret("unused"))
+
+
+async def test_the_style_option_suggests_the_library_and_refuses_unknown_styles(
+    fake: FakeDiscord, bot: Bot, tmp_path: Path
+) -> None:
+    for name, seed in (("ikea", 1), ("ghibli", 2), ("gothic", 3)):
+        data = lora_file(tmp_path / f"{name}.safetensors", seed=seed).read_bytes()
+        added = await fake.command(
+            ADMIN,
+            "admin",
+            {"command": f"style add {name}", "image": fake.attachment(f"{name}.safetensors", data)},
+        )
+        assert f"Style '{name}' added" in (await fake.reply(added)).content
+    pickle = fake.attachment("anime.ckpt", b"\x80\x04K\x01.")
+    refused = await fake.command(ADMIN, "admin", {"command": "style add anime", "image": pickle})
+    assert "'anime.ckpt' is a .ckpt file" in (await fake.reply(refused)).content
+
+    await consent(fake, ANN)
+    typed = await fake.command(
+        ANN, "imagine", {"prompt": "me", "style": "ikea:0.7 g"}, focused="style"
+    )
+    await fake.wait_for(lambda: typed.autocomplete is not None, "the library's styles")
+    assert [c["value"] for c in typed.autocomplete or []] == ["ikea:0.7 ghibli", "ikea:0.7 gothic"]
+
+    unknown = await fake.command(ANN, "imagine", {"prompt": "me", "style": "lego"})
+    assert (
+        "There is no style 'lego'. Styles: ghibli, gothic, ikea."
+        in (await fake.reply(unknown)).content
+    )
+    unreadable = await fake.command(ANN, "imagine", {"prompt": "me", "style": "ikea:9"})
+    answer = await fake.reply(unreadable)
+    assert answer.ephemeral and "must be a number 0 to 2, not '9'" in answer.content
+    await fake.settled()

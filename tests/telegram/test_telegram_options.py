@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bot.core import ImagineRequest
+from bot.core.styles import asked_style
 from bot.telegram.keyboards import (
     MAX_CALLBACK_BYTES,
     Button,
@@ -54,10 +55,12 @@ def test_unreadable_options_say_what_to_write(text: str, message: str) -> None:
     assert message in str(refusal.value)
 
 
-def test_a_style_joins_the_prompt_so_the_filter_reads_it() -> None:
-    request = parse_imagine("me as a knight --style oil painting --seed 3")
-    assert request.prompt == "me as a knight, oil painting style"
-    assert request.seed == 3
+def test_styles_are_named_for_the_core_to_look_up() -> None:
+    request = parse_imagine("me as a knight --style oil-painting:0.8, ghibli --seed 3")
+    assert request.prompt == "me as a knight" and request.seed == 3
+    # The core finds each style's file and trigger words in the library, and its weight
+    # where none is given (asked_style's marker).
+    assert request.styles == (asked_style("oil-painting", 0.8), asked_style("ghibli"))
 
 
 def test_range_checks_are_left_to_the_core() -> None:
