@@ -14,9 +14,9 @@ import re
 from typing import Any
 
 from bot.core.types import BoothError
-from engine.jobs import ImagineRequest
+from engine.jobs import STRENGTH, ImagineRequest
 
-__all__ = ["OPTIONS_HELP", "OptionError", "parse_imagine"]
+__all__ = ["OPTIONS_HELP", "OptionError", "chosen_fields", "parse_imagine"]
 
 
 class OptionError(BoothError):
@@ -36,12 +36,14 @@ _OPTIONS: dict[str, tuple[str, str]] = {
     "count": ("count", "int"),
     "guidance": ("guidance", "float"),
     "cfg": ("guidance", "float"),
+    "strength": ("strength", "float"),
 }
 
 OPTIONS_HELP = (
     "Options go after the prompt: --seed 42 (the same seed gives the same picture), "
     "--ar 3:2 (aspect ratio), --no glasses (what to avoid), --style watercolor, --steps 30, "
-    "--n 4 (pictures), --guidance 7."
+    "--n 4 (pictures), --guidance 7; with a picture attached, --strength "
+    f"{STRENGTH.default:g} (how much of it is redrawn, {STRENGTH.range})."
 )
 
 # Phones and desktop clients turn "--" into an em or en dash; take those as "--" too.
@@ -75,6 +77,12 @@ def parse_imagine(text: str) -> ImagineRequest:
     if style:
         prompt = f"{prompt}, {style} style"
     return ImagineRequest(prompt, **values)
+
+
+def chosen_fields(text: str) -> frozenset[str]:
+    """The request fields the options in `text` set (as `parse_imagine` reads them)."""
+    names = (m[1].lower() for m in _OPTION.finditer(text))
+    return frozenset(_OPTIONS[name][0] for name in names if name in _OPTIONS)
 
 
 def _value(name: str, kind: str, raw: str) -> Any:
