@@ -197,10 +197,13 @@ class Repository(ModerationStore, StyleStore, Protocol):
 
     async def set_setting(self, key: str, value: str | None) -> None: ...
 
-    async def blob_keys_of(self, user_id: int) -> set[str]: ...
+    async def blob_keys_of(self, user_id: int) -> set[str]:
+        """Every blob the user's rows name, pictures attached to their jobs included."""
+        ...
 
     async def blob_in_use(self, key: str) -> bool:
-        """Whether any row names the blob: a user's, or the style library's."""
+        """Whether a row names `key` (a user's, or the style library's), or a queued or
+        running job reads it as its source."""
         ...
 
     async def audit(

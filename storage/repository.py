@@ -383,6 +383,11 @@ class Repository(ModerationQueries, StyleQueries):
                 (user_id,),
             ) as cur:
                 keys.update(row[0] for row in await cur.fetchall() if row[0])
+        # Pictures attached to image-to-image jobs are named in the job's request only.
+        async with self.db.conn.execute(
+            "SELECT json_extract(params, '$.source') FROM jobs WHERE user_id = ?", (user_id,)
+        ) as cur:
+            keys.update(row[0] for row in await cur.fetchall() if row[0])
         return keys
 
     async def blob_in_use(self, key: str) -> bool:
@@ -393,7 +398,13 @@ class Repository(ModerationQueries, StyleQueries):
             ) as cur:
                 if await cur.fetchone() is not None:
                     return True
-        return False
+        # An attached picture is needed while a job that will read it is queued or running.
+        async with self.db.conn.execute(
+            "SELECT 1 FROM jobs WHERE status IN ('queued', 'running')"
+            " AND json_extract(params, '$.source') = ? LIMIT 1",
+            (key,),
+        ) as cur:
+            return await cur.fetchone() is not None
 
     # audit ---------------------------------------------------------------------------
 

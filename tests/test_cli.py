@@ -11,6 +11,8 @@ import numpy as np
 from helpers_images import person
 from PIL import Image
 
+from bot.config import load_config
+
 
 def selfiebooth(data: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -154,6 +156,25 @@ def test_train_and_imagine_from_the_shell(tmp_path: Path, faces: Path) -> None:
     pickle_file.write_bytes(b"\x80\x04K\x01.")
     refused = selfiebooth(tmp_path, "admin", "style", "add", "bad", str(pickle_file))
     assert refused.returncode == 1 and "'style.ckpt' is a .ckpt file" in refused.stderr
+    # Image-to-image from a photo of the same person; the photo is not kept afterwards.
+    blobs = load_config(None, environ={}, data_dir=tmp_path).blob_dir
+    before = {p.name for p in blobs.rglob("*") if p.is_file()}
+    own = str(person(faces, "paul_allen")[4])
+    args = ["imagine", "--image", own, "--strength", "0.6", "me as a knight", "--steps", "4"]
+    from_photo = selfiebooth(tmp_path, *args, "--out", str(out))
+    assert from_photo.returncode == 0, from_photo.stderr
+    [made] = [Path(line) for line in from_photo.stdout.splitlines()]
+    with Image.open(made) as img, Image.open(own) as photo:
+        assert (img.width > img.height) == (photo.width > photo.height)
+    after = {p.name for p in blobs.rglob("*") if p.is_file()}
+    assert len(after - before) == 1  # the picture made; the source went with its job
+    stranger = str(person(faces, "steve_wozniak")[0])
+    refused = selfiebooth(tmp_path, "imagine", "--image", stranger, "me")
+    assert refused.returncode == 1 and "a face that is not yours" in refused.stderr
+    alone = selfiebooth(tmp_path, "imagine", "--strength", "0.6", "me")
+    assert alone.returncode == 1 and "attach a picture" in alone.stderr
+    too_far = selfiebooth(tmp_path, "imagine", "--image", own, "--strength", "1", "me")
+    assert too_far.returncode == 1 and "strength must be 0.1 to 0.95, got 1.0" in too_far.stderr
 
 
 def test_the_bot_process_never_imports_torch() -> None:

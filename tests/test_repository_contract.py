@@ -287,3 +287,22 @@ async def test_the_style_library_holds_one_style_per_name(repo: ports.Repository
     assert await repo.remove_style("ikea") is None
     assert await repo.style("ikea") is None and not await repo.blob_in_use("6" * 64)
     assert [s.name for s in await repo.styles()] == ["anime"]
+
+
+async def test_an_attached_picture_is_in_use_while_its_job_may_read_it(
+    backend: Backend,
+) -> None:
+    repo, queue = backend.repo, backend.queue
+    ann = await repo.get_or_create_user("cli", "ann")
+    bob = await repo.get_or_create_user("cli", "bob")
+    job = await queue.enqueue(ann.id, ImagineRequest("me", source="7" * 64, strength=0.5))
+    assert await repo.blob_in_use("7" * 64)
+    assert await repo.blob_keys_of(ann.id) == {"7" * 64}
+    assert await repo.blob_keys_of(bob.id) == set()
+    await queue.mark_running(job.id)
+    assert await repo.blob_in_use("7" * 64)
+    await queue.finish(job.id, "failed", error="engine lost")
+    assert not await repo.blob_in_use("7" * 64)  # over: nothing will read it again
+    assert await repo.blob_keys_of(ann.id) == {"7" * 64}  # the erasure still finds it
+    await repo.delete_user(ann.id)
+    assert await repo.blob_keys_of(ann.id) == set()

@@ -22,6 +22,7 @@ from bot.core import Booth, BoothError, Identity, ImagineRequest, Upload, open_b
 from bot.core.options import parse_styles
 from bot.core.summaries import erasure_text
 from engine.intake.names import shown_name
+from engine.jobs import DEFAULT_ASPECT, STRENGTH
 from engine.safety.classifier import MODEL_PATH
 
 __all__ = ["main"]
@@ -149,11 +150,21 @@ async def _imagine(booth: Booth, who: Identity, args: argparse.Namespace) -> int
         seed=args.seed,
         steps=args.steps,
         guidance=args.guidance,
-        aspect_ratio=args.aspect,
+        aspect_ratio=args.aspect or DEFAULT_ASPECT,
         count=args.count,
         styles=parse_styles(" ".join(args.style)),
+        strength=STRENGTH.default if args.strength is None else args.strength,
     )
-    ticket = await booth.imagine(who, request)
+    chosen = {"aspect_ratio"} if args.aspect else set()
+    if args.strength is not None:
+        chosen.add("strength")
+    picture = None
+    if args.image is not None:
+        try:
+            picture = await asyncio.to_thread(args.image.read_bytes)
+        except OSError as exc:
+            raise BoothError(f"Cannot read --image {args.image}: {exc.strerror}.") from None
+    ticket = await booth.imagine(who, request, picture, chosen=chosen)
     final = await follow(booth, who, ticket.job_id)
     if final.state != "succeeded":
         return 1

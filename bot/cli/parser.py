@@ -69,8 +69,18 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"{guidance.range} (%(default)s)",
     )  # fmt: skip
     imagine.add_argument(
-        "--aspect", default=jobs.DEFAULT_ASPECT, metavar="W:H",
-        help=f"aspect ratio, one of {', '.join(ASPECT_RATIOS)} (%(default)s)",
+        "--aspect", metavar="W:H",
+        help=f"aspect ratio, one of {', '.join(ASPECT_RATIOS)} ({jobs.DEFAULT_ASPECT}; "
+        "with --image, the nearest to the picture's)",
+    )  # fmt: skip
+    imagine.add_argument(
+        "--image", type=Path, metavar="FILE",
+        help="a picture of you (or with no face) to start from: image-to-image",
+    )  # fmt: skip
+    imagine.add_argument(
+        "--strength", type=float, metavar="S",
+        help=f"with --image: how much of it is redrawn, {jobs.STRENGTH.range} "
+        f"({jobs.STRENGTH.default:g})",
     )  # fmt: skip
     imagine.add_argument(
         "--style", action="append", default=[], metavar="NAME[:W]",

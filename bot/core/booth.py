@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from datetime import UTC, datetime, timedelta
 
 from bot.config import Config
@@ -25,6 +25,7 @@ from bot.core.gate import Gate
 from bot.core.likeness import LikenessGuard
 from bot.core.moderation import Moderation
 from bot.core.requests import Requests
+from bot.core.sources import Sources
 from bot.core.styles import StyleLibrary
 from bot.core.types import (
     BoothError,
@@ -122,8 +123,9 @@ class Booth:
         self.chats = ChatMessages(repo.db)
         self.gate = Gate(repo, self.moderation, self.consent_text)
         self.requests = Requests(
-            config, repo, blobs, self.jobs, dispatcher, self.moderation, self.gate, self.family
-        )
+            config, repo, blobs, self.jobs, dispatcher, self.moderation, self.gate, self.family,
+            sources=Sources(config, repo, blobs, lambda: self.analyzer, self.image_filter),
+        )  # fmt: skip
 
     @property
     def analyzer(self) -> FaceAnalyzer:
@@ -228,9 +230,20 @@ class Booth:
         """Queue a training on the user's accepted photos; a new model version when done."""
         return await self.requests.train(who)
 
-    async def imagine(self, who: Identity, request: ImagineRequest) -> JobTicket:
-        """Queue a generation with the user's active model; their trigger word is put in."""
-        return await self.requests.imagine(who, request)
+    async def imagine(
+        self,
+        who: Identity,
+        request: ImagineRequest,
+        picture: bytes | None = None,
+        *,
+        chosen: Collection[str] = (),
+    ) -> JobTicket:
+        """Queue a generation with the user's active model; their trigger word is put in.
+
+        `picture`: attached for image-to-image (screened first: bot.core.sources);
+        `chosen`: the request's fields the user set (see `Requests.imagine`).
+        """
+        return await self.requests.imagine(who, request, picture, chosen=chosen)
 
     async def reroll(self, who: Identity, job_id: int) -> JobTicket:
         """The same generation again with new seeds."""

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from bot.core.likeness import LikenessGuard
+from bot.core.sources import release_source
 from bot.core.types import FINAL_STATES, JobUpdate
 from engine.jobs import (
     ImagineRequest,
@@ -108,6 +109,7 @@ class Dispatcher:
                 await self.engine.send({"op": "cancel", "job_id": job_id})
         else:
             await self.jobs.finish(job_id, "cancelled", error="cancelled by the user")
+            await self._release(job_id)
             self._publish(JobUpdate(job_id, "cancelled"))
 
     def wake(self) -> None:
@@ -235,7 +237,7 @@ class Dispatcher:
                     self._publish(JobUpdate(job.id, "paused", message="making way for pictures"))
                 else:
                     await self.jobs.finish(job.id, "cancelled", error="cancelled by the user")
-                    self._cleanup(job.id)
+                    await self._release(job.id)
                     self._publish(JobUpdate(job.id, "cancelled"))
                 return
             elif kind == "failed":
@@ -258,7 +260,7 @@ class Dispatcher:
             return
         if await self.jobs.cancel_requested(job.id):
             await self.jobs.finish(job.id, "cancelled", error="cancelled by the user")
-            self._cleanup(job.id)
+            await self._release(job.id)
             self._publish(JobUpdate(job.id, "cancelled"))
         elif job.attempts >= self.max_attempts:
             message = (
@@ -330,12 +332,12 @@ class Dispatcher:
                     await self.blobs.delete(key)
             raise
         await self.jobs.finish(job.id, "succeeded", result=result)
-        self._cleanup(job.id)
+        await self._release(job.id)
         self._publish(JobUpdate(job.id, "succeeded", result=result))
 
     async def _fail(self, job: JobRecord, error: str) -> None:
         await self.jobs.finish(job.id, "failed", error=error)
-        self._cleanup(job.id)
+        await self._release(job.id)
         self._publish(JobUpdate(job.id, "failed", message=error))
 
     async def _store_result(
@@ -409,6 +411,17 @@ class Dispatcher:
 
     def _cleanup(self, job_id: int) -> None:
         shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
+
+    async def _release(self, job_id: int) -> None:
+        """A job has ended: its scratch space and its attached picture go."""
+        self._cleanup(job_id)
+        job = await self.jobs.get(job_id)
+        if job is not None:
+            try:
+                request = job.request()
+            except JobFormatError:
+                return  # another version's row: it names no picture this one could read
+            await release_source(self.repo, self.blobs, request)
 
     def _publish(self, update: JobUpdate) -> None:
         for queue in self._listeners.get(update.job_id, ()):

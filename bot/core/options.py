@@ -16,9 +16,16 @@ from typing import Any
 
 from bot.core.styles import asked_style
 from bot.core.types import BoothError
-from engine.jobs import MAX_STYLES, STYLE_NAME, STYLE_WEIGHT, ImagineRequest, StyleRef
+from engine.jobs import (
+    MAX_STYLES,
+    STRENGTH,
+    STYLE_NAME,
+    STYLE_WEIGHT,
+    ImagineRequest,
+    StyleRef,
+)
 
-__all__ = ["OPTIONS_HELP", "OptionError", "parse_imagine", "parse_styles"]
+__all__ = ["OPTIONS_HELP", "OptionError", "chosen_fields", "parse_imagine", "parse_styles"]
 
 
 class OptionError(BoothError):
@@ -38,12 +45,15 @@ _OPTIONS: dict[str, tuple[str, str]] = {
     "count": ("count", "int"),
     "guidance": ("guidance", "float"),
     "cfg": ("guidance", "float"),
+    "strength": ("strength", "float"),
 }
 
 OPTIONS_HELP = (
     "Options go after the prompt: --seed 42 (the same seed gives the same picture), "
     "--ar 3:2 (aspect ratio), --no glasses (what to avoid), --style ikea or ikea:0.7 (up to "
-    "two of the bot's styles, with a weight), --steps 30, --n 4 (pictures), --guidance 7."
+    "two of the bot's styles, with a weight), --steps 30, --n 4 (pictures), --guidance 7; "
+    f"with a picture attached, --strength {STRENGTH.default:g} (how much of it is redrawn, "
+    f"{STRENGTH.range})."
 )
 
 # Phones and desktop clients turn "--" into an em or en dash; take those as "--" too.
@@ -100,6 +110,12 @@ def parse_styles(raw: str) -> tuple[StyleRef, ...]:
     if len(styles) > MAX_STYLES:
         raise OptionError(f"At most {MAX_STYLES} styles can be mixed, not {len(styles)}: {raw}.")
     return tuple(styles)
+
+
+def chosen_fields(text: str) -> frozenset[str]:
+    """The request fields the options in `text` set (as `parse_imagine` reads them)."""
+    names = (m[1].lower() for m in _OPTION.finditer(text))
+    return frozenset(_OPTIONS[name][0] for name in names if name in _OPTIONS)
 
 
 def _value(name: str, kind: str, raw: str) -> Any:

@@ -12,7 +12,7 @@ import dataclasses
 import logging
 import re
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 
 import numpy as np
 
@@ -21,6 +21,7 @@ from bot.core.captions import image_caption
 from bot.core.dispatcher import Dispatcher
 from bot.core.gate import Gate
 from bot.core.moderation import Moderation
+from bot.core.sources import Sources
 from bot.core.styles import StyleLibrary, asked_style
 from bot.core.types import (
     FINAL_STATES,
@@ -71,6 +72,7 @@ class Requests:
         moderation: Moderation,
         gate: Gate,
         family: Family,
+        sources: Sources | None = None,
     ) -> None:
         self.config = config
         self.repo = repo
@@ -83,6 +85,8 @@ class Requests:
         self.family = family
         # The style library `--style NAME` is looked up in.
         self.styles = StyleLibrary(repo, blobs, family)
+        # Screens and keeps pictures attached for image-to-image; None refuses them.
+        self.sources = sources
 
     # queueing ------------------------------------------------------------------------
 
@@ -132,11 +136,28 @@ class Requests:
         )
         return await self._submit(user, request)
 
-    async def imagine(self, who: Identity, request: ImagineRequest) -> JobTicket:
-        """Queue a generation with the user's active model; their trigger word is put in."""
+    async def imagine(
+        self,
+        who: Identity,
+        request: ImagineRequest,
+        picture: bytes | None = None,
+        *,
+        chosen: Collection[str] = (),
+    ) -> JobTicket:
+        """Queue a generation with the user's active model; their trigger word is put in.
+
+        With a `picture` attached, it is image-to-image from it (see bot.core.sources).
+        `chosen` names the request's fields the user set (an aspect ratio they chose is
+        kept; without one, a picture's own is used).
+        """
         user = await self.gate.consenting_user(who)
         if request.styles:  # named by the user: the library's files, or a refusal
             request = dataclasses.replace(request, styles=await self.styles.resolve(request.styles))
+        if picture is None and "strength" in chosen:
+            raise BoothError(
+                f"--strength {request.strength:g} is how much of an attached picture is "
+                "redrawn: attach a picture to /imagine, or leave --strength out."
+            )
         try:
             request.check()
         except RequestError as exc:
@@ -163,7 +184,18 @@ class Requests:
             negative=request.negative.strip(),
             model=ModelRef(lora.blob, lora.sha256, lora.trigger_word, lora.version),
         )
-        return await self._submit(user, request)
+        if picture is None:
+            return await self._submit(user, request)
+        if self.sources is None:
+            raise BoothError("Pictures cannot be attached here.")
+        request = await self.sources.attach(
+            user, request, picture, keep_aspect="aspect_ratio" in chosen
+        )
+        try:
+            return await self._submit(user, request)
+        except BaseException:
+            await self.sources.release(request)
+            raise
 
     async def reroll(self, who: Identity, job_id: int) -> JobTicket:
         """The same generation again with new seeds."""
@@ -209,6 +241,8 @@ class Requests:
                 await self.dispatcher.cancel(job.id)
             elif job.status == "queued":
                 await self.jobs.finish(job.id, "cancelled", error="cancelled by the user")
+                if self.sources is not None:
+                    await self.sources.release(job.request())
             else:
                 await self.jobs.request_cancel(job.id)
         return [j.id for j in chosen]
@@ -260,6 +294,7 @@ class Requests:
             pictures=tuple(await self._pictures(job_id)),
             caption=image_caption(job_id, words, withheld=result.withheld),
             withheld=result.withheld,
+            from_picture=request.source is not None,
         )
 
     async def queue_position(self, job_id: int) -> int | None:
@@ -295,6 +330,12 @@ class Requests:
             raise BoothError(f"You have no picture job {job_id}; only its owner can reuse it.")
         request = job.request()
         assert isinstance(request, ImagineRequest)
+        if request.source is not None:
+            # The attached picture was deleted when its job ended: nothing keeps it.
+            raise BoothError(
+                f"Job {job_id} was made from a picture you attached, and that picture is not "
+                "kept once its job is done: attach it again with /imagine for new ones."
+            )
         return request
 
     async def _active_jobs(self, user: User) -> list[JobRecord]:

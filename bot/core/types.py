@@ -114,6 +114,8 @@ class JobOutcome:
     caption: str = ""
     withheld: int = 0  # pictures the safety filters kept back
     version: int | None = None  # the model version a training made
+    # Made from an attached picture: it is not kept, so no reroll or variations of it.
+    from_picture: bool = False
 
 
 @dataclass(frozen=True, slots=True)
