@@ -289,3 +289,9 @@ def test_admins_extend_groups_but_safe_phrases_cannot_hide_hard_terms() -> None:
     assert edited.check("me naked").category == "sexual"
     assert edited.check("me and Zorblax").category == "public-figure"
     assert PromptFilter.hides_hard_term("naked lady") and not PromptFilter.hides_hard_term("tide")
+
+
+@pytest.mark.parametrize("prompt", ["me", "ich", "moi", "yo", "я", "我", "나", "أنا", "मैं", "jag"])
+def test_the_shortest_prompt_a_user_sends_is_allowed(prompt: str) -> None:
+    # "/imagine me" carries no evidence either way: the classifier's prior must not refuse it.
+    assert PromptFilter().check(prompt).allowed
