@@ -53,13 +53,13 @@ class Place:
 
 @dataclass(frozen=True, slots=True)
 class Frame:
-    """What the progress message shows: its text and, while the job runs, its latest
-    preview (`previews` counts them: a new one is a new frame) and the Cancel button."""
+    """What the progress message shows: its text, its latest preview (`previews` counts
+    them: a new one is a new frame) and, while the job runs, the Cancel button."""
 
     text: str
     previews: int = 0
     preview: bytes | None = field(default=None, compare=False, repr=False)
-    final: bool = False  # the last words: no preview, no button
+    final: bool = False  # the last words: no button, and a preview only if one is kept
 
 
 class JobWatch:
@@ -79,6 +79,7 @@ class JobWatch:
         self.answer = answer
         self._live: LiveText[Frame] | None = None
         self._uploaded = 0  # the previews the message has had attached
+        self._latest = Frame("")  # the latest progress shown, for its preview
 
     async def run(self) -> None:
         chats = self.context.chats
@@ -110,8 +111,9 @@ class JobWatch:
         live = self._live
 
         def show(progress: Progress) -> None:
+            self._latest = Frame(progress_text(progress), progress.previews, progress.preview)
             if live is not None:
-                live.show(Frame(progress_text(progress), progress.previews, progress.preview))
+                live.show(self._latest)
 
         try:
             return await follow_job(
@@ -129,8 +131,9 @@ class JobWatch:
     async def _edit(self, frame: Frame) -> None:
         """One edit of the progress message, Discord's errors translated for the pacer."""
         assert self.answer is not None  # a live message exists only with an answer
-        files: list[discord.File] | None = [] if frame.final else None
-        if not frame.final and frame.preview is not None and frame.previews != self._uploaded:
+        # None keeps the attachments; the last words drop them unless a preview is kept.
+        files: list[discord.File] | None = [] if frame.final and frame.preview is None else None
+        if frame.preview is not None and frame.previews != self._uploaded:
             fitted = await asyncio.to_thread(fit_png, frame.preview, self.place.size_limit)
             if fitted is not None:
                 files = [discord.File(io.BytesIO(fitted.data), "preview.png")]
@@ -154,11 +157,13 @@ class JobWatch:
         if files:
             self._uploaded = frame.previews
 
-    async def _edit_final(self, text: str) -> bool:
-        """The progress message's last words (pacing kept); False once it is unreachable."""
+    async def _edit_final(self, text: str, *, keep_preview: bool = False) -> bool:
+        """The progress message's last words (pacing kept); False once it is unreachable.
+        `keep_preview` leaves the latest preview on it, sent now if the pacer skipped it."""
         if self._live is None or self.answer is None or not self.answer.fresh:
             return False
-        return await self._live.settle(Frame(text, final=True))
+        latest = self._latest if keep_preview else Frame("")
+        return await self._live.settle(Frame(text, latest.previews, latest.preview, final=True))
 
     # the end -----------------------------------------------------------------------------
 
@@ -167,7 +172,9 @@ class JobWatch:
         if final.state == "succeeded" and self.kind == "imagine":
             await self._deliver_pictures(final)
         elif final.state == "succeeded":
-            await self._tell(f"Your model version {final.version} is ready: try `/imagine`.")
+            # A training's last sample is what its model makes: it stays on the message.
+            text = f"Your model version {final.version} is ready: try `/imagine`."
+            await self._tell(text, keep_preview=True)
         elif final.state == "failed":
             reason = safe(final.message or "no reason given")
             await self._tell(f"Sorry, your {what} (job {self.job_id}) failed: {reason}")
@@ -175,8 +182,8 @@ class JobWatch:
             # A user who cancelled, or erased their data, needs no message elsewhere.
             await self._edit_final(f"Your {what} (job {self.job_id}) was cancelled.")
 
-    async def _tell(self, text: str) -> None:
-        if not await self._edit_final(text):
+    async def _tell(self, text: str, *, keep_preview: bool = False) -> None:
+        if not await self._edit_final(text, keep_preview=keep_preview):
             await self._direct(text, lambda: [], None)
 
     async def _deliver_pictures(self, final: JobOutcome) -> None:
