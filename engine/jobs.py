@@ -25,7 +25,9 @@ from typing import Any, ClassVar, Generic, TypeVar
 from engine.limits import ASPECT_RATIOS, MAX_GUIDANCE, MAX_IMAGES, MAX_PROMPT_CHARS, MAX_STEPS
 
 __all__ = [
+    "ATTACHMENTS",
     "COUNT",
+    "EDIT_STRENGTH",
     "FORMAT",
     "GUIDANCE",
     "MAX_STYLES",
@@ -34,6 +36,9 @@ __all__ = [
     "STRENGTH",
     "STYLE_NAME",
     "STYLE_WEIGHT",
+    "TOOLS",
+    "UPSCALE",
+    "UPSCALE_STRENGTH",
     "Bound",
     "ImagineRequest",
     "ImagineResult",
@@ -57,7 +62,8 @@ __all__ = [
 # versions existed (format 0); they are still read, so jobs queued then still run.
 # 2: imagine requests gained styles, source and strength. An older version would run a
 # format-2 row without its styles or its source, so it refuses the row instead.
-FORMAT = 2
+# 3: imagine requests gained mask (inpainting), edges (edge control) and upscale.
+FORMAT = 3
 
 N = TypeVar("N", int, float)
 
@@ -110,6 +116,17 @@ MAX_STYLE_TRIGGER_CHARS = 200
 # Image-to-image: how far the source picture is noised before it is denoised again
 # (diffusers' `strength`). Below 0.1 hardly anything changes; at 1 the source is gone.
 STRENGTH = Bound("strength", 0.1, 0.95, 0.6)
+# Inpainting redraws the masked part from scratch unless told otherwise.
+EDIT_STRENGTH = 0.95
+# Upscale: the picture enlarged this many times, then redrawn lightly at UPSCALE_STRENGTH
+# with the same model, prompt and seed (a "hires fix": no upscaler model needed).
+UPSCALE = 2
+UPSCALE_STRENGTH = 0.3
+# The request fields that name a picture the user attached (blob keys): screened by the
+# core, kept while the job needs them, erased with the user.
+ATTACHMENTS = ("source", "mask", "edges")
+# The tools a picture job can be, by what its request holds.
+TOOLS = ("imagine", "img2img", "edit", "edges", "upscale")
 
 
 def nearest_aspect(width: int, height: int) -> str:
@@ -194,6 +211,29 @@ class ImagineRequest:
     # decode, metadata stripped, image filter, likeness); None is text-to-image.
     source: str | None = None
     strength: float = STRENGTH.default  # read only with a source
+    # Inpainting: the blob key of a mask for the source (white: repaint, black: keep).
+    mask: str | None = None
+    # Edge control: the blob key of a screened picture whose canny edges the new picture
+    # follows (through the family's ControlNet); text-to-image only.
+    edges: str | None = None
+    # Upscale: the source (one of the user's results) made `upscale` times larger.
+    upscale: int = 1
+
+    @property
+    def tool(self) -> str:
+        """Which of TOOLS this request is."""
+        if self.upscale > 1:
+            return "upscale"
+        if self.mask is not None:
+            return "edit"
+        if self.edges is not None:
+            return "edges"
+        return "img2img" if self.source is not None else "imagine"
+
+    @property
+    def attachments(self) -> tuple[str, ...]:
+        """The blob keys of the pictures this request reads (see ATTACHMENTS)."""
+        return tuple(key for key in (self.source, self.mask, self.edges) if key is not None)
 
     def check(self) -> None:
         """Raise RequestError for the first value that is not allowed."""
@@ -235,21 +275,34 @@ class ImagineRequest:
             if any(style.name == other.name for other in self.styles[:n]):
                 raise RequestError(f"style {style.name!r} is asked for twice: name it once")
         STRENGTH.check(self.strength)
-        if self.source is not None:
-            if not self.source:
-                raise RequestError("the source picture's key is empty")
-            if self.variation is not None:
-                raise RequestError(
-                    "variations are of text-to-image pictures; for another take on a "
-                    "picture made from a photo, reroll it (a new seed)"
-                )
-            # diffusers denoises int(steps * strength) of the steps; none would be an error.
-            if int(self.steps * self.strength) < 1:
-                least = math.ceil(1 / self.strength)
-                raise RequestError(
-                    f"with strength {self.strength:g}, steps must be at least {least} "
-                    f"(got {self.steps}): nothing would be redrawn"
-                )
+        if self.source is not None and self.variation is not None:
+            raise RequestError(
+                "variations are of text-to-image pictures; for another take on a "
+                "picture made from a photo, reroll it (a new seed)"
+            )
+        for name in ATTACHMENTS:
+            if getattr(self, name) == "":
+                raise RequestError(f"the {name} picture's key is empty")
+        if self.mask is not None and self.source is None:
+            raise RequestError("a mask needs the picture it masks: attach one to edit")
+        if self.edges is not None and (self.source is not None or self.variation is not None):
+            raise RequestError(
+                "edge control starts from noise: it cannot be mixed with a picture to "
+                "redraw or with variations"
+            )
+        if self.upscale not in (1, UPSCALE):
+            raise RequestError(f"upscale must be 1 (none) or {UPSCALE}, got {self.upscale!r}")
+        if self.upscale > 1 and (self.source is None or self.mask is not None):
+            raise RequestError("an upscale needs the picture to enlarge, and no mask")
+        if self.upscale > 1 and self.count != 1:
+            raise RequestError(f"an upscale makes one picture, not {self.count}")
+        # diffusers denoises int(steps * strength) of the steps; none would be an error.
+        if self.source is not None and int(self.steps * self.strength) < 1:
+            least = math.ceil(1 / self.strength)
+            raise RequestError(
+                f"with strength {self.strength:g}, steps must be at least {least} "
+                f"(got {self.steps}): nothing would be redrawn"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,6 +390,9 @@ def encode(value: JobRequest | JobResult) -> str:
             "styles": [_plain(style) for style in value.styles],
             "source": value.source,
             "strength": value.strength,
+            "mask": value.mask,
+            "edges": value.edges,
+            "upscale": value.upscale,
         }
     elif isinstance(value, TrainRequest):
         body |= {
@@ -393,6 +449,10 @@ def decode_request(kind: str, text: str) -> JobRequest:
             styles=tuple(_Reader(style, "style").build(StyleRef) for style in styles),
             source=read.optional("source", str),
             strength=read.number("strength") if "strength" in data else STRENGTH.default,
+            # Formats 0 to 2 had no inpainting, edge control or upscale.
+            mask=read.optional("mask", str),
+            edges=read.optional("edges", str),
+            upscale=read.get("upscale", int) if "upscale" in data else 1,
         )
     prior = read.optional("prior", dict)
     recipe = read.optional("recipe", dict)

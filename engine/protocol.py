@@ -40,8 +40,11 @@ class GenerateFiles(TypedDict):
     out_dir: str
     # The request's style files, in the order of its styles (absent: no styles).
     styles: NotRequired[list[str]]
-    # Image-to-image: the request's source picture (absent or None: text-to-image).
+    # The request's attached pictures (engine.jobs.ATTACHMENTS), each present only when
+    # the request names it: the picture to redraw, its inpainting mask, the edge picture.
     source: NotRequired[str | None]
+    mask: NotRequired[str | None]
+    edges: NotRequired[str | None]
 
 
 class TrainCommand(TypedDict):

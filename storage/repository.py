@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from engine.jobs import ATTACHMENTS
 from storage.database import Database
 from storage.moderation import ModerationQueries
 from storage.records import (
@@ -383,11 +384,13 @@ class Repository(ModerationQueries, StyleQueries):
                 (user_id,),
             ) as cur:
                 keys.update(row[0] for row in await cur.fetchall() if row[0])
-        # Pictures attached to image-to-image jobs are named in the job's request only.
-        async with self.db.conn.execute(
-            "SELECT json_extract(params, '$.source') FROM jobs WHERE user_id = ?", (user_id,)
-        ) as cur:
-            keys.update(row[0] for row in await cur.fetchall() if row[0])
+        # Pictures attached to picture jobs are named in the job's request only.
+        for name in ATTACHMENTS:
+            async with self.db.conn.execute(
+                "SELECT json_extract(params, ?) FROM jobs WHERE user_id = ?",
+                (f"$.{name}", user_id),
+            ) as cur:
+                keys.update(row[0] for row in await cur.fetchall() if row[0])
         return keys
 
     async def blob_in_use(self, key: str) -> bool:
@@ -399,12 +402,15 @@ class Repository(ModerationQueries, StyleQueries):
                 if await cur.fetchone() is not None:
                     return True
         # An attached picture is needed while a job that will read it is queued or running.
-        async with self.db.conn.execute(
-            "SELECT 1 FROM jobs WHERE status IN ('queued', 'running')"
-            " AND json_extract(params, '$.source') = ? LIMIT 1",
-            (key,),
-        ) as cur:
-            return await cur.fetchone() is not None
+        for name in ATTACHMENTS:
+            async with self.db.conn.execute(
+                "SELECT 1 FROM jobs WHERE status IN ('queued', 'running')"
+                " AND json_extract(params, ?) = ? LIMIT 1",
+                (f"$.{name}", key),
+            ) as cur:
+                if await cur.fetchone() is not None:
+                    return True
+        return False
 
     # audit ---------------------------------------------------------------------------
 

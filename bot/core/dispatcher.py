@@ -309,6 +309,10 @@ class Dispatcher:
             ]
         if request.source is not None:
             files["source"] = str(await self._readable(request.source, work / "source"))
+        if request.mask is not None:
+            files["mask"] = str(await self._readable(request.mask, work / "mask"))
+        if request.edges is not None:
+            files["edges"] = str(await self._readable(request.edges, work / "edges"))
         return {"op": "generate", "job_id": job.id, "request": job.params, "files": files}
 
     async def _readable(self, key: str, fallback: Path) -> Path:

@@ -131,8 +131,10 @@ class Sources:
 async def release_source(
     repo: ports.Repository, blobs: BlobStore, request: JobRequest | None
 ) -> None:
-    """Delete a finished job's source picture, unless a row or a waiting job still uses it."""
-    if not isinstance(request, ImagineRequest) or request.source is None:
+    """Delete a finished job's attached pictures, unless a row or a waiting job still uses
+    them (an upscale's source is a result: its row keeps it)."""
+    if not isinstance(request, ImagineRequest):
         return
-    if not await repo.blob_in_use(request.source):
-        await blobs.delete(request.source)
+    for key in request.attachments:
+        if not await repo.blob_in_use(key):
+            await blobs.delete(key)

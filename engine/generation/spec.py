@@ -76,6 +76,12 @@ class GenerationRequest:
     # like a text-to-image picture), noised `strength` of the way and denoised again.
     source: Image.Image | None = None
     strength: float = STRENGTH.default
+    # Inpainting: a mask for the source (white: repaint), any size (fitted like the source).
+    mask: Image.Image | None = None
+    # Edge control: a picture whose canny edges the new picture follows (text-to-image).
+    edges: Image.Image | None = None
+    # Upscale: the source made this many times larger, then redrawn at `strength`.
+    upscale: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +120,9 @@ def check_request(request: GenerationRequest) -> None:
         ),
         source=None if request.source is None else "-",
         strength=request.strength,
+        mask=None if request.mask is None else "-",
+        edges=None if request.edges is None else "-",
+        upscale=request.upscale,
     ).check()
     lora = request.lora
     if lora is not None:
