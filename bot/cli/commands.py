@@ -65,7 +65,7 @@ async def _run(args: argparse.Namespace, config: Config) -> int:
         return await _work_queue(config)
     if args.command == "admin":
         return await _admin(config, args.words)
-    dispatch = args.command == "imagine" or (args.command == "train" and args.wait)
+    dispatch = args.command in _PICTURES or (args.command == "train" and args.wait)
     async with open_booth(config, dispatch=dispatch) as booth:
         who = Identity(PLATFORM, args.user)
         try:
@@ -144,6 +144,33 @@ async def _train(booth: Booth, who: Identity, args: argparse.Namespace) -> int:
 
 
 async def _imagine(booth: Booth, who: Identity, args: argparse.Namespace) -> int:
+    request, chosen = _picture_request(args)
+    picture = None
+    if args.image is not None:
+        picture = await _read(args.image, "--image")
+    elif args.edges_from is not None:
+        picture = await _read(args.edges_from, "--edges-from")
+        chosen.add("edges")
+    request = dataclasses.replace(request, count=args.count)
+    ticket = await booth.imagine(who, request, picture, chosen=chosen)
+    return await _wait_for_pictures(booth, who, ticket.job_id, args.out)
+
+
+async def _edit(booth: Booth, who: Identity, args: argparse.Namespace) -> int:
+    request, chosen = _picture_request(args)
+    picture = await _read(args.image, "--image")
+    mask = None if args.mask is None else await _read(args.mask, "--mask")
+    ticket = await booth.edit(who, request, picture, region=args.region, mask=mask, chosen=chosen)
+    return await _wait_for_pictures(booth, who, ticket.job_id, args.out)
+
+
+async def _upscale(booth: Booth, who: Identity, args: argparse.Namespace) -> int:
+    ticket = await booth.upscale(who, args.job, args.index)
+    return await _wait_for_pictures(booth, who, ticket.job_id, args.out)
+
+
+def _picture_request(args: argparse.Namespace) -> tuple[ImagineRequest, set[str]]:
+    """The request the shared picture options make, and the fields the user set."""
     request = ImagineRequest(
         args.prompt,
         negative=args.negative,
@@ -151,24 +178,27 @@ async def _imagine(booth: Booth, who: Identity, args: argparse.Namespace) -> int
         steps=args.steps,
         guidance=args.guidance,
         aspect_ratio=args.aspect or DEFAULT_ASPECT,
-        count=args.count,
         styles=parse_styles(" ".join(args.style)),
         strength=STRENGTH.default if args.strength is None else args.strength,
     )
     chosen = {"aspect_ratio"} if args.aspect else set()
     if args.strength is not None:
         chosen.add("strength")
-    picture = None
-    if args.image is not None:
-        try:
-            picture = await asyncio.to_thread(args.image.read_bytes)
-        except OSError as exc:
-            raise BoothError(f"Cannot read --image {args.image}: {exc.strerror}.") from None
-    ticket = await booth.imagine(who, request, picture, chosen=chosen)
-    final = await follow(booth, who, ticket.job_id)
+    return request, chosen
+
+
+async def _read(path: Path, option: str) -> bytes:
+    try:
+        return await asyncio.to_thread(path.read_bytes)
+    except OSError as exc:
+        raise BoothError(f"Cannot read {option} {path}: {exc.strerror}.") from None
+
+
+async def _wait_for_pictures(booth: Booth, who: Identity, job_id: int, out: Path) -> int:
+    final = await follow(booth, who, job_id)
     if final.state != "succeeded":
         return 1
-    for path in await save_images(final, args.out):
+    for path in await save_images(final, out):
         print(path)
     if final.withheld:
         print(f"{final.withheld} picture(s) were withheld by the safety filter.", file=sys.stderr)
@@ -293,6 +323,9 @@ async def _admin(config: Config, words: list[str]) -> int:
             return 1
 
 
+# The commands that queue a picture job and run the queue until it is done.
+_PICTURES = ("imagine", "edit", "upscale")
+
 _COMMANDS = {
     "consent": _consent,
     "upload": _upload,
@@ -300,6 +333,8 @@ _COMMANDS = {
     "forget": _forget,
     "train": _train,
     "imagine": _imagine,
+    "edit": _edit,
+    "upscale": _upscale,
     "cancel": _cancel,
     "use-model": _use_model,
     "export": _export,

@@ -9,6 +9,7 @@ import argparse
 from pathlib import Path
 
 from bot.core.admin import ADMIN_HELP
+from bot.core.masks import REGIONS
 from engine import jobs
 from engine.limits import ASPECT_RATIOS
 
@@ -51,43 +52,40 @@ def build_parser() -> argparse.ArgumentParser:
 
     imagine = command("imagine", "generate pictures of yourself (runs the queue until done)")
     imagine.add_argument("prompt", metavar="PROMPT")
-    seed, steps, count, guidance = jobs.SEED, jobs.STEPS, jobs.COUNT, jobs.GUIDANCE
+    _picture_options(imagine)
     imagine.add_argument(
-        "--seed", type=int, help=f"{seed.range}: the same seed gives the same picture"
-    )
-    imagine.add_argument(
-        "--steps", type=int, default=steps.default,
-        help=f"denoising steps, {steps.range} (%(default)s)",
+        "--count", type=int, default=jobs.COUNT.default,
+        help=f"images, {jobs.COUNT.range} (%(default)s)",
     )  # fmt: skip
-    imagine.add_argument(
-        "--count", type=int, default=count.default,
-        help=f"images, {count.range} (%(default)s)",
-    )  # fmt: skip
-    imagine.add_argument("--negative", default="", metavar="TEXT", help="what to avoid")
-    imagine.add_argument(
-        "--guidance", type=float, default=guidance.default,
-        help=f"{guidance.range} (%(default)s)",
-    )  # fmt: skip
-    imagine.add_argument(
-        "--aspect", metavar="W:H",
-        help=f"aspect ratio, one of {', '.join(ASPECT_RATIOS)} ({jobs.DEFAULT_ASPECT}; "
-        "with --image, the nearest to the picture's)",
-    )  # fmt: skip
-    imagine.add_argument(
+    attached = imagine.add_mutually_exclusive_group()
+    attached.add_argument(
         "--image", type=Path, metavar="FILE",
         help="a picture of you (or with no face) to start from: image-to-image",
     )  # fmt: skip
-    imagine.add_argument(
-        "--strength", type=float, metavar="S",
-        help=f"with --image: how much of it is redrawn, {jobs.STRENGTH.range} "
-        f"({jobs.STRENGTH.default:g})",
+    attached.add_argument(
+        "--edges-from", type=Path, metavar="FILE",
+        help="a picture of you (or with no face) whose outlines (canny edges) the new "
+        "picture follows",
     )  # fmt: skip
-    imagine.add_argument(
-        "--style", action="append", default=[], metavar="NAME[:W]",
-        help=f"a style of the library (admin style list), weight {jobs.STYLE_WEIGHT.range}; "
-        f"up to {jobs.MAX_STYLES}",
+
+    edit = command("edit", "repaint part of a picture of you (runs the queue until done)")
+    edit.add_argument("prompt", metavar="PROMPT", help="what the repainted part shows")
+    edit.add_argument("--image", type=Path, metavar="FILE", required=True, help="the picture")
+    what = edit.add_mutually_exclusive_group(required=True)
+    what.add_argument(
+        "--region", choices=REGIONS,
+        help="repaint everything but you (background) or only your face (face)",
     )  # fmt: skip
-    imagine.add_argument("--out", type=Path, default=Path("."), help="where to write the PNGs")
+    what.add_argument(
+        "--mask", type=Path, metavar="FILE", help="a mask picture: white where to repaint"
+    )
+    _picture_options(edit, strength_default=jobs.EDIT_STRENGTH)
+
+    upscale = command("upscale", "one of your pictures twice as large (runs the queue)")
+    upscale.add_argument("job", type=int, metavar="JOB", help="the picture job")
+    upscale.add_argument("index", type=int, nargs="?", default=1, metavar="N",
+                         help="which of its pictures (%(default)s)")  # fmt: skip
+    upscale.add_argument("--out", type=Path, default=Path("."), help="where to write the PNG")
 
     cancel = command("cancel", "cancel your queued and running jobs, or one of them")
     cancel.add_argument("--job", type=int, help="only this job")
@@ -122,3 +120,36 @@ def build_parser() -> argparse.ArgumentParser:
     demo = command("demo", "the whole journey on the embedded defaults")
     demo.add_argument("--photos", type=Path, help="a folder of selfies (default: a NASA portrait)")
     return parser
+
+
+def _picture_options(
+    sub: argparse.ArgumentParser, strength_default: float = jobs.STRENGTH.default
+) -> None:
+    """The options every picture command shares, with the contract's ranges."""
+    seed, steps, guidance = jobs.SEED, jobs.STEPS, jobs.GUIDANCE
+    sub.add_argument("--seed", type=int, help=f"{seed.range}: the same seed gives the same picture")
+    sub.add_argument(
+        "--steps", type=int, default=steps.default,
+        help=f"denoising steps, {steps.range} (%(default)s)",
+    )  # fmt: skip
+    sub.add_argument("--negative", default="", metavar="TEXT", help="what to avoid")
+    sub.add_argument(
+        "--guidance", type=float, default=guidance.default,
+        help=f"{guidance.range} (%(default)s)",
+    )  # fmt: skip
+    sub.add_argument(
+        "--aspect", metavar="W:H",
+        help=f"aspect ratio, one of {', '.join(ASPECT_RATIOS)} ({jobs.DEFAULT_ASPECT}; "
+        "with a picture, the nearest to the picture's)",
+    )  # fmt: skip
+    sub.add_argument(
+        "--strength", type=float, metavar="S",
+        help=f"with a picture to redraw: how much of it is redrawn, {jobs.STRENGTH.range} "
+        f"({strength_default:g})",
+    )  # fmt: skip
+    sub.add_argument(
+        "--style", action="append", default=[], metavar="NAME[:W]",
+        help=f"a style of the library (admin style list), weight {jobs.STYLE_WEIGHT.range}; "
+        f"up to {jobs.MAX_STYLES}",
+    )  # fmt: skip
+    sub.add_argument("--out", type=Path, default=Path("."), help="where to write the PNGs")

@@ -240,10 +240,30 @@ class Booth:
     ) -> JobTicket:
         """Queue a generation with the user's active model; their trigger word is put in.
 
-        `picture`: attached for image-to-image (screened first: bot.core.sources);
-        `chosen`: the request's fields the user set (see `Requests.imagine`).
+        `picture`: attached for image-to-image, or for its edges with `--edges` (screened
+        first: bot.core.sources); `chosen`: the request's fields and flags the user set
+        (see `Requests.imagine`).
         """
         return await self.requests.imagine(who, request, picture, chosen=chosen)
+
+    async def edit(
+        self,
+        who: Identity,
+        request: ImagineRequest,
+        picture: bytes,
+        *,
+        region: str | None = None,
+        mask: bytes | None = None,
+        chosen: Collection[str] = (),
+    ) -> JobTicket:
+        """Repaint a `region` of `picture` (background, face) or where `mask` is white."""
+        return await self.requests.edit(
+            who, request, picture, region=region, mask=mask, chosen=chosen
+        )
+
+    async def upscale(self, who: Identity, job_id: int, index: int) -> JobTicket:
+        """Picture `index` (1-based) of a generation, twice as large."""
+        return await self.requests.upscale(who, job_id, index)
 
     async def reroll(self, who: Identity, job_id: int) -> JobTicket:
         """The same generation again with new seeds."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from bot.core.masks import REGIONS
 from bot.core.styles import asked_style
 from bot.core.types import BoothError
 from engine.jobs import (
@@ -25,7 +26,15 @@ from engine.jobs import (
     StyleRef,
 )
 
-__all__ = ["OPTIONS_HELP", "OptionError", "chosen_fields", "parse_imagine", "parse_styles"]
+__all__ = [
+    "EDIT_HELP",
+    "OPTIONS_HELP",
+    "OptionError",
+    "chosen_fields",
+    "parse_edit",
+    "parse_imagine",
+    "parse_styles",
+]
 
 
 class OptionError(BoothError):
@@ -46,6 +55,8 @@ _OPTIONS: dict[str, tuple[str, str]] = {
     "guidance": ("guidance", "float"),
     "cfg": ("guidance", "float"),
     "strength": ("strength", "float"),
+    # A flag: the attached picture's edges guide the picture (it is not redrawn).
+    "edges": ("edges", "flag"),
 }
 
 OPTIONS_HELP = (
@@ -53,7 +64,12 @@ OPTIONS_HELP = (
     "--ar 3:2 (aspect ratio), --no glasses (what to avoid), --style ikea or ikea:0.7 (up to "
     "two of the bot's styles, with a weight), --steps 30, --n 4 (pictures), --guidance 7; "
     f"with a picture attached, --strength {STRENGTH.default:g} (how much of it is redrawn, "
-    f"{STRENGTH.range})."
+    f"{STRENGTH.range}) or --edges (a new picture that follows its outlines)."
+)
+EDIT_HELP = (
+    "/edit repaints part of a picture of you: attach it (or reply to it) with "
+    "/edit background a beach at sunset, /edit face smiling, or /edit mask PROMPT with a "
+    "mask attached to a reply (white where to repaint)."
 )
 
 # Phones and desktop clients turn "--" into an em or en dash; take those as "--" too.
@@ -80,11 +96,27 @@ def parse_imagine(text: str) -> ImagineRequest:
         if field in seen:
             raise OptionError(f"--{name} is given twice (as --{seen[field]} and --{name}).")
         seen[field] = name
+        if kind == "flag":
+            if raw:
+                raise OptionError(f"--{name} takes no value; put {raw!r} before the options.")
+            continue  # a flag is read by `chosen_fields`: it names no value of the request
         values[field] = _value(name, kind, raw)
     prompt = " ".join(prompt.split())
     if not prompt:
         raise OptionError("Say what to imagine, for example: /imagine me as an astronaut --ar 3:2")
     return ImagineRequest(prompt, **values)
+
+
+def parse_edit(text: str) -> tuple[str, ImagineRequest]:
+    """`/edit background a beach --seed 4`: what to repaint (a region, or "mask" for the
+    user's own mask), then a prompt with options as /imagine reads them."""
+    what, _, rest = text.strip().partition(" ")
+    what = what.lower()
+    if what not in (*REGIONS, "mask"):
+        raise OptionError(f"Say what to repaint first. {EDIT_HELP}")
+    if "edges" in chosen_fields(rest):
+        raise OptionError("--edges is for /imagine: /edit repaints the picture itself.")
+    return what, parse_imagine(rest)
 
 
 def parse_styles(raw: str) -> tuple[StyleRef, ...]:

@@ -12,7 +12,7 @@ import dataclasses
 import logging
 import re
 import secrets
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 
 import numpy as np
 
@@ -20,6 +20,7 @@ from bot.config import Config
 from bot.core.captions import image_caption
 from bot.core.dispatcher import Dispatcher
 from bot.core.gate import Gate
+from bot.core.masks import REGIONS
 from bot.core.moderation import Moderation
 from bot.core.sources import Sources
 from bot.core.styles import StyleLibrary, asked_style
@@ -34,6 +35,9 @@ from bot.core.types import (
 from engine import limits
 from engine.intake import identity_outliers
 from engine.jobs import (
+    EDIT_STRENGTH,
+    UPSCALE,
+    UPSCALE_STRENGTH,
     ImagineRequest,
     ImagineResult,
     JobRequest,
@@ -146,56 +150,93 @@ class Requests:
     ) -> JobTicket:
         """Queue a generation with the user's active model; their trigger word is put in.
 
-        With a `picture` attached, it is image-to-image from it (see bot.core.sources).
-        `chosen` names the request's fields the user set (an aspect ratio they chose is
+        With a `picture` attached, it is image-to-image from it, or with `--edges` in
+        `chosen` the picture's edges guide a new one (see bot.core.sources). `chosen`
+        names the request's fields and flags the user set (an aspect ratio they chose is
         kept; without one, a picture's own is used).
         """
-        user = await self.gate.consenting_user(who)
-        if request.styles:  # named by the user: the library's files, or a refusal
-            request = dataclasses.replace(request, styles=await self.styles.resolve(request.styles))
-        if picture is None and "strength" in chosen:
+        edges = "edges" in chosen
+        if picture is None and (edges or "strength" in chosen):
+            option = "--edges" if edges else f"--strength {request.strength:g}"
             raise BoothError(
-                f"--strength {request.strength:g} is how much of an attached picture is "
-                "redrawn: attach a picture to /imagine, or leave --strength out."
+                f"{option} is about an attached picture: attach one to /imagine, or leave "
+                f"{option.split()[0]} out."
             )
-        try:
-            request.check()
-        except RequestError as exc:
-            raise BoothError(f"Nothing was queued: {exc}.") from None
-        verdict = (await self.moderation.current_filter()).check(request.prompt, request.negative)
-        if not verdict.allowed:
-            suspended = await self.moderation.strike(
-                user, verdict, request.prompt, request.negative
+        if edges and "strength" in chosen:
+            raise BoothError(
+                "--strength is how much of a picture is redrawn, and --edges redraws none "
+                "of it (only its outlines are followed): use one of them."
             )
-            if suspended:
-                raise BoothError(
-                    f"{verdict.reason} Your account is now suspended until an admin reviews it."
-                )
-            raise BoothError(f"{verdict.reason} Refused prompts count against your account.")
-        lora = await self.repo.active_lora(user.id)
-        if lora is None:
-            raise BoothError("You have no trained model yet: send selfies, then train first.")
-        await self._refuse_other_likeness(user, request.prompt)
-        self._check_job_limit(await self._active_jobs(user))
-        await self.moderation.check_images_quota(user, request.count)
-        request = dataclasses.replace(
-            request,
-            prompt=request.prompt.strip(),
-            negative=request.negative.strip(),
-            model=ModelRef(lora.blob, lora.sha256, lora.trigger_word, lora.version),
-        )
+        if edges and not self.config.model.edge_control:
+            raise BoothError(
+                "Edge control is not set up on this bot (an admin sets model.controlnet), "
+                "and nothing was queued."
+            )
         if picture is None:
-            return await self._submit(user, request)
-        if self.sources is None:
-            raise BoothError("Pictures cannot be attached here.")
-        request = await self.sources.attach(
-            user, request, picture, keep_aspect="aspect_ratio" in chosen
+            return await self._queue(who, request)
+        keep = "aspect_ratio" in chosen
+
+        async def attach(user: User, asked: ImagineRequest) -> ImagineRequest:
+            sources = self._sources()
+            return await sources.attach(user, asked, picture, keep_aspect=keep, as_edges=edges)
+
+        return await self._queue(who, request, attach)
+
+    async def edit(
+        self,
+        who: Identity,
+        request: ImagineRequest,
+        picture: bytes,
+        *,
+        region: str | None = None,
+        mask: bytes | None = None,
+        chosen: Collection[str] = (),
+    ) -> JobTicket:
+        """Repaint part of `picture` as `request.prompt` says: the `region` found from its
+        faces (bot.core.masks.REGIONS), or where the user's `mask` is white."""
+        if region is not None and region not in REGIONS:
+            raise BoothError(
+                f"There is no region {region!r} to repaint: {' or '.join(REGIONS)}, or "
+                "attach a mask (white where to repaint)."
+            )
+        if "strength" not in chosen:
+            request = dataclasses.replace(request, strength=EDIT_STRENGTH)
+        keep = "aspect_ratio" in chosen
+
+        async def attach(user: User, asked: ImagineRequest) -> ImagineRequest:
+            return await self._sources().attach_edit(
+                user, asked, picture, region=region, mask=mask, keep_aspect=keep
+            )
+
+        return await self._queue(who, request, attach)
+
+    async def upscale(self, who: Identity, job_id: int, index: int) -> JobTicket:
+        """Picture `index` (1-based) of a generation, twice as large: enlarged, then
+        redrawn lightly with the same model version, prompt and seed (a "hires fix")."""
+        _, job = await self._own_job(who, job_id)
+        request = job.request()
+        if not isinstance(request, ImagineRequest) or job.status != "succeeded":
+            raise BoothError(f"Job {job_id} has no pictures to upscale.")
+        if request.upscale > 1:
+            raise BoothError(f"Job {job_id} is an upscale already: it cannot grow again.")
+        images = await self.repo.images_of_job(job_id)
+        if not 1 <= index <= len(images):
+            raise BoothError(f"Job {job_id} has no image {index}.")
+        image = images[index - 1]
+        upscale = ImagineRequest(
+            prompt=request.prompt,
+            negative=request.negative,
+            seed=image.seed,
+            steps=request.steps,
+            guidance=request.guidance,
+            aspect_ratio=request.aspect_ratio,
+            styles=tuple(asked_style(s.name, s.weight) for s in request.styles),
+            source=image.blob,
+            strength=UPSCALE_STRENGTH,
+            upscale=UPSCALE,
         )
-        try:
-            return await self._submit(user, request)
-        except BaseException:
-            await self.sources.release(request)
-            raise
+        version = request.model.version if request.model is not None else None
+        return await self._queue(who, upscale, version=version)
 
     async def reroll(self, who: Identity, job_id: int) -> JobTicket:
         """The same generation again with new seeds."""
@@ -227,6 +268,63 @@ class Requests:
         return await self.imagine(
             who, dataclasses.replace(request, seed=seed, styles=(asked_style(style),))
         )
+
+    async def _queue(
+        self,
+        who: Identity,
+        request: ImagineRequest,
+        attach: Callable[[User, ImagineRequest], Awaitable[ImagineRequest]] | None = None,
+        *,
+        version: int | None = None,
+    ) -> JobTicket:
+        """Check a picture job and queue it: styles looked up, the request's values, the
+        prompt filter, other users' likeness, limits and quotas, then `attach` (screening
+        and keeping what the user attached). Model `version` is used while it exists;
+        otherwise (and without one) the user's active model."""
+        user = await self.gate.consenting_user(who)
+        if request.styles:  # named by the user: the library's files, or a refusal
+            request = dataclasses.replace(request, styles=await self.styles.resolve(request.styles))
+        try:
+            request.check()
+        except RequestError as exc:
+            raise BoothError(f"Nothing was queued: {exc}.") from None
+        verdict = (await self.moderation.current_filter()).check(request.prompt, request.negative)
+        if not verdict.allowed:
+            suspended = await self.moderation.strike(
+                user, verdict, request.prompt, request.negative
+            )
+            if suspended:
+                raise BoothError(
+                    f"{verdict.reason} Your account is now suspended until an admin reviews it."
+                )
+            raise BoothError(f"{verdict.reason} Refused prompts count against your account.")
+        lora = await self.repo.active_lora(user.id)
+        if version is not None:
+            lora = next((x for x in await self.repo.loras(user.id) if x.version == version), lora)
+        if lora is None:
+            raise BoothError("You have no trained model yet: send selfies, then train first.")
+        await self._refuse_other_likeness(user, request.prompt)
+        self._check_job_limit(await self._active_jobs(user))
+        await self.moderation.check_images_quota(user, request.count)
+        request = dataclasses.replace(
+            request,
+            prompt=request.prompt.strip(),
+            negative=request.negative.strip(),
+            model=ModelRef(lora.blob, lora.sha256, lora.trigger_word, lora.version),
+        )
+        if attach is None:
+            return await self._submit(user, request)
+        request = await attach(user, request)
+        try:
+            return await self._submit(user, request)
+        except BaseException:
+            await self._sources().release(request)
+            raise
+
+    def _sources(self) -> Sources:
+        if self.sources is None:
+            raise BoothError("Pictures cannot be attached here.")
+        return self.sources
 
     async def cancel(self, who: Identity, job_id: int | None = None) -> list[int]:
         """Cancel one job of the user's, or all their queued and running ones."""
@@ -294,7 +392,7 @@ class Requests:
             pictures=tuple(await self._pictures(job_id)),
             caption=image_caption(job_id, words, withheld=result.withheld),
             withheld=result.withheld,
-            from_picture=request.source is not None,
+            tool=request.tool,
         )
 
     async def queue_position(self, job_id: int) -> int | None:

@@ -114,8 +114,21 @@ class JobOutcome:
     caption: str = ""
     withheld: int = 0  # pictures the safety filters kept back
     version: int | None = None  # the model version a training made
-    # Made from an attached picture: it is not kept, so no reroll or variations of it.
-    from_picture: bool = False
+    tool: str = "imagine"  # a picture job's engine.jobs.TOOLS
+
+    @property
+    def actions(self) -> tuple[str, ...]:
+        """What the owner can do next with the pictures: the buttons under them.
+
+        A picture job whose request read an attached picture cannot run again (the
+        picture is not kept), so only text-to-image results can be rerolled, varied or
+        restyled; any result but an upscaled one can be upscaled.
+        """
+        if self.state != "succeeded" or not self.pictures:
+            return ()
+        again = ("reroll", "vary", "style") if self.tool == "imagine" else ()
+        bigger = ("upscale",) if self.tool != "upscale" else ()
+        return (*again, *bigger, "file", "report")
 
 
 @dataclass(frozen=True, slots=True)

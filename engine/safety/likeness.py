@@ -23,9 +23,9 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from engine.intake.faces import FaceAnalyzer
+from engine.intake.faces import Face, FaceAnalyzer
 
-__all__ = ["DESCRIPTOR_SIZE", "FaceIndex", "Likeness", "face_descriptors"]
+__all__ = ["DESCRIPTOR_SIZE", "FaceIndex", "Likeness", "face_descriptors", "found_faces"]
 
 DESCRIPTOR_SIZE = 128
 
@@ -153,6 +153,14 @@ def face_descriptors(image: Image.Image, analyzer: FaceAnalyzer, max_side: int) 
     The image is scaled down to `max_side` first, as intake does (speed); every face
     counts, small and background ones included, since any of them may be somebody's.
     """
+    return found_faces(image, analyzer, max_side)[1]
+
+
+def found_faces(
+    image: Image.Image, analyzer: FaceAnalyzer, max_side: int
+) -> tuple[list[Face], np.ndarray]:
+    """Every face in `image` (boxes in its own pixels) and their descriptors, found as
+    `face_descriptors` finds them."""
     image = image.convert("RGB")
     scale = min(1.0, max_side / max(image.size))
     if scale < 1.0:
@@ -160,8 +168,14 @@ def face_descriptors(image: Image.Image, analyzer: FaceAnalyzer, max_side: int) 
         image = image.resize(size, Image.Resampling.BILINEAR)
     faces = analyzer.detect(image)
     if not faces:
-        return np.zeros((0, DESCRIPTOR_SIZE), dtype=np.float32)
-    return np.stack([analyzer.descriptor(image, face) for face in faces])
+        return [], np.zeros((0, DESCRIPTOR_SIZE), dtype=np.float32)
+    descriptors = np.stack([analyzer.descriptor(image, face) for face in faces])
+    left, top, right, bottom = (np.array([f.box[i] for f in faces]) / scale for i in range(4))
+    boxes = [
+        Face((round(a), round(b), round(c), round(d)), f.score)
+        for a, b, c, d, f in zip(left, top, right, bottom, faces, strict=True)
+    ]
+    return boxes, descriptors
 
 
 def _checked(descriptor: np.ndarray) -> np.ndarray:
