@@ -130,6 +130,7 @@ class TelegramFrontEnd:
             ("forget", h.forget),
             ("train", h.train),
             ("imagine", h.imagine),
+            ("edit", h.edit),
             ("cancel", h.cancel),
             ("model", h.model),
             ("report", h.report),

@@ -28,6 +28,7 @@ from telegram.error import TelegramError
 from telegram.ext import ContextTypes
 
 from bot.core import Booth, BoothError, Identity
+from bot.core.options import EDIT_HELP, chosen_fields, parse_edit
 from bot.core.pacing import Pacer
 from bot.core.summaries import decline_text, erasure_text
 from bot.telegram.jobs import PLATFORM, JobDesk
@@ -103,6 +104,8 @@ class Handlers:
         self.intake = intake
         self.pacer = pacer
         self.upload_limit = upload_limit
+        # Commands a photo's caption can carry: the photo is what the command is about.
+        self._captioned = {"/imagine": self.imagine, "/edit": self.edit, "/admin": self.admin}
 
     # helpers -------------------------------------------------------------------------
 
@@ -221,13 +224,55 @@ class Handlers:
 
     @answering
     async def imagine(self, update: Update, context: Context) -> None:
+        """/imagine PROMPT; on a photo's caption or in reply to one, from that picture
+        (redrawn, or with --edges its outlines followed)."""
         message = update.effective_message
         if message is None:
             return
-        request = parse_imagine(self.command_text(message))
+        text = self.command_text(message)
+        request = parse_imagine(text)
+        holder = _picture_message(message)
+        picture = None if holder is None else await self._picture(holder, "picture")
         who = self.who(update)
-        ticket = await self.booth.imagine(who, request)
+        ticket = await self.booth.imagine(who, request, picture, chosen=chosen_fields(text))
         await self.desk.post(who, _chat(update), ticket)
+
+    @answering
+    async def edit(self, update: Update, context: Context) -> None:
+        """/edit background|face|mask PROMPT on a photo's caption or in reply to a photo;
+        with `mask`, the message's own photo is the mask of the photo it replies to."""
+        message = update.effective_message
+        if message is None:
+            return
+        text = self.command_text(message)
+        what, request = parse_edit(text)
+        mask = None
+        if what == "mask":
+            replied = message.reply_to_message
+            if not _holds_picture(message) or replied is None or not _holds_picture(replied):
+                raise BoothError(
+                    "For /edit mask, reply to your picture with the mask attached (white "
+                    "where to repaint) and /edit mask PROMPT as its caption."
+                )
+            mask = await self._picture(message, "mask")
+            holder: Message | None = replied
+        else:
+            holder = _picture_message(message)
+        if holder is None:
+            raise BoothError(f"Attach the picture to edit. {EDIT_HELP}")
+        picture = await self._picture(holder, "picture")
+        who = self.who(update)
+        region = None if what == "mask" else what
+        ticket = await self.booth.edit(
+            who, request, picture, region=region, mask=mask, chosen=chosen_fields(text)
+        )
+        await self.desk.post(who, _chat(update), ticket)
+
+    async def _picture(self, message: Message, what: str) -> bytes:
+        fetched = await self.intake.fetch(message)
+        if isinstance(fetched, str):
+            raise BoothError(f"Your {what} could not be read ({fetched}), and nothing was queued.")
+        return fetched
 
     @answering
     async def cancel(self, update: Update, context: Context) -> None:
@@ -295,8 +340,10 @@ class Handlers:
         message = update.effective_message
         if message is None:
             return
-        if (message.caption or "").startswith("/admin"):
-            await self.admin(update, context)
+        words = (message.caption or "").split(maxsplit=1)
+        command = words[0].partition("@")[0].lower() if words else ""
+        if command in self._captioned:
+            await self._captioned[command](update, context)
             return
         await self.intake.receive(message)
 
@@ -377,6 +424,9 @@ class Handlers:
             ticket = await self.booth.variations(who, job_id, int(args[1]))
             await self.desk.post(who, chat_id, ticket)
             return "Variations are on their way."
+        if action == "upscale":
+            await self.desk.post(who, chat_id, await self.booth.upscale(who, job_id, int(args[1])))
+            return "A picture twice as large is on its way."
         if action == "style":
             await self.desk.post(who, chat_id, await self.booth.restyle(who, job_id, args[1]))
             return f"The same picture in the {args[1]} style is on its way."
@@ -471,3 +521,15 @@ async def _answer(query: CallbackQuery, text: str | None, *, alert: bool = False
 async def _drop_buttons(query: CallbackQuery) -> None:
     with contextlib.suppress(TelegramError):
         await query.edit_message_reply_markup(None)
+
+
+def _holds_picture(message: Message) -> bool:
+    return bool(message.photo or message.document)
+
+
+def _picture_message(message: Message) -> Message | None:
+    """The message with the picture a command is about: its own, or the one it replies to."""
+    if _holds_picture(message):
+        return message
+    replied = message.reply_to_message
+    return replied if replied is not None and _holds_picture(replied) else None

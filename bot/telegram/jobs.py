@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import logging
 from typing import Any
 
+from PIL import Image
 from telegram import Bot, InputMediaDocument, InputMediaPhoto
 from telegram.constants import ChatAction
 from telegram.error import TelegramError
@@ -22,10 +24,14 @@ from bot.core.pacing import Pacer
 from bot.core.tasks import TaskSet
 from bot.telegram.keyboards import cancel_keyboard, results_keyboard
 from bot.telegram.progress import LiveMessage, patiently
-from bot.telegram.texts import final_text, progress_text, queued_text
+from bot.telegram.texts import final_text, progress_text, queued_text, results_hint
 from storage.chat_messages import ChatMessage
 
-__all__ = ["PLATFORM", "JobDesk"]
+# Telegram's limits on a photo (sendPhoto): its bytes, and its width plus height.
+PHOTO_MAX_BYTES = 10 * 1024 * 1024
+PHOTO_MAX_SIDES = 10_000
+
+__all__ = ["PHOTO_MAX_BYTES", "PHOTO_MAX_SIDES", "PLATFORM", "JobDesk", "fits_as_photo"]
 
 _log = logging.getLogger(__name__)
 
@@ -167,8 +173,23 @@ class JobDesk:
                 self.pacer, chat_id, lambda: self.bot.send_message(chat_id, text), "results"
             )
             return
-        keyboard = results_keyboard(job_id, len(images), await self.booth.style_names())
+        keyboard = results_keyboard(
+            job_id, len(images), outcome.actions, await self.booth.style_names()
+        )
         name = f"selfiebooth-{job_id}-{{}}.png"
+        if not all(fits_as_photo(png) for png in images):
+            # Telegram refuses such a photo; a document keeps every pixel.
+            await self._send_documents(chat_id, job_id, images, caption)
+            await patiently(
+                self.pacer,
+                chat_id,
+                lambda: self.bot.send_message(
+                    chat_id, f"Job {job_id}: too large for a photo, so sent as files.",
+                    reply_markup=keyboard,
+                ),
+                "result buttons",
+            )  # fmt: skip
+            return
         if len(images) == 1:
             await patiently(
                 self.pacer,
@@ -190,9 +211,8 @@ class JobDesk:
         await patiently(
             self.pacer, chat_id, lambda: self.bot.send_media_group(chat_id, media), "results"
         )
-        text = (
-            f"Job {job_id}: {len(images)} pictures. Reroll makes new ones; "
-            f"V1 to V{len(images)} make variations of one of them."
+        text = f"Job {job_id}: {len(images)} pictures. " + results_hint(
+            outcome.actions, len(images)
         )
         await patiently(
             self.pacer,
@@ -207,6 +227,11 @@ class JobDesk:
         images, caption = outcome.pictures, outcome.caption
         if not images:
             raise BoothError(f"Job {job_id} has no pictures to send.")
+        await self._send_documents(chat_id, job_id, images, caption)
+
+    async def _send_documents(
+        self, chat_id: int, job_id: int, images: tuple[bytes, ...], caption: str
+    ) -> None:
         await self._action(chat_id, ChatAction.UPLOAD_DOCUMENT)
         name = f"selfiebooth-{job_id}-{{}}.png"
         if len(images) == 1:
@@ -231,3 +256,12 @@ class JobDesk:
         # Only a hint for the client ("sending a photo..."): never worth a retry or an error.
         with contextlib.suppress(TelegramError):
             await self.bot.send_chat_action(chat_id, action)
+
+
+def fits_as_photo(png: bytes) -> bool:
+    """Whether Telegram takes `png` as a photo (else it goes as a document)."""
+    if len(png) > PHOTO_MAX_BYTES:
+        return False
+    with Image.open(io.BytesIO(png)) as image:  # reads the header only
+        width, height = image.size
+    return width + height <= PHOTO_MAX_SIDES

@@ -36,6 +36,7 @@ _ACTIONS: dict[str, re.Pattern[str]] = {
     "cancel": re.compile(r"(\d{1,12})"),
     "reroll": re.compile(r"(\d{1,12})"),
     "vary": re.compile(r"(\d{1,12}):(\d{1,2})"),
+    "upscale": re.compile(r"(\d{1,12}):(\d{1,2})"),
     "file": re.compile(r"(\d{1,12})"),
     "report": re.compile(r"(\d{1,12})"),
     "style": re.compile(r"(\d{1,12}):([a-z0-9][a-z0-9_-]{0,31})"),  # engine.jobs.STYLE_NAME
@@ -97,33 +98,44 @@ def cancel_keyboard(job_id: int) -> InlineKeyboardMarkup:
     )
 
 
-def results_keyboard(job_id: int, count: int, styles: Sequence[str] = ()) -> InlineKeyboardMarkup:
-    """Reroll, a variations button per picture, full-quality files, a report button, and
-    "Try a style" buttons (the same picture in a style of the library)."""
-    vary = [
-        InlineKeyboardButton(
-            "Variations" if count == 1 else f"V{n}", callback_data=_data("vary", job_id, n)
-        )
-        for n in range(1, count + 1)
-    ]
-    return InlineKeyboardMarkup(
+def results_keyboard(
+    job_id: int, count: int, actions: Sequence[str], styles: Sequence[str] = ()
+) -> InlineKeyboardMarkup:
+    """The buttons of the `actions` the core allows (JobOutcome.actions): Reroll, a
+    variations and an upscale button per picture, full-quality files, a report button,
+    and "Try a style" buttons (the same picture in a style of the library)."""
+
+    def per_picture(action: str, one: str, many: str) -> list[InlineKeyboardButton]:
+        if action not in actions:
+            return []
+        return [
+            InlineKeyboardButton(
+                one if count == 1 else f"{many}{n}", callback_data=_data(action, job_id, n)
+            )
+            for n in range(1, count + 1)
+        ]
+
+    rows = [
         [
-            [InlineKeyboardButton("Reroll", callback_data=_data("reroll", job_id)), *vary],
-            [
-                InlineKeyboardButton("Send as file", callback_data=_data("file", job_id)),
-                InlineKeyboardButton("Report", callback_data=_data("report", job_id)),
-            ],
             *(
-                [
-                    [
-                        InlineKeyboardButton(
-                            f"Try {name}", callback_data=_data("style", job_id, name)
-                        )
-                        for name in styles[:MAX_STYLE_BUTTONS]
-                    ]
-                ]
-                if styles
+                [InlineKeyboardButton("Reroll", callback_data=_data("reroll", job_id))]
+                if "reroll" in actions
                 else []
             ),
-        ]
-    )
+            *per_picture("vary", "Variations", "V"),
+        ],
+        per_picture("upscale", "Upscale", "U"),
+        [
+            InlineKeyboardButton(label, callback_data=_data(action, job_id))
+            for action, label in (("file", "Send as file"), ("report", "Report"))
+            if action in actions
+        ],
+    ]
+    if "style" in actions:
+        rows.append(
+            [
+                InlineKeyboardButton(f"Try {name}", callback_data=_data("style", job_id, name))
+                for name in styles[:MAX_STYLE_BUTTONS]
+            ]
+        )
+    return InlineKeyboardMarkup([row for row in rows if row])

@@ -10,10 +10,10 @@ from collections.abc import Sequence
 
 from bot.core import UserStatus, Verdict
 from bot.core.following import Progress
+from bot.core.options import EDIT_HELP, OPTIONS_HELP
 from bot.core.progress_words import step_text
 from bot.core.summaries import my_data_lines, status_lines
 from bot.core.types import JobOutcome, MyData
-from bot.telegram.options import OPTIONS_HELP
 from engine.intake.names import shown_name
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "my_data_text",
     "progress_text",
     "queued_text",
+    "results_hint",
     "status_text",
     "verdicts_text",
 ]
@@ -36,6 +37,7 @@ __all__ = [
 COMMANDS: dict[str, str] = {
     "start": "what this bot does, and the consent to accept",
     "imagine": "a picture of you: /imagine PROMPT --ar 3:2 --n 2",
+    "edit": "repaint part of a photo of you: /edit background PROMPT",
     "train": "train your model on your selfies",
     "status": "your photos, models and jobs",
     "cancel": "cancel your waiting or running jobs",
@@ -74,9 +76,11 @@ def help_text(min_photos: int) -> str:
             "quality; photos and albums work too.",
             "3. /train, and wait a few minutes: one message shows the progress.",
             "4. /imagine me as a Lego figure. " + OPTIONS_HELP,
+            "Send /imagine PROMPT as a photo's caption, or in reply to a photo, to start "
+            "from that picture. " + EDIT_HELP,
             "",
             "Under each result: Reroll (new seeds), Variations (close to one picture), "
-            "Send as file (full-quality PNG) and Report.",
+            "Upscale (twice as large), Send as file (full-quality PNG) and Report.",
             "",
             *[f"/{name}: {text}" for name, text in COMMANDS.items()],
         ]
@@ -159,3 +163,15 @@ def chunks(text: str, size: int = MAX_TEXT) -> list[str]:
         text = text[cut:].lstrip("\n")
     out.append(text)
     return out
+
+
+def results_hint(actions: Sequence[str], count: int) -> str:
+    """What the buttons under an album of `count` pictures do (those in `actions`)."""
+    hints = []
+    if "reroll" in actions:
+        hints.append("Reroll makes new ones")
+    if "vary" in actions:
+        hints.append(f"V1 to V{count} make variations of one of them")
+    if "upscale" in actions:
+        hints.append(f"U1 to U{count} make one twice as large")
+    return "; ".join(hints) + "." if hints else ""

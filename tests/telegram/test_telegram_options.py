@@ -70,15 +70,21 @@ def test_range_checks_are_left_to_the_core() -> None:
 
 def test_callback_data_round_trips_and_fits_in_64_bytes() -> None:
     big = 999_999_999_999
-    keyboard = results_keyboard(big, 4)
+    actions = ("reroll", "vary", "upscale", "file", "report")
+    keyboard = results_keyboard(big, 4, actions)
     data = [b.callback_data for row in keyboard.inline_keyboard for b in row]
     assert all(isinstance(d, str) and len(d.encode()) <= MAX_CALLBACK_BYTES for d in data)
     assert [parse_button(str(d)) for d in data] == [
         Button("reroll", (str(big),)),
         *[Button("vary", (str(big), str(n))) for n in (1, 2, 3, 4)],
+        *[Button("upscale", (str(big), str(n))) for n in (1, 2, 3, 4)],
         Button("file", (str(big),)),
         Button("report", (str(big),)),
     ]
+    # A result made from a picture offers only what needs no picture kept.
+    only = results_keyboard(big, 1, ("upscale", "file", "report"), styles=["ikea"])
+    labels = [b.text for row in only.inline_keyboard for b in row]
+    assert labels == ["Upscale", "Send as file", "Report"]
     consent = consent_keyboard("2026-11").inline_keyboard[0]
     assert parse_button(str(consent[0].callback_data)) == Button("consent", ("yes", "2026-11"))
     with pytest.raises(ValueError, match="64 bytes"):
