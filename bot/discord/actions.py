@@ -12,7 +12,7 @@ import dataclasses
 import io
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
 import discord
@@ -158,13 +158,70 @@ class Actions:
 
         await self._answer(interaction, work)
 
-    async def imagine(self, interaction: discord.Interaction[Any], request: ImagineRequest) -> None:
+    async def imagine(
+        self,
+        interaction: discord.Interaction[Any],
+        request: ImagineRequest,
+        picture: discord.Attachment | None = None,
+        *,
+        chosen: Collection[str] = (),
+    ) -> None:
         who = identity(interaction.user)
 
         async def work(answer: Answer) -> None:
-            self._watch(interaction, answer, await self.booth.imagine(who, request))
+            data = None if picture is None else await self._read(interaction, picture)
+            ticket = await self.booth.imagine(who, request, data, chosen=chosen)
+            self._watch(interaction, answer, ticket)
 
         await self._answer(interaction, work)
+
+    async def edit(
+        self,
+        interaction: discord.Interaction[Any],
+        request: ImagineRequest,
+        picture: discord.Attachment,
+        *,
+        region: str | None,
+        mask: discord.Attachment | None,
+        chosen: Collection[str],
+    ) -> None:
+        who = identity(interaction.user)
+
+        async def work(answer: Answer) -> None:
+            data = await self._read(interaction, picture)
+            drawn = None if mask is None else await self._read(interaction, mask)
+            ticket = await self.booth.edit(
+                who, request, data, region=region, mask=drawn, chosen=chosen
+            )
+            self._watch(interaction, answer, ticket)
+
+        await self._answer(interaction, work)
+
+    async def upscale(self, interaction: discord.Interaction[Any], job_id: int, index: int) -> None:
+        who = identity(interaction.user)
+
+        async def work(answer: Answer) -> None:
+            self._watch(interaction, answer, await self.booth.upscale(who, job_id, index))
+
+        await self._answer(interaction, work)
+
+    async def _read(
+        self, interaction: discord.Interaction[Any], attachment: discord.Attachment
+    ) -> bytes:
+        """An attached picture's bytes, unless its announced size is refused first."""
+        refusal = self.booth.oversized(
+            attachment.filename, attachment.size, interaction.filesize_limit
+        )
+        if refusal is not None:
+            raise BoothError(f"{shown_name(attachment.filename)}: {refusal.reason}")
+        try:
+            return await attachment.read()
+        except discord.HTTPException as exc:
+            _log.info("an attachment could not be fetched (%s)", exc.status)
+            raise BoothError(
+                f"{shown_name(attachment.filename)} could not be fetched from Discord: "
+                "attach it again."
+            ) from None
 
     async def reroll(self, interaction: discord.Interaction[Any], job_id: int) -> None:
         who = identity(interaction.user)
@@ -310,15 +367,9 @@ class Actions:
 
         async def work(answer: Answer) -> None:
             data = None
-            if image is not None:
-                refusal = self.booth.oversized(
-                    image.filename, image.size, interaction.filesize_limit
-                )
-                if refusal is not None:
-                    raise BoothError(f"{shown_name(image.filename)}: {refusal.reason}")
-                # Only an admin's attachment is fetched; the core refuses the others anyway.
-                if self.booth.is_admin(who):
-                    data = await image.read()
+            # Only an admin's attachment is fetched; the core refuses the others anyway.
+            if image is not None and self.booth.is_admin(who):
+                data = await self._read(interaction, image)
             name = image.filename if image is not None else ""
             text = await self.booth.admin_command(who, command, data, name)
             block = f"```\n{text.replace('```', ZERO_WIDTH_FENCE)}\n```"

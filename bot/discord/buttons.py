@@ -8,6 +8,7 @@ Result buttons name their owner: only the person who asked for the pictures may 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Self, cast
 
 import discord
@@ -169,17 +170,21 @@ class DeleteButton(_OwnedButton, template=r"sb:delete:(?P<job>\d{1,19}):(?P<owne
         await _actions(interaction).delete(interaction)
 
 
-class VariationButton(
-    discord.ui.DynamicItem[_Button],
-    template=r"sb:vary:(?P<job>\d{1,19}):(?P<index>\d):(?P<owner>\d{1,20})",
-):
+# The base class needs a template of its own: one that matches nothing.
+class _PictureButton(discord.ui.DynamicItem[_Button], template=r"(?!)"):
+    """A button about one picture of a result, for the job's owner only."""
+
+    _action = ""
+    _label = ""
+    _row = 0
+
     def __init__(self, job_id: int, index: int, owner: int) -> None:
         super().__init__(
             discord.ui.Button(
-                label=f"Variations {index}",
+                label=f"{self._label} {index}",
                 style=ButtonStyle.secondary,
-                custom_id=f"sb:vary:{job_id}:{index}:{owner}",
-                row=0,
+                custom_id=f"sb:{self._action}:{job_id}:{index}:{owner}",
+                row=self._row,
             )
         )
         self.job_id, self.index, self.owner = job_id, index, owner
@@ -200,8 +205,23 @@ class VariationButton(
             return False
         return True
 
+
+class VariationButton(
+    _PictureButton, template=r"sb:vary:(?P<job>\d{1,19}):(?P<index>\d):(?P<owner>\d{1,20})"
+):
+    _action, _label, _row = "vary", "Variations", 0
+
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
         await _actions(interaction).variations(interaction, self.job_id, self.index)
+
+
+class UpscaleButton(
+    _PictureButton, template=r"sb:upscale:(?P<job>\d{1,19}):(?P<index>\d):(?P<owner>\d{1,20})"
+):
+    _action, _label, _row = "upscale", "Upscale", 2
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        await _actions(interaction).upscale(interaction, self.job_id, self.index)
 
 
 class ReportButton(discord.ui.DynamicItem[_Button], template=r"sb:report:(?P<job>\d{1,19})"):
@@ -237,6 +257,7 @@ BUTTONS: tuple[type[discord.ui.DynamicItem[Any]], ...] = (
     FileButton,
     DeleteButton,
     VariationButton,
+    UpscaleButton,
     ReportButton,
 )
 
@@ -273,11 +294,14 @@ def progress_view(job_id: int) -> discord.ui.View:
     return _view(CancelButton(job_id))
 
 
-def results_view(job_id: int, owner: int, count: int) -> discord.ui.View:
+def results_view(job_id: int, owner: int, count: int, actions: Sequence[str]) -> discord.ui.View:
+    """The buttons of the `actions` the core allows (JobOutcome.actions), and Delete."""
+    pictures = range(1, count + 1)
     return _view(
-        *(VariationButton(job_id, n, owner) for n in range(1, count + 1)),
-        RerollButton(job_id, owner),
-        FileButton(job_id, owner),
+        *(VariationButton(job_id, n, owner) for n in pictures if "vary" in actions),
+        *([RerollButton(job_id, owner)] if "reroll" in actions else []),
+        *(UpscaleButton(job_id, n, owner) for n in pictures if "upscale" in actions),
+        *([FileButton(job_id, owner)] if "file" in actions else []),
         DeleteButton(job_id, owner),
-        ReportButton(job_id),
+        *([ReportButton(job_id)] if "report" in actions else []),
     )

@@ -15,6 +15,7 @@ from discord.app_commands import Choice, Range
 
 from bot.config import ConfigError
 from bot.core import ImagineRequest
+from bot.core.masks import REGIONS
 from bot.core.options import OptionError, parse_styles
 from bot.discord.actions import Actions
 from bot.discord.answers import refuse
@@ -28,6 +29,18 @@ _log = logging.getLogger(__name__)
 _ASPECTS = [Choice(name=name, value=name) for name in limits.ASPECT_RATIOS]
 _Interaction = discord.Interaction[Any]
 _Photo = discord.Attachment | None
+_Strength = Range[float, jobs.STRENGTH.low, jobs.STRENGTH.high]
+
+
+def _chosen(interaction: _Interaction, strength: float | None) -> set[str]:
+    """The request fields the user set: an aspect ratio they chose is kept over a
+    picture's own."""
+    data: dict[str, Any] = dict(interaction.data or {})
+    given = {str(option.get("name")) for option in data.get("options", [])}
+    chosen = {"aspect_ratio"} if "aspect_ratio" in given else set()
+    if strength is not None:
+        chosen.add("strength")
+    return chosen
 
 
 def admin_permissions(name: str) -> discord.Permissions:
@@ -79,6 +92,9 @@ def register(tree: app_commands.CommandTree[Any], actions: Actions, admin_permis
         count="how many pictures",
         guidance="how closely to follow the prompt",
         style="a style of the bot's library; ikea:0.7 sets its weight, two with a space",
+        image="a picture of you (or with no face) to start from",
+        strength="with an image: how much of it is redrawn",
+        edges_from="a picture of you (or with no face) whose outlines the new one follows",
     )
     @app_commands.choices(aspect_ratio=_ASPECTS)
     async def imagine(
@@ -91,7 +107,15 @@ def register(tree: app_commands.CommandTree[Any], actions: Actions, admin_permis
         count: Range[int, jobs.COUNT.low, jobs.COUNT.high] = jobs.COUNT.default,
         guidance: Range[float, jobs.GUIDANCE.low, jobs.GUIDANCE.high] = jobs.GUIDANCE.default,
         style: Range[str, 0, 100] = "",
+        image: discord.Attachment | None = None,
+        strength: _Strength | None = None,
+        edges_from: discord.Attachment | None = None,
     ) -> None:
+        if image is not None and edges_from is not None:
+            await refuse(
+                interaction, "Attach an image to redraw or one to take edges from, not both."
+            )
+            return
         try:  # the shared syntax (bot.core.options); the core looks the names up
             styles = parse_styles(style) if style.strip() else ()
         except OptionError as exc:
@@ -106,8 +130,51 @@ def register(tree: app_commands.CommandTree[Any], actions: Actions, admin_permis
             aspect_ratio=aspect_ratio,
             count=count,
             styles=styles,
+            strength=jobs.STRENGTH.default if strength is None else strength,
         )
-        await actions.imagine(interaction, request)
+        chosen = _chosen(interaction, strength)
+        if edges_from is not None:
+            chosen.add("edges")
+        await actions.imagine(interaction, request, image or edges_from, chosen=chosen)
+
+    @tree.command(name="edit", description="Repaint part of a picture of you")
+    @app_commands.describe(
+        image="the picture of you (or with no face) to edit",
+        prompt="what the repainted part shows, for example: a beach at sunset",
+        region="what to repaint (or attach a mask)",
+        mask="a mask picture: white where to repaint",
+        seed="the same seed gives the same picture",
+        strength="how much of the repainted part is redrawn",
+        style="a style of the bot's library; ikea:0.7 sets its weight, two with a space",
+    )
+    @app_commands.choices(region=[Choice(name=r, value=r) for r in REGIONS])
+    async def edit(
+        interaction: _Interaction,
+        image: discord.Attachment,
+        prompt: Range[str, 1, limits.MAX_PROMPT_CHARS],
+        region: str | None = None,
+        mask: discord.Attachment | None = None,
+        seed: int | None = None,
+        strength: _Strength | None = None,
+        style: Range[str, 0, 100] = "",
+    ) -> None:
+        try:
+            styles = parse_styles(style) if style.strip() else ()
+        except OptionError as exc:
+            await refuse(interaction, str(exc))
+            return
+        request = ImagineRequest(
+            prompt,
+            seed=seed,
+            styles=styles,
+            strength=jobs.EDIT_STRENGTH if strength is None else strength,
+        )
+        chosen = _chosen(interaction, strength)
+        await actions.edit(interaction, request, image, region=region, mask=mask, chosen=chosen)
+
+    @edit.autocomplete("style")
+    async def styles_to_edit_with(interaction: _Interaction, current: str) -> list[Choice[str]]:
+        return [Choice(name=n, value=n) for n in await actions.style_choices(current)]
 
     @imagine.autocomplete("style")
     async def styles_of_the_library(interaction: _Interaction, current: str) -> list[Choice[str]]:

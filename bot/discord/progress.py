@@ -214,7 +214,7 @@ class JobWatch:
             ]
 
         content = clip("\n".join(lines))
-        view = results_view(self.job_id, self.place.owner_id, len(images))
+        view = results_view(self.job_id, self.place.owner_id, len(images), final.actions)
         if self.answer is not None and self.answer.fresh:
             sent = await self.answer.send(content, files=files(), view=view, ephemeral=False)
             if sent is not None:
