@@ -82,6 +82,15 @@ class ModelConfig:
     base: str = "tiny"
     # "auto" guesses the family from `base`; or one of engine.models.families.FAMILY_NAMES.
     family: str = "auto"
+    # The ControlNet edge control uses: "auto" is the tiny model's own (none for other
+    # bases), "" turns edge control off; else a local diffusers ControlNet directory
+    # (safetensors only) or a hub id.
+    controlnet: str = "auto"
+
+    @property
+    def edge_control(self) -> bool:
+        """Whether `--edges` can be asked for: a ControlNet is configured for the base."""
+        return self.controlnet != "" and (self.controlnet != "auto" or self.base == "tiny")
 
 
 @dataclass(frozen=True, slots=True)

@@ -159,7 +159,7 @@ class Requests:
         if picture is None and (edges or "strength" in chosen):
             option = "--edges" if edges else f"--strength {request.strength:g}"
             raise BoothError(
-                f"{option} is about an attached picture: attach one to /imagine, or leave "
+                f"{option} is about an attached picture: attach a picture to /imagine, or leave "
                 f"{option.split()[0]} out."
             )
         if edges and "strength" in chosen:
