@@ -38,6 +38,7 @@ class EngineOptions:
     # The image filter: NudeNet class -> threshold; empty screens nothing.
     blocked_classes: Mapping[str, float] = field(default_factory=dict)
     keep_blocked_images: bool = False  # write blocked results for admin review
+    controlnet: str = "auto"  # edge control's ControlNet (bot.config.ModelConfig.controlnet)
 
 
 class EngineProcess:
@@ -62,6 +63,7 @@ class EngineProcess:
             "--log-level", o.log_level,
             "--blocked-classes", json.dumps(dict(o.blocked_classes)),
             *(["--keep-blocked"] if o.keep_blocked_images else []),
+            "--controlnet", o.controlnet,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             limit=_STREAM_LIMIT,

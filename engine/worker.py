@@ -29,9 +29,9 @@ import threading
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Literal
+from typing import TYPE_CHECKING, BinaryIO, Literal, cast
 
-from engine.jobs import ImagineRequest, TrainRequest, decode_request
+from engine.jobs import ATTACHMENTS, ImagineRequest, TrainRequest, decode_request
 from engine.protocol import (
     BlockedImage,
     Command,
@@ -46,6 +46,7 @@ from engine.protocol import (
 )
 
 if TYPE_CHECKING:
+    from diffusers import ControlNetModel
     from PIL import Image
 
     from engine.generation import GeneratedImage
@@ -85,9 +86,19 @@ class Worker:
         classes: dict[str, float] = json.loads(args.blocked_classes)
         self.image_filter = ImageFilter(classes) if classes else None
         self.keep_blocked: bool = args.keep_blocked
+        self._controlnet_spec: str = args.controlnet
+        self._controlnet: ControlNetModel | None = None
         self.commands: queue.Queue[Command | None] = queue.Queue()
         # job id -> "cancel" or "yield"; may arrive before the job starts.
         self.interrupts: dict[int, str] = {}
+
+    def controlnet(self) -> ControlNetModel | None:
+        """The deployment's ControlNet, loaded at the first edge control job."""
+        if self._controlnet is None and self._controlnet_spec:
+            from engine.models.controlnet import load_controlnet
+
+            self._controlnet = load_controlnet(self._controlnet_spec, self.base, self.pipeline)
+        return self._controlnet
 
     def send(self, event: Event) -> None:
         with self._out_lock:
@@ -252,9 +263,14 @@ class Worker:
             StyleLora(Path(path), style.sha256, style.name, style.weight, style.trigger)
             for style, path in zip(asked.styles, style_files, strict=True)
         )
-        source_file = files.get("source")
-        if (asked.source is None) != (source_file is None):
-            raise ValueError("an image-to-image source and its file come together or not at all")
+        attached: dict[str, Image.Image | None] = {}
+        for name in ATTACHMENTS:
+            path = cast("str | None", files.get(name))
+            if (getattr(asked, name) is None) != (path is None):
+                raise ValueError(
+                    f"a request's {name} picture and its file come together or not at all"
+                )
+            attached[name] = _open_source(Path(path)) if path else None
         request = GenerationRequest(
             prompt=asked.prompt,
             lora=lora,
@@ -267,8 +283,11 @@ class Worker:
             variation_seed=variation.seed if variation else None,
             variation_strength=variation.strength if variation else 0.0,
             styles=styles,
-            source=_open_source(Path(source_file)) if source_file else None,
+            source=attached["source"],
             strength=asked.strength,
+            mask=attached["mask"],
+            edges=attached["edges"],
+            upscale=asked.upscale,
         )
 
         def progress(step: int, total: int) -> None:
@@ -295,6 +314,7 @@ class Worker:
             preview=preview,
             preview_every=max(1, request.steps // 4),  # about three previews a picture
             watermark=job_id,
+            controlnet=self.controlnet() if request.edges is not None else None,
         )
         images, blocked = screen_results(
             result.images, out_dir, self.image_filter, keep_blocked=self.keep_blocked
@@ -371,7 +391,7 @@ _MAX_SOURCE_PIXELS = 64_000_000
 
 
 def _open_source(path: Path) -> Image.Image:
-    """The image-to-image source as RGB pixels, its size checked before decoding."""
+    """An attached picture as RGB pixels, its size checked before decoding."""
     from PIL import Image
 
     with Image.open(path) as img:
@@ -409,6 +429,8 @@ def main(argv: list[str] | None = None) -> int:
     # NudeNet class -> threshold, as JSON; "{}" screens nothing.
     parser.add_argument("--blocked-classes", default="{}")
     parser.add_argument("--keep-blocked", action="store_true")
+    # The ControlNet of edge control: "auto", "" (none), a directory or a hub id.
+    parser.add_argument("--controlnet", default="auto")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=args.log_level,

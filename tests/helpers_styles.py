@@ -14,6 +14,9 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import save_file
 
+from bot.core import Booth, Identity
+from storage import NewPhoto
+
 _ATTN = "unet.down_blocks.0.attentions.0.transformer_blocks.0.attn2"
 
 
@@ -59,3 +62,18 @@ def tiny_lora(path: Path, models_dir: Path, *, seed: int) -> tuple[Path, str]:
             if "lora_B.style" in key:
                 param.copy_(torch.randn(param.shape, generator=generator))
     return save_lora(scratch, "style", path)
+
+
+async def give_model(booth: Booth, who: Identity, lora: bytes, sha256: str) -> None:
+    """A consenting user with one photo and a trained model (its file in the blob store)."""
+    user = await booth.repo.find_user(who.platform, who.user_id)
+    assert user is not None
+    key = await booth.blobs.put(b"a photo of " + who.user_id.encode())
+    photo = NewPhoto("2" * 64, key, key, b"\0" * 512, "0" * 16, (0, 0, 9, 9), 100.0)
+    await booth.repo.add_photos(user.id, [photo])
+    await booth.repo.set_trigger_word(user.id, "bavoki")
+    blob = await booth.blobs.put(lora)
+    await booth.repo.add_lora(
+        user.id, base_model="tiny", family="tiny", trigger_word="bavoki", blob=blob,
+        sha256=sha256, recipe={},
+    )  # fmt: skip

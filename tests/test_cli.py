@@ -176,6 +176,25 @@ def test_train_and_imagine_from_the_shell(tmp_path: Path, faces: Path) -> None:
     too_far = selfiebooth(tmp_path, "imagine", "--image", own, "--strength", "1", "me")
     assert too_far.returncode == 1 and "strength must be 0.1 to 0.95, got 1.0" in too_far.stderr
 
+    # The other picture tools: an edit of the background, its upscale, edges of a photo.
+    args = ["edit", "--image", own, "--region", "background", "on a beach", "--steps", "4"]
+    edited = selfiebooth(tmp_path, *args, "--out", str(out))
+    assert edited.returncode == 0, edited.stderr
+    [edit_path] = [Path(line) for line in edited.stdout.splitlines()]
+    job = int(edit_path.stem.split("-")[1])
+    upscaled = selfiebooth(tmp_path, "upscale", str(job), "--out", str(out))
+    assert upscaled.returncode == 0, upscaled.stderr
+    with Image.open(edit_path) as small, Image.open(upscaled.stdout.strip()) as big:
+        assert big.size == (2 * small.width, 2 * small.height)
+    args = ["imagine", "--edges-from", own, "me as a statue", "--steps", "2", "--out", str(out)]
+    edges = selfiebooth(tmp_path, *args)
+    assert edges.returncode == 0, edges.stderr
+    with Image.open(edges.stdout.strip()) as img:
+        assert json.loads(img.info["parameters"])["tool"] == "edges"
+    no_mask = selfiebooth(tmp_path, "edit", "--image", own, "me")
+    assert no_mask.returncode == 2
+    assert "one of the arguments --region --mask is required" in no_mask.stderr
+
 
 def test_the_bot_process_never_imports_torch() -> None:
     code = (

@@ -1,9 +1,11 @@
 """Image-to-image on the tiny model: in `generate`, and through the engine process with a
-user's LoRA and a style, as the dispatcher sends it."""
+user's LoRA and a style, as the dispatcher sends it; and the other picture tools that
+start from a picture (inpainting, edge control, upscale) in `generate`."""
 
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -11,13 +13,16 @@ import pytest
 from PIL import Image, ImageDraw, ImageOps
 
 from engine.generation import GenerationRequest, LoraCache, LoraRef, generate
-from engine.generation.generate import image_to_image
+from engine.generation.png import AI_STATEMENT, DIGITAL_SOURCE_TYPE
+from engine.generation.tools import canny_edges, image_to_image, inpainting
 from engine.jobs import ImagineRequest, ModelRef, StyleRef, encode
 from engine.models import FAMILIES
+from engine.models.controlnet import load_controlnet
 from engine.models.loader import load_pipeline
 from engine.models.pipeline import Pipeline
 from engine.process import EngineOptions, EngineProcess
 from engine.protocol import Event, GenerateCommand
+from engine.provenance import read_job_id
 from engine.training import file_sha256
 from engine.training.export import save_lora
 
@@ -208,3 +213,69 @@ async def test_the_engine_runs_image_to_image_with_a_lora_and_a_style(
     first, second = (_read(g["images"][0]["path"]) for g in (plain, styled))
     assert np.abs(first - second).mean() > 1
     assert done[3]["event"] == "failed" and "expected 0000" in done[3]["error"]
+
+
+# the other picture tools: inpainting, edge control, upscale ----------------------------
+
+
+def test_inpainting_repaints_where_the_mask_is_white_with_the_lora(
+    pipe: Pipeline, lora: LoraRef
+) -> None:
+    source = _photo(256, 256)
+    mask = Image.new("L", (256, 256), 0)
+    mask.paste(255, (0, 0, 128, 256))  # the left half
+    cache = LoraCache(pipe, family="tiny")
+    try:
+        plain = generate(pipe, _req(source=source, mask=mask, strength=0.9, steps=6))
+        faced = generate(
+            pipe, _req(source=source, mask=mask, strength=0.9, steps=6, lora=lora), adapters=cache
+        )
+    finally:
+        cache.clear()
+    original = _round_trip(pipe, source)
+    edited = _pixels(plain.images[0].png)
+    change = np.abs(edited - original).mean(axis=(0, 2))
+    # The kept half comes back from the source's latents; the masked half is new.
+    assert change[136:].mean() * 3 < change[:120].mean()
+    assert np.abs(_pixels(faced.images[0].png) - edited)[:, :120].mean() > 1
+    assert (
+        json.loads(Image.open(io.BytesIO(plain.images[0].png)).info["parameters"])["tool"] == "edit"
+    )
+    assert type(inpainting(pipe)).__name__ == "StableDiffusionInpaintPipeline"
+    assert inpainting(pipe).unet is pipe.unet
+
+
+def test_edges_guide_the_picture_through_the_controlnet(pipe: Pipeline) -> None:
+    controlnet = load_controlnet("auto", "tiny", pipe)
+    assert controlnet is not None and load_controlnet("", "tiny", pipe) is None
+    assert load_controlnet("auto", "runwayml/stable-diffusion-v1-5", pipe) is None
+
+    def drawn(edges: Image.Image) -> np.ndarray:
+        result = generate(pipe, _req(edges=edges, steps=4), controlnet=controlnet)
+        return _pixels(result.images[0].png)
+
+    first = drawn(_photo())
+    assert np.array_equal(first, drawn(_photo()))  # the same edges and seed
+    assert np.abs(first - drawn(_photo().transpose(Image.Transpose.ROTATE_180))).mean() > 0.5
+    with pytest.raises(ValueError, match="edge control is not set up for this model"):
+        generate(pipe, _req(edges=_photo(), steps=4))
+    edges = np.asarray(canny_edges(_photo(), 256, 256))
+    assert set(np.unique(edges)) == {0, 255} and edges.shape == (256, 256, 3)
+
+
+def test_an_upscale_is_twice_the_size_and_carries_the_three_marks(pipe: Pipeline) -> None:
+    small = generate(pipe, _req(steps=4), watermark=41).images[0]
+    source = Image.open(io.BytesIO(small.png))
+    request = _req(source=source, upscale=2, strength=0.3, steps=10)
+    big = generate(pipe, request, watermark=42).images[0]
+    with Image.open(io.BytesIO(big.png)) as img:
+        assert img.size == (2 * small.width, 2 * small.height) == (big.width, big.height)
+        assert img.info["Disclaimer"] == AI_STATEMENT
+        assert DIGITAL_SOURCE_TYPE in img.info["XML:com.adobe.xmp"]
+        parameters = json.loads(img.info["parameters"])
+    assert (parameters["tool"], parameters["upscale"], parameters["strength"]) == (
+        "upscale",
+        2,
+        0.3,
+    )
+    assert read_job_id(big.png) == 42

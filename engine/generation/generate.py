@@ -1,9 +1,9 @@
-"""Text-to-image and image-to-image with an optional per-user LoRA and style LoRAs:
-prompt (and a source picture) in, marked PNGs out.
+"""Pictures with an optional per-user LoRA and style LoRAs: text-to-image and the
+picture tools (image-to-image, inpainting, edge control, upscale); a prompt (and the
+pictures attached) in, marked PNGs out.
 
-Image-to-image runs the family's img2img pipeline made from the loaded one with
-`AutoPipelineForImage2Image.from_pipe`: the same modules (and so the same adapters),
-no second copy of the weights.
+The tools run the family's pipelines made from the loaded one (engine.generation.tools):
+the same modules, and so the same adapters.
 """
 
 from __future__ import annotations
@@ -11,13 +11,12 @@ from __future__ import annotations
 import re
 import secrets
 import time
-import weakref
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any
 
 import torch
-from diffusers import AutoPipelineForImage2Image
-from PIL import Image, ImageOps
+from diffusers import ControlNetModel
+from PIL import Image
 
 from engine.generation.adapters import LoraCache
 from engine.generation.png import encode_png_with_metadata
@@ -34,12 +33,20 @@ from engine.generation.spec import (
     StyleLora,
     check_request,
 )
+from engine.generation.tools import (
+    canny_edges,
+    edge_control,
+    fit_mask,
+    fit_source,
+    image_to_image,
+    inpainting,
+)
 from engine.models.pipeline import Pipeline
 from engine.provenance import embed
 
-__all__ = ["fit_source", "generate", "image_to_image", "with_styles", "with_trigger"]
+__all__ = ["NO_CONTROLNET", "generate", "with_styles", "with_trigger"]
 
-_IMG2IMG: weakref.WeakKeyDictionary[Pipeline, Any] = weakref.WeakKeyDictionary()
+NO_CONTROLNET = "edge control is not set up for this model: set model.controlnet"
 
 
 def with_trigger(prompt: str, lora: LoraRef | None) -> str:
@@ -62,21 +69,6 @@ def with_styles(prompt: str, styles: Sequence[StyleLora]) -> str:
     return ", ".join([prompt, *words])
 
 
-def image_to_image(pipeline: Pipeline) -> Pipeline:
-    """The img2img pipeline of `pipeline`'s family over the same modules, made once."""
-    img2img = _IMG2IMG.get(pipeline)
-    if img2img is None:
-        img2img = AutoPipelineForImage2Image.from_pipe(pipeline)
-        img2img.set_progress_bar_config(disable=True)
-        _IMG2IMG[pipeline] = img2img
-    return cast(Pipeline, img2img)
-
-
-def fit_source(source: Image.Image, width: int, height: int) -> Image.Image:
-    """The source cropped around its centre to width:height and resized to that size."""
-    return ImageOps.fit(source.convert("RGB"), (width, height), Image.Resampling.LANCZOS)
-
-
 @torch.no_grad()
 def generate(
     pipeline: Pipeline,
@@ -87,11 +79,12 @@ def generate(
     preview: PreviewFn | None = None,
     preview_every: int = 0,
     watermark: int | None = None,
+    controlnet: ControlNetModel | None = None,
 ) -> GenerationResult:
     """Generate `request.count` images; the same seed and parameters give the same images.
 
     With `watermark` (a job id), each image carries it as an invisible mark (engine.provenance)
-    before it is encoded.
+    before it is encoded. `controlnet` is the family's, for edge control.
     """
     check_request(request)
     adapters = adapters or LoraCache.for_pipeline(pipeline)
@@ -102,12 +95,33 @@ def generate(
     seed = request.seed if request.seed is not None else secrets.randbelow(2**32 - MAX_IMAGES)
     # CPU generators give the same noise on any device, so a seed means the same picture.
     generators = [torch.Generator("cpu").manual_seed(seed + i) for i in range(request.count)]
-    # Image-to-image denoises only the last int(steps * strength) steps (as diffusers does).
+    # Tools that start from a picture denoise only the last int(steps * strength) steps.
     total = request.steps
+    run = pipeline
     inputs: dict[str, Any] = {"width": width, "height": height}
-    if request.source is not None:
+    source = request.source
+    if source is not None:
         total = min(int(request.steps * request.strength), request.steps)
-        inputs = {"image": fit_source(request.source, width, height), "strength": request.strength}
+        inputs = {"strength": request.strength}
+        if request.upscale > 1:
+            # Multiples of 8 (the latents' scale), as close to the factor as that allows.
+            width, height = (side * request.upscale // 8 * 8 for side in source.size)
+            inputs["image"] = source.convert("RGB").resize(
+                (width, height), Image.Resampling.LANCZOS
+            )
+        else:
+            inputs["image"] = fit_source(source, width, height)
+        if request.mask is not None:
+            run = inpainting(pipeline)
+            inputs |= {"mask_image": fit_mask(request.mask, width, height)}
+            inputs |= {"width": width, "height": height}
+        else:
+            run = image_to_image(pipeline)
+    elif request.edges is not None:
+        if controlnet is None:
+            raise ValueError(NO_CONTROLNET)
+        run = edge_control(pipeline, controlnet)
+        inputs["image"] = canny_edges(request.edges, width, height)
     elif request.variation_seed is not None:
         inputs["latents"] = _variation_latents(pipeline, request, seed, width, height)
 
@@ -127,7 +141,6 @@ def generate(
             preview(done, image)
         return kwargs
 
-    run = pipeline if request.source is None else image_to_image(pipeline)
     started = time.monotonic()
     output = run(
         prompt=prompt,
@@ -141,6 +154,7 @@ def generate(
         **inputs,
     )
     parameters: dict[str, str | int | float] = {
+        "tool": request.tool,
         "prompt": prompt,
         "negative_prompt": request.negative_prompt,
         "steps": request.steps,
@@ -155,7 +169,9 @@ def generate(
         "style_sha256": ", ".join(style.sha256 for style in request.styles),
     }
     if request.source is not None:
-        parameters["strength"] = request.strength  # image-to-image
+        parameters["strength"] = request.strength  # how much of the source was redrawn
+    if request.upscale > 1:
+        parameters["upscale"] = request.upscale
     seconds = time.monotonic() - started
     images: list[GeneratedImage] = []
     for i, image in enumerate(output.images):

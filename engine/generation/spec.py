@@ -83,6 +83,17 @@ class GenerationRequest:
     # Upscale: the source made this many times larger, then redrawn at `strength`.
     upscale: int = 1
 
+    @property
+    def tool(self) -> str:
+        """Which of engine.jobs.TOOLS this is (as the job's request says)."""
+        if self.upscale > 1:
+            return "upscale"
+        if self.mask is not None:
+            return "edit"
+        if self.edges is not None:
+            return "edges"
+        return "img2img" if self.source is not None else "imagine"
+
 
 @dataclass(frozen=True, slots=True)
 class GeneratedImage:

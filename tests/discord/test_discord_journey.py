@@ -110,6 +110,8 @@ async def test_the_whole_journey(
             "vary",
             "vary",
             "reroll",
+            "upscale",
+            "upscale",
             "file",
             "delete",
             "report",

@@ -161,8 +161,10 @@ class FakeTelegram:
         media_group_id: str | None = None,
         caption: str | None = None,
         file_size: int | None = None,
+        reply_to: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """A photo as Telegram sends it: a small thumbnail size and the full size."""
+        """A photo as Telegram sends it: a small thumbnail size and the full size; sent in
+        reply to the message `reply_to`, if given."""
         thumb = self.add_file(b"thumbnail: never worth downloading")
         full = self.add_file(data, file_size)
         sizes = [
@@ -178,6 +180,8 @@ class FakeTelegram:
         extra: dict[str, Any] = {"photo": sizes, **self._captioned(caption)}
         if media_group_id:
             extra["media_group_id"] = media_group_id
+        if reply_to is not None:
+            extra["reply_to_message"] = reply_to
         return await self._deliver({"message": self._user_message(person, chat, **extra)})
 
     async def document(

@@ -14,33 +14,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fakes.telegram_api import FakeTelegram, Person
-from helpers_styles import pickled, tiny_lora
+from helpers_styles import give_model, pickled, tiny_lora
 from PIL import Image
 from telegram_harness import ADMIN, Conversation, running_bot, telegram_config
 
 from bot.config import Config
-from bot.core import Booth, Identity, ImagineRequest
+from bot.core import Identity, ImagineRequest
 from engine.intake import FaceAnalyzer
-from storage import NewPhoto
 
 pytestmark = pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
 
 BEA = Person(6262, "Bea")
-
-
-async def give_model(booth: Booth, who: Identity, lora: bytes, sha256: str) -> None:
-    """A consenting user with one photo and a trained model (its file in the blob store)."""
-    user = await booth.repo.find_user(who.platform, who.user_id)
-    assert user is not None
-    key = await booth.blobs.put(b"a photo of " + who.user_id.encode())
-    photo = NewPhoto("2" * 64, key, key, b"\0" * 512, "0" * 16, (0, 0, 9, 9), 100.0)
-    await booth.repo.add_photos(user.id, [photo])
-    await booth.repo.set_trigger_word(user.id, "bavoki")
-    blob = await booth.blobs.put(lora)
-    await booth.repo.add_lora(
-        user.id, base_model="tiny", family="tiny", trigger_word="bavoki", blob=blob,
-        sha256=sha256, recipe={},
-    )  # fmt: skip
 
 
 def difference(png: bytes, other: bytes) -> float:
