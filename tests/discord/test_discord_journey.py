@@ -110,11 +110,11 @@ async def test_the_whole_journey(
             "vary",
             "vary",
             "reroll",
-            "upscale",
-            "upscale",
             "file",
             "delete",
             "report",
+            "upscale",
+            "upscale",
         ]
         done = fake.original(imagine)
         assert done is not None and done.ephemeral

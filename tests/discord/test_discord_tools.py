@@ -47,10 +47,10 @@ async def test_picture_tools_from_discord(
             await fake.command(ANN, "imagine", asked | {"image": fake.attachment("c.png", castle)}),
         )
         assert [c.split(":")[1] for c in made.custom_ids()] == [
-            "upscale",
             "file",
             "delete",
             "report",
+            "upscale",
         ]
         small = picture(fake, made.attachments[0])
         assert tool(small) == "img2img"
