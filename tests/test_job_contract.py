@@ -53,6 +53,9 @@ REQUESTS = [
         source="67" * 32,
         strength=0.45,
     ),
+    ImagineRequest("a red door", source="89" * 32, mask="ab" * 32, strength=0.95),
+    ImagineRequest("a marble statue", edges="cd" * 32),
+    ImagineRequest("me", seed=9, source="ef" * 32, strength=0.3, upscale=2),
     TrainRequest(
         ("a" * 64, "b" * 64), "zovaka", "tiny", seed=5, sample_every=0, checkpoint_every=2
     ),
@@ -189,6 +192,12 @@ def test_data_this_version_cannot_read_says_why(kind: str, text: str, message: s
             {"source": "k", "strength": 0.2, "steps": 4},
             "with strength 0.2, steps must be at least 5 \\(got 4\\)",
         ),
+        ({"mask": "m"}, "a mask needs the picture it masks"),
+        ({"mask": ""}, "the mask picture's key is empty"),
+        ({"edges": "e", "source": "k"}, "edge control starts from noise"),
+        ({"source": "k", "upscale": 3}, "upscale must be 1 \\(none\\) or 2, got 3"),
+        ({"upscale": 2}, "an upscale needs the picture to enlarge"),
+        ({"source": "k", "upscale": 2, "count": 2}, "an upscale makes one picture, not 2"),
     ],
 )
 def test_a_bad_request_quotes_the_value_and_what_is_allowed(
