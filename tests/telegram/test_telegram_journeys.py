@@ -95,7 +95,7 @@ async def test_the_whole_journey(
         buttons = await ann.reply(since, where=lambda c: f"reroll:{job_id}" in c.buttons())
         assert buttons.buttons() == [
             f"reroll:{job_id}", f"vary:{job_id}:1", f"vary:{job_id}:2",
-            f"file:{job_id}", f"report:{job_id}",
+            f"upscale:{job_id}:1", f"upscale:{job_id}:2", f"file:{job_id}", f"report:{job_id}",
         ]  # fmt: skip
         assert "done" in fake.stored(progress)["text"]
         job = await booth.jobs.get(job_id)
