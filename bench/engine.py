@@ -8,12 +8,16 @@ On the tiny model on the CPU (the default) one run measures and prints:
    cache, PNG encoding with metadata and the file write included) against a plain
    `pipe(...)` call in this process with the same LoRA loaded once, the same prompt,
    size, steps, guidance and seed. The two alternate, so drift hits both alike.
-   Ratio engine/plain; the goal is at most 1.10. Three kinds, each against its plain
+   Ratio engine/plain; the goal is at most 1.10. Five kinds, each against its plain
    diffusers call: text-to-image; image-to-image at strength 0.6 (the engine's
    `from_pipe` img2img pipeline against diffusers' AutoPipelineForImage2Image.from_pipe,
-   the same source picture); and the LoRA mixed with two style LoRAs at 0.9/0.7 (the
-   engine's style checks and cache against `load_lora_weights` three times and
-   `set_adapters` with weights, the style words in both prompts).
+   the same source picture); inpainting at strength 0.95 with a mask of the left half
+   (against AutoPipelineForInpainting.from_pipe, the same picture and mask); edge
+   control (the engine's canny edges and tiny ControlNet against
+   AutoPipelineForText2Image.from_pipe with the same ControlNet and cv2.Canny in the
+   timed call); and the LoRA mixed with two style LoRAs at 0.9/0.7 (the engine's style
+   checks and cache against `load_lora_weights` three times and `set_adapters` with
+   weights, the style words in both prompts).
 2. LoRA switching, ms: `LoraCache.activate` alternating between two loaded adapters,
    against a cold `activate` of a LoRA file not loaded yet (sha256 check and file read
    included).
@@ -68,12 +72,19 @@ from typing import Any  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from diffusers import AutoPipelineForImage2Image, DDPMScheduler  # noqa: E402
+from diffusers import (  # noqa: E402
+    AutoPipelineForImage2Image,
+    AutoPipelineForInpainting,
+    AutoPipelineForText2Image,
+    DDPMScheduler,
+)
 from peft import LoraConfig  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from engine.generation import LoraCache, LoraRef  # noqa: E402
+from engine.generation.tools import canny_edges  # noqa: E402
 from engine.jobs import ImagineRequest, ModelRef, StyleRef, encode  # noqa: E402
+from engine.models.controlnet import tiny_controlnet  # noqa: E402
 from engine.models.families import FAMILIES, Family  # noqa: E402
 from engine.models.loader import load_pipeline  # noqa: E402
 from engine.models.pipeline import Pipeline  # noqa: E402
@@ -213,6 +224,7 @@ def train_plain(
 STYLE_WEIGHTS = (0.9, 0.7)  # the talk's face + IKEA mix
 STYLE_WORDS = ("ikea", "ghibli")  # short: the tiny tokenizer spells prompts out, 77 tokens
 STRENGTH = 0.6
+EDIT_STRENGTH = 0.95
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,7 +275,7 @@ def timed(call: Callable[[], object]) -> float:
 
 
 def plain_scenarios(
-    pipe: Any, loras: list[Lora], source: Path, steps: int, size: int
+    pipe: Any, loras: list[Lora], source: Path, mask: Path, steps: int, size: int
 ) -> dict[str, Callable[[int], float]]:
     """The plain diffusers calls: text-to-image with the LoRA, img2img with it (the
     pipeline made by from_pipe, as a diffusers user would), and the LoRA mixed with two
@@ -272,9 +284,14 @@ def plain_scenarios(
     pipe.load_lora_weights(str(loras[1].path), adapter_name="style_a")
     pipe.load_lora_weights(str(loras[2].path), adapter_name="style_b")
     img2img = AutoPipelineForImage2Image.from_pipe(pipe)
-    img2img.set_progress_bar_config(disable=True)
+    inpaint = AutoPipelineForInpainting.from_pipe(pipe)
+    controlled = AutoPipelineForText2Image.from_pipe(pipe, controlnet=tiny_controlnet(pipe))
+    for made in (img2img, inpaint, controlled):
+        made.set_progress_bar_config(disable=True)
     with Image.open(source) as opened:
         picture = opened.convert("RGB")
+    with Image.open(mask) as opened:
+        repaint = opened.convert("L")
     common = {
         "num_inference_steps": steps,
         "guidance_scale": GUIDANCE,
@@ -295,17 +312,45 @@ def plain_scenarios(
             lambda: img2img(prompt=PROMPT, image=picture, strength=STRENGTH, **seeded(seed))
         )
 
+    def edit(seed: int) -> float:
+        pipe.set_adapters(["bench"], adapter_weights=[1.0])
+        return timed(
+            lambda: inpaint(
+                prompt=PROMPT,
+                image=picture,
+                mask_image=repaint,
+                strength=EDIT_STRENGTH,
+                width=size,
+                height=size,
+                **seeded(seed),
+            )
+        )
+
+    def edges(seed: int) -> float:
+        pipe.set_adapters(["bench"], adapter_weights=[1.0])
+        return timed(
+            lambda: controlled(
+                prompt=PROMPT,
+                image=canny_edges(picture, size, size),
+                width=size,
+                height=size,
+                **seeded(seed),
+            )
+        )
+
     mixed_prompt = ", ".join([PROMPT, *STYLE_WORDS])
 
     def mix(seed: int) -> float:
         pipe.set_adapters(["bench", "style_a", "style_b"], adapter_weights=[1.0, *STYLE_WEIGHTS])
         return timed(lambda: pipe(prompt=mixed_prompt, width=size, height=size, **seeded(seed)))
 
-    return {"text": text, "image": image, "mix": mix}
+    return {"text": text, "image": image, "edit": edit, "edges": edges, "mix": mix}
 
 
-def scenarios(pipe: Any, loras: list[Lora], source: Path, steps: int, size: int) -> list[Scenario]:
-    plain = plain_scenarios(pipe, loras, source, steps, size)
+def scenarios(
+    pipe: Any, loras: list[Lora], source: Path, mask: Path, steps: int, size: int
+) -> list[Scenario]:
+    plain = plain_scenarios(pipe, loras, source, mask, steps, size)
     lora_files = {"lora": str(loras[0].path)}
     styles = tuple(
         StyleRef(f"style{n}", "bench", lora.sha256, weight, words)
@@ -320,6 +365,18 @@ def scenarios(pipe: Any, loras: list[Lora], source: Path, steps: int, size: int)
             bench_request(loras[0], steps, source="bench", strength=STRENGTH),
             {**lora_files, "source": str(source)},
             plain["image"],
+        ),
+        Scenario(
+            f"inpainting, strength {EDIT_STRENGTH:g}",
+            bench_request(loras[0], steps, source="bench", mask="bench", strength=EDIT_STRENGTH),
+            {**lora_files, "source": str(source), "mask": str(mask)},
+            plain["edit"],
+        ),
+        Scenario(
+            "edge control (tiny ControlNet)",
+            bench_request(loras[0], steps, edges="bench"),
+            {**lora_files, "edges": str(source)},
+            plain["edges"],
         ),
         Scenario(
             f"two-style mix {STYLE_WEIGHTS[0]:g}/{STYLE_WEIGHTS[1]:g}",
@@ -362,6 +419,14 @@ async def bench_generation(
     finally:
         await engine.stop()
     return times, startup
+
+
+def half_mask(size: int, out: Path) -> Path:
+    """The inpainting mask: the left half white (repainted)."""
+    mask = Image.new("L", (size, size), 0)
+    mask.paste(255, (0, 0, size // 2, size))
+    mask.save(out)
+    return out
 
 
 def noise_picture(size: int, out: Path) -> Path:
@@ -449,7 +514,8 @@ def run_tiny(args: argparse.Namespace) -> int:
         size = int(pipe.unet.config.sample_size) * int(pipe.vae_scale_factor)
         source = noise_picture(size, work / "source.png")
         options = EngineOptions(base="tiny", family="auto", models_dir=models, device="cpu")
-        cases = scenarios(pipe, loras, source, args.gen_steps, size)
+        mask = half_mask(size, work / "mask.png")
+        cases = scenarios(pipe, loras, source, mask, args.gen_steps, size)
         times, startup = asyncio.run(bench_generation(options, cases, args.gen_reps, work))
         print(
             f"\n1. generation: {args.gen_steps} steps, 1 image, {family.resolution}px, "
