@@ -31,6 +31,7 @@ from typing import Protocol
 from engine.safety.classifier import MODEL_PATH, Classifier, classifier_text
 from engine.safety.lists import (
     ANYWHERE,
+    CONTEXTS,
     HARD_CONCEPTS,
     Rule,
     TermIndex,
@@ -171,7 +172,12 @@ class PromptFilter:
     def _concepts_in(self, text: str) -> set[str]:
         found: set[str] = set()
         for form in variants(text):
-            found |= self._index.concepts(self._safe.sub(" ", form) if self._safe else form)
+            kept = self._safe.sub(" ", form) if self._safe else form
+            found |= self._index.concepts(kept)
+            if kept != form:
+                # A safe phrase hides the words inside it that would refuse ("cum" in
+                # "documentary"), never a context that lifts a rule ("documentary").
+                found |= self._index.concepts(form) & CONTEXTS
         return found
 
     def _learned(self, text: str, found: set[str]) -> Iterable[tuple[str, str | None]]:
