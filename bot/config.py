@@ -20,6 +20,7 @@ from typing import Any
 
 from engine.intake.settings import IntakeSettings
 from engine.models.families import FAMILY_NAMES
+from engine.safety.classifier import MODEL_PATH
 from engine.safety.image_filter import NUDENET_LABELS
 
 __all__ = [
@@ -139,6 +140,12 @@ class ModerationConfig:
     command_burst: int = 10
     # Keep blocked images for admin review; off, they are never stored anywhere.
     keep_blocked_images: bool = False
+    # The prompt classifier this deployment uses: "" is the one shipped with the package;
+    # `admin retrain-filter` writes here (a safetensors file; never pickle).
+    classifier_file: str = ""
+
+    def classifier_path(self) -> Path:
+        return Path(self.classifier_file) if self.classifier_file else MODEL_PATH
 
 
 # NudeNet 3 classes that block an image by default: exposed intimate parts.
@@ -255,6 +262,10 @@ _CHECKS: dict[str, _Check] = {
         '"auto", "cpu", "cuda" or "cuda:N"',
     ),
     "engine.max_attempts": (lambda v: 1 <= v <= 20, "1 to 20"),
+    "moderation.classifier_file": (
+        lambda v: v == "" or v.endswith(".safetensors"),
+        '"" (the packaged model) or a .safetensors file',
+    ),
     "engine.max_jobs_per_user": (lambda v: 1 <= v <= 100, "1 to 100"),
     "engine.start_timeout": (lambda v: 1 <= v <= 3600, "1 to 3600 seconds"),
     "training.min_photos": (lambda v: 1 <= v <= 200, "1 to 200"),

@@ -233,6 +233,9 @@ def test_admin_commands_from_the_shell_are_audited(tmp_path: Path) -> None:
     assert selfiebooth(tmp_path, "consent", "--accept", "--user", "mallory").returncode == 0
     banned = selfiebooth(tmp_path, "admin", "ban", "cli:mallory", "2d", "spam", "links")
     assert banned.returncode == 0 and "User #1 is banned until" in banned.stdout
+    # Retraining never overwrites the packaged classifier: it needs the deployment's file.
+    retrain = selfiebooth(tmp_path, "admin", "retrain-filter")
+    assert retrain.returncode == 2 and "Set moderation.classifier_file" in retrain.stderr
     refused = selfiebooth(tmp_path, "train", "--user", "mallory")
     assert refused.returncode == 1 and "suspended until" in refused.stderr
     assert "may use the bot again" in selfiebooth(tmp_path, "admin", "unban", "#1", "ok").stdout

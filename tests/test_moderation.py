@@ -5,16 +5,20 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from safetensors import safe_open
+from safetensors.numpy import load_file, save_file
 
 from bot.config import Config
 from bot.core import Booth, BoothError, ConsentRequired, Identity, ImagineRequest, open_booth
 from bot.core.moderation import TokenBuckets, format_wait, parse_duration
 from bot.core.types import RateLimited, Suspended
 from engine.jobs import Variation
+from engine.safety.classifier import MODEL_PATH
 from storage import NewPhoto
 
 ALICE = Identity("telegram", "4401")
@@ -469,3 +473,26 @@ async def test_review_decisions_become_training_rows(mbooth: Booth) -> None:
         ("allow", "me nude on a sofa"),
         ("sexual", "me naked in the sea"),
     ]
+
+
+async def test_a_deployment_uses_its_own_prompt_classifier(config: Config, tmp_path: Path) -> None:
+    """`moderation.classifier_file`: a model that calls everything sexual refuses a
+    garden; a file not written yet leaves the packaged model in use."""
+    tensors = load_file(str(MODEL_PATH))
+    with safe_open(str(MODEL_PATH), "np") as model:
+        metadata = model.metadata()
+    sexual = json.loads(metadata["categories"]).index("sexual")
+    tensors["bias"][sexual] = 50.0
+    strict = tmp_path / "strict.safetensors"
+    save_file(tensors, str(strict), metadata=metadata)
+    garden = "me in a garden"
+    for file, allowed in (
+        ("", True),
+        (str(strict), False),
+        (str(tmp_path / "no.safetensors"), True),
+    ):
+        async with open_booth(moderated(config, classifier_file=file)) as booth:
+            verdict = (await booth.moderation.current_filter()).check(garden)
+            assert verdict.allowed is allowed, (file, verdict)
+            if not allowed:
+                assert (verdict.category, verdict.layer) == ("sexual", "classifier")

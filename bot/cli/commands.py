@@ -274,8 +274,19 @@ async def _retrain_filter(booth: Booth, operator: Identity, args: list[str]) -> 
     """Export the review queue's decisions and retrain the prompt classifier with them
     (needs the `train` extra: SciPy); the filter loads the new model on its next reload."""
     parser = argparse.ArgumentParser(prog="selfiebooth admin retrain-filter")
-    parser.add_argument("--out", type=Path, default=MODEL_PATH, help="model file to write")
+    configured = booth.config.moderation.classifier_file
+    parser.add_argument(
+        "--out", type=Path, default=Path(configured) if configured else None,
+        help="model file to write (moderation.classifier_file)",
+    )  # fmt: skip
     parsed = parser.parse_args(args)
+    if parsed.out is None:
+        print(
+            "Set moderation.classifier_file to this deployment's classifier file (the "
+            f"packaged one, {MODEL_PATH}, is not overwritten), or give --out FILE.",
+            file=sys.stderr,
+        )
+        return 2
     decided = await booth.admin.review_decisions(operator)
     with tempfile.TemporaryDirectory() as folder:
         extra = Path(folder) / "review-decisions.tsv"

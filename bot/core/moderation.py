@@ -7,21 +7,26 @@ rate buckets, which only need to live as long as the process.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from bot.config import ModerationConfig
 from bot.core.types import RateLimited, Suspended
 from engine.jobs import ImagineRequest
 from engine.safety import PromptFilter, PromptVerdict
+from engine.safety.classifier import MODEL_PATH
 from storage import ports
 from storage.records import User
 from storage.repository import utcnow
 
 __all__ = ["Moderation", "TokenBuckets", "format_wait", "parse_duration"]
+
+_log = logging.getLogger(__name__)
 
 _DURATION_UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
@@ -63,8 +68,19 @@ class Moderation:
         self.repo = repo
         self.config = config
         self.buckets = TokenBuckets(config.commands_per_minute / 60, config.command_burst)
-        self.prompt_filter = PromptFilter()
+        self.prompt_filter = PromptFilter(classifier=self._classifier())
         self._filter_loaded = False
+
+    def _classifier(self) -> Path:
+        """The deployment's classifier file, or the packaged one until `admin
+        retrain-filter` first writes it."""
+        path = self.config.classifier_path()
+        if path.exists():
+            return path
+        _log.warning(
+            "moderation.classifier_file %s does not exist yet: using the packaged one", path
+        )
+        return MODEL_PATH
 
     # command rate ------------------------------------------------------------------------
 
@@ -202,7 +218,7 @@ class Moderation:
                 removed.append(edit.term)
             else:
                 extra.setdefault(edit.category, []).append(edit.term)
-        self.prompt_filter = PromptFilter(extra, removed)
+        self.prompt_filter = PromptFilter(extra, removed, classifier=self._classifier())
         self._filter_loaded = True
         return self.prompt_filter
 
