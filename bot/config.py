@@ -125,6 +125,9 @@ class TrainingConfig:
     prior_preservation: bool = False
     class_images: int = 100  # diffusers' train_dreambooth default num_class_images
     prior_loss_weight: float = 1.0
+    # Measure how much the model looks like the user at four points of the training
+    # (validation pictures, dlib descriptors), and keep the weights that look most alike.
+    likeness: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,10 +27,12 @@ from engine.limits import ASPECT_RATIOS, MAX_GUIDANCE, MAX_IMAGES, MAX_PROMPT_CH
 __all__ = [
     "ATTACHMENTS",
     "COUNT",
+    "DESCRIPTOR_SIZE",
     "EDIT_STRENGTH",
     "FORMAT",
     "GUIDANCE",
     "MAX_STYLES",
+    "SAME_PERSON",
     "SEED",
     "STEPS",
     "STRENGTH",
@@ -55,6 +57,7 @@ __all__ = [
     "decode_request",
     "decode_result",
     "encode",
+    "likeness_words",
     "nearest_aspect",
 ]
 
@@ -63,7 +66,14 @@ __all__ = [
 # 2: imagine requests gained styles, source and strength. An older version would run a
 # format-2 row without its styles or its source, so it refuses the row instead.
 # 3: imagine requests gained mask (inpainting), edges (edge control) and upscale.
-FORMAT = 3
+# 4: train requests gained likeness (the reference it is measured against), and train
+# results the likeness measured.
+FORMAT = 4
+# A face descriptor (dlib): the likeness reference of a training.
+DESCRIPTOR_SIZE = 128
+# dlib's threshold for "the same person" (its face recognition model's documentation):
+# two photos of one person are typically closer, two people further apart.
+SAME_PERSON = 0.6
 
 N = TypeVar("N", int, float)
 
@@ -340,10 +350,20 @@ class TrainRequest:
     steps: int | None = None  # None: the recipe's count for this many photos
     recipe: Mapping[str, int | float] | None = None  # None: the family's own
     prior: Prior | None = None
+    # The mean face descriptor of the user's accepted photos: the model's likeness is
+    # measured against it, and the checkpoint most like them kept. None: not measured.
+    likeness: tuple[float, ...] | None = None
 
     def check(self) -> None:
         if not self.crops:
             raise RequestError("a training needs at least one photo")
+        if self.likeness is not None and (
+            len(self.likeness) != DESCRIPTOR_SIZE or not all(map(math.isfinite, self.likeness))
+        ):
+            raise RequestError(
+                f"a likeness reference is {DESCRIPTOR_SIZE} finite numbers, "
+                f"got {len(self.likeness)}"
+            )
         if not self.trigger.isalnum():
             raise RequestError(f"trigger must be one alphanumeric word, got {self.trigger!r}")
         if self.steps is not None and self.steps < 1:
@@ -363,6 +383,23 @@ class TrainResult:
     version: int
     steps: int
     loss: float
+    # How much the model kept looks like its user (engine.training.likeness), from the
+    # validation pictures of `likeness_step`; distance None: no face in them.
+    likeness: float | None = None
+    likeness_faces: int = 0
+    likeness_samples: int = 0  # 0: not measured
+    likeness_step: int = 0
+
+
+def likeness_words(distance: float | None, faces: int, samples: int) -> str:
+    """A model's likeness as users read it (TrainResult.likeness and its counts)."""
+    if distance is None:
+        return f"no face found in the {samples} validation samples, so there is no likeness score"
+    verdict = "the same person" if distance < SAME_PERSON else "not like you yet"
+    return (
+        f"likeness {distance:.2f}, {verdict} (below {SAME_PERSON:.2f} means the same person "
+        f"to the face model; {faces} of {samples} samples show a face)"
+    )
 
 
 JobRequest = ImagineRequest | TrainRequest
@@ -405,6 +442,7 @@ def encode(value: JobRequest | JobResult) -> str:
             "steps": value.steps,
             "recipe": dict(value.recipe) if value.recipe is not None else None,
             "prior": _plain(value.prior),
+            "likeness": list(value.likeness) if value.likeness is not None else None,
         }
     elif isinstance(value, ImagineResult):
         body |= {
@@ -418,6 +456,10 @@ def encode(value: JobRequest | JobResult) -> str:
             "version": value.version,
             "steps": value.steps,
             "loss": value.loss,
+            "likeness": value.likeness,
+            "likeness_faces": value.likeness_faces,
+            "likeness_samples": value.likeness_samples,
+            "likeness_step": value.likeness_step,
         }
     return json.dumps(body, sort_keys=True, ensure_ascii=False)
 
@@ -466,6 +508,7 @@ def decode_request(kind: str, text: str) -> JobRequest:
         steps=read.optional("steps", int),
         recipe={str(k): v for k, v in recipe.items()} if recipe is not None else None,
         prior=_Reader(prior, "prior").build(Prior) if prior else None,
+        likeness=tuple(read.numbers("likeness")) if data.get("likeness") is not None else None,
     )
 
 
@@ -480,11 +523,16 @@ def decode_result(kind: str, text: str) -> JobResult:
             withheld=read.get("withheld", int) if "withheld" in data else 0,
             model_prompt=read.get("prompt" if legacy else "model_prompt", str),
         )
+    measured = data.get("likeness_samples", 0)  # formats 0 to 3 measured nothing
     return TrainResult(
         lora_id=read.get("lora_id", int),
         version=read.get("version", int),
         steps=read.get("steps", int),
         loss=read.number("loss"),
+        likeness=read.number("likeness") if data.get("likeness") is not None else None,
+        likeness_faces=read.get("likeness_faces", int) if measured else 0,
+        likeness_samples=read.get("likeness_samples", int) if measured else 0,
+        likeness_step=read.get("likeness_step", int) if measured else 0,
     )
 
 
@@ -538,6 +586,12 @@ class _Reader:
         if not isinstance(value, int | float) or isinstance(value, bool):
             raise JobFormatError(f"the {self.what}'s {key!r} should be a number, got {value!r}")
         return float(value)
+
+    def numbers(self, key: str) -> list[float]:
+        values = self.get(key, list)
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+            raise JobFormatError(f"the {self.what}'s {key!r} should list numbers")
+        return [float(v) for v in values]
 
     def strings(self, key: str) -> list[str]:
         values = self.get(key, list)

@@ -100,6 +100,9 @@ class Trained(TypedDict):
     loss: float
     recipe: dict[str, int | float]
     family: str
+    # {"distance": float | None, "faces": int, "samples": int, "step": int} of the
+    # weights kept, when the request asked for the likeness.
+    likeness: NotRequired[dict[str, float | int | None]]
 
 
 class Event(TypedDict):

@@ -26,6 +26,7 @@ import os
 import queue
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -50,11 +51,17 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from engine.generation import GeneratedImage
+    from engine.intake.faces import FaceAnalyzer
     from engine.safety.image_filter import ImageFilter
+    from engine.training import TrainingRequest
+    from engine.training.likeness import LikenessScore
 
 __all__ = ["main", "screen_results"]
 
 _log = logging.getLogger("engine.worker")
+
+# Likeness checks of a training (engine.training.likeness): the best one's weights are kept.
+VALIDATIONS = 4
 
 
 class JobInterrupted(Exception):
@@ -86,6 +93,7 @@ class Worker:
         classes: dict[str, float] = json.loads(args.blocked_classes)
         self.image_filter = ImageFilter(classes) if classes else None
         self.keep_blocked: bool = args.keep_blocked
+        self._faces: FaceAnalyzer | None = None  # dlib, loaded for the first likeness
         self._controlnet_spec: str = args.controlnet
         self._controlnet: ControlNetModel | None = None
         self.commands: queue.Queue[Command | None] = queue.Queue()
@@ -193,6 +201,10 @@ class Worker:
             outgoing.save(path)
             self.send({"event": "sample", "job_id": job_id, "step": step, "path": str(path)})
 
+        validate = None
+        if asked.likeness is not None:
+            request = dataclasses.replace(request, validations=VALIDATIONS)
+            validate = self.validator(job_id, request, asked.likeness)
         try:
             result = train(
                 self.pipeline,
@@ -203,10 +215,11 @@ class Worker:
                 progress=progress,
                 on_sample=on_sample,
                 should_stop=lambda: job_id in self.interrupts,
+                validate=validate,
             )
         except TrainingStopped:
             raise JobInterrupted(self.interrupts.get(job_id, "cancel")) from None
-        return {
+        trained: Trained = {
             "path": str(result.path),
             "sha256": result.sha256,
             "steps": result.steps,
@@ -214,6 +227,38 @@ class Worker:
             "recipe": result.recipe.to_dict(),
             "family": self.family.name,
         }
+        if result.likeness is not None:
+            score = result.likeness
+            trained["likeness"] = {
+                "distance": score.distance,
+                "faces": score.faces,
+                "samples": score.pictures,
+                "step": result.likeness_step,
+            }
+        return trained
+
+    def validator(
+        self, job_id: int, request: TrainingRequest, reference: Sequence[float]
+    ) -> Callable[[int], LikenessScore]:
+        """Renders the validation pictures and scores them against `reference`."""
+        from engine.intake.faces import FaceAnalyzer
+        from engine.training.likeness import FaceLikeness
+        from engine.training.samples import render_validation
+
+        if self._faces is None:
+            self._faces = FaceAnalyzer()
+        scorer = FaceLikeness(reference, self._faces)
+
+        def validate(step: int) -> LikenessScore:
+            started = time.monotonic()
+            score = scorer(render_validation(self.pipeline, request))
+            _log.info(
+                "job %d: step %d validated in %.1f s: %s",
+                job_id, step, time.monotonic() - started, score.words(),
+            )  # fmt: skip
+            return score
+
+        return validate
 
     def class_images(self, count: int, class_word: str) -> tuple[Image.Image, ...]:
         """`count` pictures of the class by the bare base model, made once and cached."""

@@ -153,8 +153,10 @@ class Repository(ModerationStore, StyleStore, Protocol):
         sha256: str,
         recipe: Mapping[str, Any],
         job_id: int | None = None,
+        likeness: Mapping[str, Any] | None = None,
     ) -> LoraRecord:
-        """A new active version; called again for the same job, the first one."""
+        """A new active version; called again for the same job, the first one.
+        `likeness`: how much it looks like its user (engine.training.likeness)."""
         ...
 
     async def set_active_lora(self, user_id: int, version: int) -> bool: ...

@@ -75,6 +75,7 @@ class LoraRecord:
     active: int
     created_at: str
     job_id: int | None = None
+    likeness: str | None = None  # JSON (migration 0006), None: not measured
 
 
 @dataclass(frozen=True, slots=True)

@@ -225,6 +225,7 @@ class Repository(ModerationQueries, StyleQueries):
         sha256: str,
         recipe: Mapping[str, Any],
         job_id: int | None = None,
+        likeness: Mapping[str, Any] | None = None,
     ) -> LoraRecord:
         """A new version, made the active one: each retrain adds, nothing is overwritten.
 
@@ -240,8 +241,8 @@ class Repository(ModerationQueries, StyleQueries):
             await conn.execute("UPDATE loras SET active = 0 WHERE user_id = ?", (user_id,))
             cur = await conn.execute(
                 "INSERT INTO loras (user_id, version, base_model, family, trigger_word, blob,"
-                " sha256, recipe, active, created_at, job_id)"
-                " SELECT ?, coalesce(max(version), 0) + 1, ?, ?, ?, ?, ?, ?, 1, ?, ?"
+                " sha256, recipe, active, created_at, job_id, likeness)"
+                " SELECT ?, coalesce(max(version), 0) + 1, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?"
                 " FROM loras WHERE user_id = ?",
                 (
                     user_id,
@@ -253,6 +254,7 @@ class Repository(ModerationQueries, StyleQueries):
                     json.dumps(dict(recipe), sort_keys=True),
                     utcnow(),
                     job_id,
+                    json.dumps(dict(likeness), sort_keys=True) if likeness is not None else None,
                     user_id,
                 ),
             )

@@ -116,6 +116,11 @@ def test_train_and_imagine_from_the_shell(tmp_path: Path, faces: Path) -> None:
     trained = selfiebooth(tmp_path, "train", "--wait")
     assert trained.returncode == 0, trained.stderr
     assert "Model version 1 is ready and active." in trained.stdout
+    # The tiny model draws noise: its likeness is said to be unknown, never made up.
+    assert "No face found in the 4 validation samples, so there is no likeness score." in (
+        trained.stdout
+    )
+    assert "no face found in the 4 validation samples" in selfiebooth(tmp_path, "status").stdout
     assert "step 1/" in trained.stderr
 
     out = tmp_path / "pictures"

@@ -69,12 +69,19 @@ REQUESTS = [
         steps=800,
         recipe={"rank": 16, "learning_rate": 1e-4},
         prior=Prior(class_images=100, weight=1.0),
+        likeness=tuple(n / 256 for n in range(128)),
     ),
 ]
 RESULTS = [
     ImagineResult(("a" * 64, "b" * 64), withheld=1, model_prompt="zovaka person, me"),
     ImagineResult(()),
     TrainResult(lora_id=3, version=2, steps=400, loss=0.125),
+    TrainResult(
+        3, 2, 400, 0.125, likeness=0.375, likeness_faces=3, likeness_samples=4, likeness_step=300
+    ),
+    TrainResult(
+        3, 2, 400, 0.125, likeness=None, likeness_faces=0, likeness_samples=4, likeness_step=400
+    ),
 ]
 
 

@@ -140,6 +140,8 @@ async def _train(booth: Booth, who: Identity, args: argparse.Namespace) -> int:
     if final.state != "succeeded":
         return 1
     print(f"Model version {final.version} is ready and active.")
+    if final.likeness:
+        print(final.likeness)
     return 0
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from bot.core import Booth, Identity, JobOutcome, UserStatus
 from bot.core.progress_words import eta_text
+from bot.core.summaries import lora_likeness
 
 __all__ = ["follow", "format_status", "save_images"]
 
@@ -57,6 +58,8 @@ def format_status(who: Identity, status: UserStatus) -> str:
             lines.append(
                 f"model v{lora.version}: {lora.base_model}, trigger {lora.trigger_word}{active}"
             )
+            if lora.likeness:
+                lines.append(f"  {lora_likeness(lora)}")
     else:
         lines.append("models: none yet")
     if status.jobs:

@@ -368,8 +368,20 @@ class Dispatcher:
                 sha256=trained["sha256"],
                 recipe=trained["recipe"],
                 job_id=job.id,
+                likeness=trained.get("likeness"),
             )
-            return TrainResult(lora.id, lora.version, trained["steps"], trained["loss"])
+            score = trained.get("likeness") or {}
+            distance = score.get("distance")
+            return TrainResult(
+                lora.id,
+                lora.version,
+                trained["steps"],
+                trained["loss"],
+                likeness=None if distance is None else float(distance),
+                likeness_faces=int(score.get("faces") or 0),
+                likeness_samples=int(score.get("samples") or 0),
+                likeness_step=int(score.get("step") or 0),
+            )
         assert isinstance(request, ImagineRequest)
         if generated is None:
             raise ValueError(f"the engine finished picture job {job.id} without pictures")

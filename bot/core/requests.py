@@ -47,6 +47,7 @@ from engine.jobs import (
     TrainRequest,
     TrainResult,
     Variation,
+    likeness_words,
 )
 from engine.models.families import Family
 from engine.models.recipe import TrainingRecipe
@@ -135,6 +136,14 @@ class Requests:
             prior=(
                 Prior(training.class_images, training.prior_loss_weight)
                 if training.prior_preservation
+                else None
+            ),
+            likeness=(
+                tuple(
+                    float(v)
+                    for v in np.mean([np.frombuffer(p.descriptor, "<f4") for p in photos], axis=0)
+                )
+                if training.likeness
                 else None
             ),
         )
@@ -381,7 +390,15 @@ class Requests:
             return JobOutcome(job_id, job.kind, job.status, message=job.error)
         result = job.outcome()
         if isinstance(result, TrainResult):
-            return JobOutcome(job_id, job.kind, job.status, version=result.version)
+            likeness = ""
+            if result.likeness_samples:
+                words = likeness_words(
+                    result.likeness, result.likeness_faces, result.likeness_samples
+                )
+                likeness = f"{words[0].upper()}{words[1:]}."
+            return JobOutcome(
+                job_id, job.kind, job.status, version=result.version, likeness=likeness
+            )
         request = job.request()
         assert isinstance(request, ImagineRequest) and isinstance(result, ImagineResult)
         words = _without_trigger(request.prompt, user.trigger_word)

@@ -7,9 +7,12 @@ quoting of text that users or admins wrote (`quote`, e.g. Markdown escaping on D
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 from bot.core.types import Erasure, MyData, UserStatus
+from engine.jobs import likeness_words
+from storage.records import LoraRecord
 
 __all__ = ["decline_text", "erasure_text", "my_data_lines", "status_lines"]
 
@@ -48,6 +51,8 @@ def status_lines(status: UserStatus, consent_command: str) -> list[str]:
         for lora in status.loras:
             active = " (in use)" if lora.active else ""
             lines.append(f"Model version {lora.version}, trigger word {lora.trigger_word}{active}")
+            if lora.likeness:
+                lines.append(f"  {lora_likeness(lora)}")
     else:
         lines.append("Models: none yet")
     for job in status.jobs[-5:]:
@@ -70,6 +75,11 @@ def my_data_lines(data: MyData, quote: Callable[[str], str] = str) -> list[str]:
         f"Consent: {consent}",
         f"Selfies: {data.photos}",
         f"Models: {len(data.loras)}",
+        *(
+            f"  version {lora.version}: {lora_likeness(lora)}"
+            for lora in data.loras
+            if lora.likeness
+        ),
         f"Jobs: {data.jobs}",
         f"Generated pictures: {data.images}",
         f"Refused prompts (strikes): {data.strikes}",
@@ -80,3 +90,11 @@ def my_data_lines(data: MyData, quote: Callable[[str], str] = str) -> list[str]:
             until = f"until {data.banned_until[:16].replace('T', ' ')} UTC"
         lines.append(f"Suspended {until}: {quote(data.ban_reason or 'no reason given')}")
     return lines
+
+
+def lora_likeness(lora: LoraRecord) -> str:
+    """How much a model version looks like its user, in words ("" when not measured)."""
+    if not lora.likeness:
+        return ""
+    score = json.loads(lora.likeness)
+    return likeness_words(score.get("distance"), int(score["faces"]), int(score["samples"]))

@@ -114,6 +114,7 @@ class JobOutcome:
     caption: str = ""
     withheld: int = 0  # pictures the safety filters kept back
     version: int | None = None  # the model version a training made
+    likeness: str = ""  # a sentence: how much that model looks like its user ("": unmeasured)
     tool: str = "imagine"  # a picture job's engine.jobs.TOOLS
 
     @property

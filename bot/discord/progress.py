@@ -174,6 +174,8 @@ class JobWatch:
         elif final.state == "succeeded":
             # A training's last sample is what its model makes: it stays on the message.
             text = f"Your model version {final.version} is ready: try `/imagine`."
+            if final.likeness:
+                text += f"\n{final.likeness}"
             await self._tell(text, keep_preview=True)
         elif final.state == "failed":
             reason = safe(final.message or "no reason given")

@@ -142,8 +142,9 @@ def final_text(outcome: JobOutcome) -> str:
     what = "Training" if outcome.kind == "train" else "Pictures"
     job = f"{what} (job {outcome.job_id})"
     if outcome.state == "succeeded" and outcome.kind == "train":
+        likeness = f"{outcome.likeness}\n" if outcome.likeness else ""
         return (
-            f"{job}: done. Model version {outcome.version} is ready.\n"
+            f"{job}: done. Model version {outcome.version} is ready.\n{likeness}"
             "Now try: /imagine me as an astronaut --n 2"
         )
     if outcome.state == "succeeded":

@@ -9,6 +9,7 @@ from pathlib import Path
 from PIL import Image
 
 from engine.models.recipe import TrainingRecipe
+from engine.training.likeness import LikenessScore
 
 __all__ = [
     "ProgressFn",
@@ -17,6 +18,7 @@ __all__ = [
     "TrainingRequest",
     "TrainingResult",
     "TrainingStopped",
+    "ValidateFn",
 ]
 
 # (step just finished, total steps, its loss, estimated seconds left)
@@ -25,6 +27,8 @@ ProgressFn = Callable[[int, int, float, float], None]
 SampleFn = Callable[[int, Image.Image], None]
 # Asked between steps; True stops the run (cancel, or yield the GPU to other jobs).
 StopFn = Callable[[], bool]
+# (step just finished) -> how much the model at that step looks like the user.
+ValidateFn = Callable[[int], LikenessScore]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +56,9 @@ class TrainingRequest:
     # turn every person into the user. Empty: off.
     class_images: tuple[Image.Image, ...] = ()
     prior_loss_weight: float = 1.0
+    # The likeness is measured this many times, evenly spread, the last at the end; the
+    # best-scoring step's weights are the ones kept (0: not measured; the last step's).
+    validations: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +68,9 @@ class TrainingResult:
     steps: int  # steps done in total, across resumes
     loss: float  # mean loss of the last few steps
     recipe: TrainingRecipe
+    # The likeness of the weights kept, and the step they are from (with validations).
+    likeness: LikenessScore | None = None
+    likeness_step: int = 0
 
 
 class TrainingStopped(Exception):

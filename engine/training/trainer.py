@@ -33,6 +33,7 @@ from engine.training.checkpoint import CheckpointState, load_checkpoint, save_ch
 from engine.training.conditioning import Conditioning, encode_captions
 from engine.training.data import LatentCache, captions_for, encode_images
 from engine.training.export import save_lora
+from engine.training.likeness import LikenessScore, best_step
 from engine.training.samples import render_sample
 from engine.training.spec import (
     ProgressFn,
@@ -41,6 +42,7 @@ from engine.training.spec import (
     TrainingRequest,
     TrainingResult,
     TrainingStopped,
+    ValidateFn,
 )
 
 __all__ = ["ADAPTER", "train"]
@@ -62,12 +64,17 @@ def train(
     progress: ProgressFn | None = None,
     on_sample: SampleFn | None = None,
     should_stop: StopFn | None = None,
+    validate: ValidateFn | None = None,
 ) -> TrainingResult:
     """Train a LoRA of `request.images` and write it to `request.output`.
 
     Raises TrainingStopped when `should_stop` says so; with `checkpoint_dir` set, a
     checkpoint of the step reached is written first, and `resume_from=` that checkpoint
     continues from its step.
+
+    With `validate` and `request.validations`, the likeness is measured at that many
+    steps spread evenly (the last one at the end), and the weights of the step that
+    scored best are the ones written (the last step's when none has a score).
     """
     recipe = request.recipe or family.recipe
     total = request.steps if request.steps is not None else recipe.total_steps(len(request.images))
@@ -120,6 +127,10 @@ def train(
             )
             return save_checkpoint(checkpoint_dir, state, params, optimizer, generator)
 
+        checks = _validation_steps(total, request.validations) if validate is not None else set()
+        scores: list[tuple[int, LikenessScore]] = []
+        kept: dict[str, torch.Tensor] = {}  # the best-scoring step's LoRA weights
+
         losses: list[float] = []
         began = time.monotonic()
         unet.train()
@@ -155,18 +166,37 @@ def train(
                 with _autocast(device, unet.dtype):
                     on_sample(step, render_sample(pipeline, request, seed=request.seed))
                 unet.train()
+            if validate is not None and step in checks:
+                with _autocast(device, unet.dtype):
+                    score = validate(step)
+                unet.train()
+                scores.append((step, score))
+                if best_step(scores) == step and step < total:
+                    kept = {name: p.detach().clone() for name, p in params.items()}
 
         unet.eval()
+        chosen = best_step(scores) or total
+        if chosen != total and kept:
+            with torch.no_grad():
+                for name, param in params.items():
+                    param.copy_(kept[name])
+            _log.info("keeping the weights of step %d: they look most like the user", chosen)
         path, sha256 = save_lora(pipeline, ADAPTER, request.output)
         loss_mean = sum(losses) / len(losses) if losses else float("nan")
         _log.info("trained %s: %d steps, loss %.4f", path, total, loss_mean)
-        return TrainingResult(path, sha256, total, loss_mean, recipe)
+        likeness = dict(scores).get(chosen) if scores else None
+        return TrainingResult(path, sha256, total, loss_mean, recipe, likeness, chosen)
     finally:
         unet.eval()
         unet.delete_adapters(ADAPTER)
         if on_cuda:
             unet.disable_gradient_checkpointing()
         unet.requires_grad_(False)
+
+
+def _validation_steps(total: int, count: int) -> set[int]:
+    """`count` steps spread evenly over 1..total, the last one `total`."""
+    return {max(1, round(total * n / count)) for n in range(1, count + 1)} if count else set()
 
 
 @dataclass(frozen=True, slots=True)
