@@ -93,6 +93,14 @@ class Generated(TypedDict):
     seconds: float
 
 
+class LikenessReport(TypedDict):
+    distance: float | None  # None: no face in the validation pictures
+    faces: int
+    samples: int
+    step: int  # the step whose weights were kept
+    pictures: list[str]  # its validation pictures (screened and marked)
+
+
 class Trained(TypedDict):
     path: str
     sha256: str
@@ -100,9 +108,8 @@ class Trained(TypedDict):
     loss: float
     recipe: dict[str, int | float]
     family: str
-    # {"distance": float | None, "faces": int, "samples": int, "step": int} of the
-    # weights kept, when the request asked for the likeness.
-    likeness: NotRequired[dict[str, float | int | None]]
+    # The likeness of the weights kept, when the request asked for it.
+    likeness: NotRequired[LikenessReport]
 
 
 class Event(TypedDict):

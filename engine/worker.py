@@ -202,9 +202,10 @@ class Worker:
             self.send({"event": "sample", "job_id": job_id, "step": step, "path": str(path)})
 
         validate = None
+        rendered: dict[int, list[Image.Image]] = {}  # step -> its validation pictures
         if asked.likeness is not None:
             request = dataclasses.replace(request, validations=VALIDATIONS)
-            validate = self.validator(job_id, request, asked.likeness)
+            validate = self.validator(job_id, request, asked.likeness, rendered)
         try:
             result = train(
                 self.pipeline,
@@ -228,19 +229,33 @@ class Worker:
             "family": self.family.name,
         }
         if result.likeness is not None:
+            # The pictures the score is based on leave the engine as every picture does.
+            pictures = []
+            for n, picture in enumerate(rendered.get(result.likeness_step, []), start=1):
+                outgoing = self.outgoing(job_id, picture)
+                if outgoing is not None:
+                    saved = sample_dir / f"validation-{n}.png"
+                    outgoing.save(saved)
+                    pictures.append(str(saved))
             score = result.likeness
             trained["likeness"] = {
                 "distance": score.distance,
                 "faces": score.faces,
                 "samples": score.pictures,
                 "step": result.likeness_step,
+                "pictures": pictures,
             }
         return trained
 
     def validator(
-        self, job_id: int, request: TrainingRequest, reference: Sequence[float]
+        self,
+        job_id: int,
+        request: TrainingRequest,
+        reference: Sequence[float],
+        rendered: dict[int, list[Image.Image]],
     ) -> Callable[[int], LikenessScore]:
-        """Renders the validation pictures and scores them against `reference`."""
+        """Renders the validation pictures (into `rendered`, by step) and scores them
+        against `reference`."""
         from engine.intake.faces import FaceAnalyzer
         from engine.training.likeness import FaceLikeness
         from engine.training.samples import render_validation
@@ -251,7 +266,8 @@ class Worker:
 
         def validate(step: int) -> LikenessScore:
             started = time.monotonic()
-            score = scorer(render_validation(self.pipeline, request))
+            rendered[step] = render_validation(self.pipeline, request)
+            score = scorer(rendered[step])
             _log.info(
                 "job %d: step %d validated in %.1f s: %s",
                 job_id, step, time.monotonic() - started, score.words(),

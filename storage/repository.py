@@ -386,6 +386,7 @@ class Repository(ModerationQueries, StyleQueries):
                 (user_id,),
             ) as cur:
                 keys.update(row[0] for row in await cur.fetchall() if row[0])
+        keys.update(await self._likeness_pictures("l.user_id = ?", (user_id,)))
         # Pictures attached to picture jobs are named in the job's request only.
         for name in ATTACHMENTS:
             async with self.db.conn.execute(
@@ -403,6 +404,8 @@ class Repository(ModerationQueries, StyleQueries):
             ) as cur:
                 if await cur.fetchone() is not None:
                     return True
+        if await self._likeness_pictures("p.value = ?", (key,)):
+            return True
         # An attached picture is needed while a job that will read it is queued or running.
         for name in ATTACHMENTS:
             async with self.db.conn.execute(
@@ -413,6 +416,15 @@ class Repository(ModerationQueries, StyleQueries):
                 if await cur.fetchone() is not None:
                     return True
         return False
+
+    async def _likeness_pictures(self, where: str, args: tuple[object, ...]) -> set[str]:
+        """The validation pictures a version's likeness is based on (migration 0006)."""
+        query = (
+            "SELECT p.value FROM loras AS l, json_each(l.likeness, '$.pictures') AS p"  # noqa: S608 - constants
+            f" WHERE l.likeness IS NOT NULL AND {where}"
+        )
+        async with self.db.conn.execute(query, args) as cur:
+            return {row[0] for row in await cur.fetchall() if row[0]}
 
     # audit ---------------------------------------------------------------------------
 

@@ -113,7 +113,7 @@ def test_train_and_imagine_from_the_shell(tmp_path: Path, faces: Path) -> None:
     assert twice.returncode == 1 and "already queued" in twice.stderr
     assert selfiebooth(tmp_path, "cancel").stdout.strip() == "Cancelled job(s): 1"
 
-    trained = selfiebooth(tmp_path, "train", "--wait")
+    trained = selfiebooth(tmp_path, "train", "--wait", "--out", str(tmp_path / "samples"))
     assert trained.returncode == 0, trained.stderr
     assert "Model version 1 is ready and active." in trained.stdout
     # The tiny model draws noise: its likeness is said to be unknown, never made up.
@@ -121,6 +121,8 @@ def test_train_and_imagine_from_the_shell(tmp_path: Path, faces: Path) -> None:
         trained.stdout
     )
     assert "no face found in the 4 validation samples" in selfiebooth(tmp_path, "status").stdout
+    samples = sorted((tmp_path / "samples").glob("*.png"))
+    assert len(samples) == 4 and all(str(p) in trained.stdout for p in samples)
     assert "step 1/" in trained.stderr
 
     out = tmp_path / "pictures"

@@ -4,18 +4,24 @@ scorer injected into the real trainer on the tiny model."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 from helpers_images import person
 from PIL import Image
+from test_dispatcher import ANN, TIMEOUT, watch, with_photos
 
+from bot.config import Config
+from bot.core import open_booth
 from engine.intake import FaceAnalyzer
 from engine.jobs import SAME_PERSON
 from engine.models import FAMILIES
 from engine.models.loader import load_pipeline
+from engine.provenance import read_job_id
 from engine.safety.likeness import found_faces
 from engine.training import TrainingRequest, file_sha256, train
 from engine.training.likeness import FaceLikeness, LikenessScore, best_step
@@ -112,3 +118,26 @@ def test_the_validation_pictures_are_fixed_seeds_of_the_trigger(models_dir: Path
     assert all(
         np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(first, again, strict=True)
     )
+
+
+async def test_the_samples_a_score_is_based_on_are_kept_with_the_version_and_erased(
+    config: Config,
+) -> None:
+    training = dataclasses.replace(config.training, min_photos=2, steps=8, checkpoint_every=4)
+    async with open_booth(dataclasses.replace(config, training=training), dispatch=True) as booth:
+        await with_photos(booth, ANN, 2)
+        ticket = await booth.train(ANN)
+        final = await asyncio.wait_for(watch(booth, ticket.job_id), TIMEOUT)
+        assert final[-1].state == "succeeded", final[-1]
+        outcome = await booth.outcome(ANN, ticket.job_id)
+        assert outcome.likeness == (
+            "No face found in the 4 validation samples, so there is no likeness score."
+        )
+        assert len(outcome.pictures) == 4 and outcome.actions == ()
+        assert all(read_job_id(png) == ticket.job_id for png in outcome.pictures)
+        [lora] = (await booth.status(ANN)).loras
+        stored = json.loads(lora.likeness or "{}")
+        assert (stored["distance"], stored["faces"], stored["samples"]) == (None, 0, 4)
+        assert all([await booth.blobs.exists(key) for key in stored["pictures"]])
+        await booth.forget(ANN)
+        assert not any([await booth.blobs.exists(key) for key in stored["pictures"]])

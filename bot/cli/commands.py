@@ -142,6 +142,10 @@ async def _train(booth: Booth, who: Identity, args: argparse.Namespace) -> int:
     print(f"Model version {final.version} is ready and active.")
     if final.likeness:
         print(final.likeness)
+    if final.pictures and args.out is not None:
+        print("The validation samples it was measured on:")
+        for path in await save_images(final, args.out):
+            print(path)
     return 0
 
 

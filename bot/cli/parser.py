@@ -49,6 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = command("train", "queue a training of your model on your accepted photos")
     train.add_argument("--wait", action="store_true", help="run it here and print progress")
+    train.add_argument(
+        "--out", type=Path, metavar="DIR",
+        help="with --wait: write the validation samples its likeness was measured on here",
+    )  # fmt: skip
 
     imagine = command("imagine", "generate pictures of yourself (runs the queue until done)")
     imagine.add_argument("prompt", metavar="PROMPT")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import shutil
 from collections import defaultdict
@@ -359,6 +360,17 @@ class Dispatcher:
             data = await asyncio.to_thread(Path(trained["path"]).read_bytes)
             key = await self.blobs.put(data)
             written.append(key)
+            report = trained.get("likeness")
+            likeness: dict[str, object] | None = None
+            if report is not None:
+                # The pictures the score is based on are kept with the version.
+                pictures = []
+                for picture in report["pictures"]:
+                    pictures.append(
+                        await self.blobs.put(await asyncio.to_thread(Path(picture).read_bytes))
+                    )
+                    written.append(pictures[-1])
+                likeness = {**report, "pictures": pictures}
             lora = await self.repo.add_lora(
                 job.user_id,
                 base_model=request.base_model,
@@ -368,19 +380,17 @@ class Dispatcher:
                 sha256=trained["sha256"],
                 recipe=trained["recipe"],
                 job_id=job.id,
-                likeness=trained.get("likeness"),
+                likeness=likeness,
             )
-            score = trained.get("likeness") or {}
-            distance = score.get("distance")
-            return TrainResult(
-                lora.id,
-                lora.version,
-                trained["steps"],
-                trained["loss"],
-                likeness=None if distance is None else float(distance),
-                likeness_faces=int(score.get("faces") or 0),
-                likeness_samples=int(score.get("samples") or 0),
-                likeness_step=int(score.get("step") or 0),
+            result = TrainResult(lora.id, lora.version, trained["steps"], trained["loss"])
+            if report is None:
+                return result
+            return dataclasses.replace(
+                result,
+                likeness=report["distance"],
+                likeness_faces=report["faces"],
+                likeness_samples=report["samples"],
+                likeness_step=report["step"],
             )
         assert isinstance(request, ImagineRequest)
         if generated is None:

@@ -9,6 +9,7 @@ only. `Booth` is the facade the front ends call.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import re
 import secrets
@@ -397,7 +398,12 @@ class Requests:
                 )
                 likeness = f"{words[0].upper()}{words[1:]}."
             return JobOutcome(
-                job_id, job.kind, job.status, version=result.version, likeness=likeness
+                job_id,
+                job.kind,
+                job.status,
+                version=result.version,
+                likeness=likeness,
+                pictures=tuple(await self._validation_pictures(user.id, result.lora_id)),
             )
         request = job.request()
         assert isinstance(request, ImagineRequest) and isinstance(result, ImagineResult)
@@ -426,6 +432,14 @@ class Requests:
         return (await self._own_job(who, job_id))[1]
 
     # helpers -------------------------------------------------------------------------
+
+    async def _validation_pictures(self, user_id: int, lora_id: int) -> list[bytes]:
+        """The pictures a version's likeness was measured on (none when unmeasured)."""
+        lora = next((x for x in await self.repo.loras(user_id) if x.id == lora_id), None)
+        if lora is None or not lora.likeness:
+            return []
+        keys = json.loads(lora.likeness).get("pictures", [])
+        return [await self.blobs.get(key) for key in keys]
 
     async def _pictures(self, job_id: int) -> list[bytes]:
         return [await self.blobs.get(i.blob) for i in await self.repo.images_of_job(job_id)]

@@ -103,7 +103,8 @@ class JobOutcome:
     """How a job ended, ready to show its owner: what every front end posts at the end.
 
     `pictures` (PNG bytes) and `caption` are filled for the owner only, and the caption
-    is made of the user's own words: it never shows their trigger word.
+    is made of the user's own words: it never shows their trigger word. A training's
+    pictures are the validation samples its likeness was measured on.
     """
 
     job_id: int
@@ -125,7 +126,7 @@ class JobOutcome:
         picture is not kept), so only text-to-image results can be rerolled, varied or
         restyled; any result but an upscaled one can be upscaled.
         """
-        if self.state != "succeeded" or not self.pictures:
+        if self.state != "succeeded" or not self.pictures or self.kind != "imagine":
             return ()
         again = ("reroll", "vary", "style") if self.tool == "imagine" else ()
         bigger = ("upscale",) if self.tool != "upscale" else ()
