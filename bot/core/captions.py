@@ -6,7 +6,7 @@ front end sends it with every generated picture, so it lives in the core.
 
 from __future__ import annotations
 
-__all__ = ["image_caption"]
+__all__ = ["image_caption", "samples_caption"]
 
 # Telegram captions hold 1024 characters, Discord messages 2000; stay far below both.
 _MAX_PROMPT = 200
@@ -20,3 +20,11 @@ def image_caption(job_id: int, prompt: str, *, withheld: int = 0) -> str:
     if withheld:
         caption += f"\n{withheld} picture(s) were withheld by the safety filter."
     return caption
+
+
+def samples_caption(job_id: int) -> str:
+    """The caption of a training's validation samples (its likeness was measured on them)."""
+    return (
+        f"AI-generated validation samples of your model (selfiebooth training job {job_id}): "
+        "what its likeness was measured on."
+    )

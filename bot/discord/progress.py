@@ -19,6 +19,7 @@ import aiohttp
 import discord
 
 from bot.core import Identity, JobOutcome
+from bot.core.captions import samples_caption
 from bot.core.following import Progress, follow_job
 from bot.core.pacing import EditFailed, LiveText, RetryLater, Unreachable
 from bot.discord.answers import Answer
@@ -177,12 +178,28 @@ class JobWatch:
             if final.likeness:
                 text += f"\n{final.likeness}"
             await self._tell(text, keep_preview=True)
+            if final.pictures:
+                await self._send_samples(final)
         elif final.state == "failed":
             reason = safe(final.message or "no reason given")
             await self._tell(f"Sorry, your {what} (job {self.job_id}) failed: {reason}")
         else:
             # A user who cancelled, or erased their data, needs no message elsewhere.
             await self._edit_final(f"Your {what} (job {self.job_id}) was cancelled.")
+
+    async def _send_samples(self, final: JobOutcome) -> None:
+        """A training's validation samples, privately (they show the user's model)."""
+        caption = samples_caption(self.job_id)
+
+        def files() -> list[discord.File]:
+            return [
+                discord.File(io.BytesIO(png), f"sample-{n}.png")
+                for n, png in enumerate(final.pictures, start=1)
+            ]
+
+        if self.answer is not None and await self.answer.send(caption, files=files()):
+            return
+        await self._direct(caption, files, None)
 
     async def _tell(self, text: str, *, keep_preview: bool = False) -> None:
         if not await self._edit_final(text, keep_preview=keep_preview):

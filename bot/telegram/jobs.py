@@ -19,6 +19,7 @@ from telegram.constants import ChatAction
 from telegram.error import TelegramError
 
 from bot.core import Booth, BoothError, Identity, JobOutcome, JobTicket, JobUpdate
+from bot.core.captions import samples_caption
 from bot.core.following import POSITION_POLL, Progress, follow_job
 from bot.core.pacing import Pacer
 from bot.core.tasks import TaskSet
@@ -149,6 +150,8 @@ class JobDesk:
             )
         if outcome.state == "succeeded" and outcome.kind == "imagine":
             await self.send_pictures(chat_id, outcome)
+        elif outcome.state == "succeeded" and outcome.pictures:
+            await self._send_samples(chat_id, outcome)
         await self.store.answered(PLATFORM, outcome.job_id)
 
     async def _send_preview(self, chat_id: int, job_id: int, step: int, data: bytes) -> None:
@@ -220,6 +223,18 @@ class JobDesk:
             lambda: self.bot.send_message(chat_id, text, reply_markup=keyboard),
             "result buttons",
         )
+
+    async def _send_samples(self, chat_id: int, outcome: JobOutcome) -> None:
+        """A training's validation samples: what its likeness was measured on."""
+        caption = samples_caption(outcome.job_id)
+        media = [
+            InputMediaPhoto(png, caption=caption if n == 1 else None, filename=f"sample-{n}.png")
+            for n, png in enumerate(outcome.pictures, start=1)
+        ]
+        with contextlib.suppress(TelegramError):
+            await patiently(
+                self.pacer, chat_id, lambda: self.bot.send_media_group(chat_id, media), "samples"
+            )
 
     async def send_files(self, who: Identity, chat_id: int, job_id: int) -> None:
         """The full-quality PNGs of a generation as documents (Telegram keeps their bytes)."""

@@ -81,6 +81,13 @@ async def test_the_whole_journey(
         assert any("step 2 of 4" in s or "step 4 of 4" in s for s in shown_states)
         # The last sample stays on the ready message, sent then if the pacer skipped it.
         assert [a["filename"] for a in progress.attachments] == ["preview.png"]
+        # The likeness, and privately the samples it was measured on.
+        assert "No face found in the 4 validation samples" in progress.content
+        samples = await fake.wait_for(
+            lambda: next(iter(fake.followups(training)), None), "the validation samples"
+        )
+        assert samples.ephemeral and "validation samples" in samples.content
+        assert len(samples.attachments) == 4
         _assert_throttled(progress)
         assert progress.components == []
 

@@ -69,10 +69,15 @@ async def test_the_whole_journey(
         assert len(fake.of("sendMessage", since=since)) == 1
         assert len(fake.of("getFile", since=since)) == 4
 
+        trained_since = fake.mark()
         progress = await ann.send("/train")
         assert "queued" in progress.text and progress.buttons() == [f"cancel:{_job(progress)}"]
         done = await ann.job_done(progress, "Model version 1 is ready")
         assert "reply_markup" not in done  # no cancel button on a finished job
+        # The likeness, and the samples it was measured on (the tiny model draws no face).
+        assert "No face found in the 4 validation samples" in done["text"]
+        samples = (await ann.reply(trained_since, "sendMediaGroup")).json("media")
+        assert len(samples) == 4 and "validation samples" in samples[0]["caption"]
         steps = [c.text for c in edits_of(fake, progress) if "step" in c.text]
         assert steps and all("of 3" in text for text in steps)
         check_pacing(fake, ANN.id, cfg.telegram.edit_interval)
