@@ -1,11 +1,16 @@
-"""Reading /imagine's Midjourney-style options (bot.telegram.options) and button data."""
+"""Reading /imagine's Midjourney-style options (bot.telegram.options), button data, and
+which pictures Telegram takes as photos."""
 
 from __future__ import annotations
 
+import io
+
 import pytest
+from PIL import Image
 
 from bot.core import ImagineRequest
 from bot.core.styles import asked_style
+from bot.telegram.jobs import PHOTO_MAX_BYTES, fits_as_photo
 from bot.telegram.keyboards import (
     MAX_CALLBACK_BYTES,
     Button,
@@ -91,3 +96,15 @@ def test_callback_data_round_trips_and_fits_in_64_bytes() -> None:
         consent_keyboard("v" * 60)
     for stale in ["", "reroll", "reroll:", "reroll:x", "vary:1", "nuke:1", "forget:maybe"]:
         assert parse_button(stale) is None
+
+
+def test_a_picture_too_large_for_a_telegram_photo_goes_as_a_file() -> None:
+    def png(width: int, height: int) -> bytes:
+        out = io.BytesIO()
+        Image.new("1", (width, height)).save(out, format="PNG")  # 1 bit: a small file
+        return out.getvalue()
+
+    assert fits_as_photo(png(1024, 1024))
+    assert fits_as_photo(png(5000, 5000))  # width + height at the limit
+    assert not fits_as_photo(png(6000, 4001))
+    assert not fits_as_photo(b"\x89PNG" + bytes(PHOTO_MAX_BYTES))
