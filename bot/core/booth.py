@@ -24,6 +24,7 @@ from bot.core.erasure import Eraser
 from bot.core.gate import Gate
 from bot.core.likeness import LikenessGuard
 from bot.core.moderation import Moderation
+from bot.core.outcomes import Outcomes
 from bot.core.requests import Requests
 from bot.core.sources import Sources
 from bot.core.styles import StyleLibrary
@@ -126,6 +127,7 @@ class Booth:
             config, repo, blobs, self.jobs, dispatcher, self.moderation, self.gate, self.family,
             sources=Sources(config, repo, blobs, lambda: self.analyzer, self.image_filter),
         )  # fmt: skip
+        self.outcomes = Outcomes(repo, blobs, self.jobs, dispatcher)
 
     @property
     def analyzer(self) -> FaceAnalyzer:
@@ -291,23 +293,23 @@ class Booth:
 
     def updates(self, who: Identity, job_id: int) -> AsyncIterator[JobUpdate]:
         """Updates of one of the user's jobs until it ends; the last carries its outcome."""
-        return self.requests.updates(who, job_id)
+        return self.outcomes.updates(who, job_id)
 
     async def outcome(self, who: Identity, job_id: int) -> JobOutcome:
         """How one of the user's jobs ended (or stands), as every front end shows it."""
-        return await self.requests.outcome(who, job_id)
+        return await self.outcomes.outcome(who, job_id)
 
     async def queue_position(self, job_id: int) -> int | None:
         """Where a queued job stands (1 runs next); None once it runs or has ended."""
-        return await self.requests.queue_position(job_id)
+        return await self.outcomes.queue_position(job_id)
 
     async def job_images(self, who: Identity, job_id: int) -> list[bytes]:
         """The PNGs a finished generation of the user's made, in order."""
-        return await self.requests.job_images(who, job_id)
+        return await self.outcomes.job_images(who, job_id)
 
     async def job(self, who: Identity, job_id: int) -> JobRecord:
         """One of the user's own jobs: what a front end needs to answer for it after a restart."""
-        return await self.requests.job(who, job_id)
+        return await self.outcomes.job(who, job_id)
 
     async def prompt_filter(self) -> PromptFilter:
         """The prompt filter with the admins' blocklist edits (loaded once, then kept fresh)."""
