@@ -113,7 +113,7 @@ class Trained(TypedDict):
 
 
 class Event(TypedDict):
-    event: Literal["ready", "progress", "sample", "done", "stopped", "failed"]
+    event: Literal["ready", "progress", "checking", "sample", "done", "stopped", "failed"]
     job_id: NotRequired[int]
     step: NotRequired[int]
     total: NotRequired[int]

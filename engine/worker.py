@@ -265,6 +265,7 @@ class Worker:
         scorer = FaceLikeness(reference, self._faces)
 
         def validate(step: int) -> LikenessScore:
+            self.send({"event": "checking", "job_id": job_id, "step": step})
             started = time.monotonic()
             rendered[step] = render_validation(self.pipeline, request)
             score = scorer(rendered[step])

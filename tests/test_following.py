@@ -11,6 +11,8 @@ import pytest
 from bot.core import BoothError, Identity, JobOutcome, JobUpdate
 from bot.core.following import Progress, follow_job
 from bot.core.progress_words import eta_text, step_text
+from bot.discord.texts import progress_text as discord_progress
+from bot.telegram.texts import progress_text as telegram_progress
 
 WHO = Identity("test", "1")
 
@@ -55,20 +57,29 @@ async def test_progress_from_the_queue_to_the_end() -> None:
             JobUpdate(7, "progress", 1, 4, eta=30.0),
             JobUpdate(7, "sample", 1, 4, preview=b"png 1"),
             JobUpdate(7, "progress", 2, 4, eta=20.0),
+            JobUpdate(7, "checking", 2),  # the likeness is measured: the total is kept
             JobUpdate(7, "succeeded", outcome=done),
             JobUpdate(7, "progress", 3, 4),  # never read: the job has ended
         ],
         positions=[2],
     )
     outcome, shown = await follow(source)
-    assert outcome == done and source.consumed == 5
+    assert outcome == done and source.consumed == 6
     assert [(p.state, p.position, p.step, p.total, p.previews) for p in shown] == [
         ("queued", 2, 0, 0, 0),
         ("running", None, 0, 0, 0),
         ("progress", None, 1, 4, 0),
         ("progress", None, 1, 4, 1),  # a new preview is a new Progress, at the same step
         ("progress", None, 2, 4, 1),
+        ("checking", None, 2, 4, 1),
     ]
+    # Both chats say what a check is, in the core's words.
+    assert telegram_progress(shown[5]) == (
+        "Training (job 7): at step 2, checking how much the model looks like you."
+    )
+    assert discord_progress(shown[5]) == (
+        "Training your model: at step 2, checking how much the model looks like you…"
+    )
     assert shown[3].preview == b"png 1" and shown[4].preview == b"png 1"
 
 

@@ -220,6 +220,8 @@ class Dispatcher:
                 self._publish(
                     JobUpdate(job.id, "progress", step, total, event.get("loss"), event.get("eta"))
                 )
+            elif kind == "checking":  # a training measures its likeness (a few seconds)
+                self._publish(JobUpdate(job.id, "checking", int(event["step"])))
             elif kind == "sample":
                 try:
                     preview = await asyncio.to_thread(Path(event["path"]).read_bytes)

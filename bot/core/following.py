@@ -37,9 +37,10 @@ class Progress:
     """What a job that has not ended shows: its state, its place in the queue while it
     waits, its step, and its latest preview.
 
-    States: queued, running, progress, paused (a training making way for pictures) and
-    retrying (the engine restarted). `previews` counts the previews so far: a new one
-    makes a new `Progress` even when the rest is the same.
+    States: queued, running, progress, checking (a training measuring its likeness),
+    paused (a training making way for pictures) and retrying (the engine restarted).
+    `previews` counts the previews so far: a new one makes a new `Progress` even when
+    the rest is the same.
     """
 
     job_id: int

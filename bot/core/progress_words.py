@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["eta_text", "step_text"]
+__all__ = ["checking_text", "eta_text", "step_text"]
 
 # Up to this many seconds left, the ETA counts seconds; beyond, minutes.
 SECONDS_SHOWN = 90
@@ -33,3 +33,8 @@ def step_text(step: int, total: int, eta: float | None = None) -> str:
         raise ValueError(f"total steps must be 1 or more, got {total}")
     left = eta_text(eta)
     return f"step {step} of {total} ({step / total:.0%})" + (f", {left}" if left else "")
+
+
+def checking_text(step: int) -> str:
+    """What a training does while it measures its likeness (engine.training.likeness)."""
+    return f"at step {step}, checking how much the model looks like you"

@@ -137,8 +137,9 @@ class JobOutcome:
 class JobUpdate:
     """What a front end hears about a job: state changes, progress, previews, the end.
 
-    States: running, progress, sample, paused (a training making way for pictures),
-    retrying (the engine died; it runs again), and the FINAL_STATES. From the core's
+    States: running, progress, sample, checking (a training measuring its likeness),
+    paused (a training making way for pictures), retrying (the engine died; it runs
+    again), and the FINAL_STATES. From the core's
     `updates`, the final update carries the `outcome`.
     """
 

@@ -12,7 +12,7 @@ from discord.utils import escape_markdown, escape_mentions
 
 from bot.core import UserStatus, Verdict
 from bot.core.following import Progress
-from bot.core.progress_words import step_text
+from bot.core.progress_words import checking_text, step_text
 from bot.core.summaries import my_data_lines, status_lines
 from bot.core.types import MyData
 from engine.intake.names import shown_name
@@ -96,6 +96,8 @@ def progress_text(progress: Progress) -> str:
         if progress.position is None:
             return f"{what}: starting…"
         return f"{what}: waiting in the queue, position {progress.position}."
+    if progress.state == "checking":
+        return f"{what}: {checking_text(progress.step)}…"
     if progress.state == "paused":
         return f"{what}: paused to let pictures through; it goes on after them."
     if progress.state == "retrying":

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from bot.core import UserStatus, Verdict
 from bot.core.following import Progress
 from bot.core.options import EDIT_HELP, OPTIONS_HELP
-from bot.core.progress_words import step_text
+from bot.core.progress_words import checking_text, step_text
 from bot.core.summaries import my_data_lines, status_lines
 from bot.core.types import JobOutcome, MyData
 from engine.intake.names import shown_name
@@ -131,6 +131,8 @@ def progress_text(progress: Progress) -> str:
     job = f"{what} (job {progress.job_id})"
     if progress.state == "progress" and progress.total:
         return f"{job}: {step_text(progress.step, progress.total, progress.eta)}."
+    if progress.state == "checking":
+        return f"{job}: {checking_text(progress.step)}."
     if progress.state == "paused":
         return f"{job}: paused to make way for pictures; it carries on soon."
     if progress.state == "retrying":
