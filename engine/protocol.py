@@ -9,6 +9,7 @@ this module, which imports neither torch nor diffusers.
 from __future__ import annotations
 
 import json
+import typing
 from typing import Literal, NotRequired, TypedDict, cast
 
 __all__ = [
@@ -112,8 +113,11 @@ class Trained(TypedDict):
     likeness: NotRequired[LikenessReport]
 
 
+EventName = Literal["ready", "progress", "checking", "sample", "done", "stopped", "failed"]
+
+
 class Event(TypedDict):
-    event: Literal["ready", "progress", "checking", "sample", "done", "stopped", "failed"]
+    event: EventName
     job_id: NotRequired[int]
     step: NotRequired[int]
     total: NotRequired[int]
@@ -148,6 +152,6 @@ def decode_command(line: bytes) -> Command:
 
 def decode_event(line: bytes) -> Event:
     value = _object(line)
-    if value.get("event") not in ("ready", "progress", "sample", "done", "stopped", "failed"):
+    if value.get("event") not in typing.get_args(EventName):
         raise ValueError(f"unknown event: {line[:80]!r}")
     return cast(Event, value)

@@ -177,9 +177,9 @@ class JobWatch:
             text = f"Your model version {final.version} is ready: try `/imagine`."
             if final.likeness:
                 text += f"\n{final.likeness}"
-            await self._tell(text, keep_preview=True)
-            if final.pictures:
+            if final.pictures:  # first: the ready message is the job's last word
                 await self._send_samples(final)
+            await self._tell(text, keep_preview=True)
         elif final.state == "failed":
             reason = safe(final.message or "no reason given")
             await self._tell(f"Sorry, your {what} (job {self.job_id}) failed: {reason}")
