@@ -59,9 +59,15 @@ class Chat:
 
 
 def small(config: Config, steps: int) -> Config:
-    """A short training, and no image filter: these tests are about the chats."""
+    """A short training, no likeness checks and no image filter: these tests are about
+    the chats."""
     training = dataclasses.replace(
-        config.training, min_photos=3, steps=steps, checkpoint_every=steps, batch_size=1
+        config.training,
+        min_photos=3,
+        steps=steps,
+        checkpoint_every=steps,
+        batch_size=1,
+        likeness=False,
     )
     screening = dataclasses.replace(config.image_filter, enabled=False)
     return dataclasses.replace(config, training=training, image_filter=screening)
