@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from helpers_images import person
 from PIL import Image
+from safetensors.numpy import load_file
 from test_dispatcher import ANN, TIMEOUT, watch, with_photos
 
 from bot.config import Config
@@ -23,7 +24,7 @@ from engine.models import FAMILIES
 from engine.models.loader import load_pipeline
 from engine.provenance import read_job_id
 from engine.safety.likeness import found_faces
-from engine.training import TrainingRequest, file_sha256, train
+from engine.training import TrainingRequest, train
 from engine.training.likeness import FaceLikeness, LikenessScore, best_step
 from engine.training.samples import VALIDATION_SEEDS, render_validation
 
@@ -86,7 +87,9 @@ def test_training_keeps_the_weights_of_the_best_scoring_step(
     pipe = load_pipeline("tiny", TINY, "cpu", models_dir=models_dir)
     base = TrainingRequest(crops, "sbx7", tmp_path / "a.safetensors", seed=3, steps=8)
 
-    def run(name: str, distances: dict[int, float | None]) -> tuple[str, int, LikenessScore | None]:
+    def run(
+        name: str, distances: dict[int, float | None]
+    ) -> tuple[dict[str, np.ndarray], int, LikenessScore | None]:
         seen: list[int] = []
 
         def validate(step: int) -> LikenessScore:
@@ -97,7 +100,7 @@ def test_training_keeps_the_weights_of_the_best_scoring_step(
         request = dataclasses.replace(base, output=tmp_path / name, validations=4)
         result = train(pipe, TINY, request, validate=validate)
         assert seen == [2, 4, 6, 8]
-        return file_sha256(result.path), result.likeness_step, result.likeness
+        return load_file(str(result.path)), result.likeness_step, result.likeness
 
     last, last_step, last_score = run("last.safetensors", {2: 0.7, 4: 0.6, 6: 0.5, 8: 0.4})
     early, early_step, early_score = run("early.safetensors", {2: 0.7, 4: 0.3, 6: 0.5, 8: 0.4})
@@ -105,8 +108,13 @@ def test_training_keeps_the_weights_of_the_best_scoring_step(
     assert (last_step, early_step, blind_step) == (8, 4, 8)
     assert last_score == LikenessScore(0.4, 4, 4) and early_score == LikenessScore(0.3, 4, 4)
     assert blind_score == LikenessScore(None, 0, 4)
-    # The same seed and steps: the last step's weights are the same file, step 4's differ.
-    assert last == blind and early != last
+
+    # The same seed and steps: the last step's weights are the same (up to the order of
+    # CPU threads' sums), and step 4's differ from them.
+    def apart(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> float:
+        return max(float(np.abs(a[k] - b[k]).max()) for k in a)
+
+    assert apart(last, blind) < 1e-5 < apart(early, last)
 
 
 def test_the_validation_pictures_are_fixed_seeds_of_the_trigger(models_dir: Path) -> None:

@@ -78,7 +78,7 @@ async def test_the_whole_journey(
         assert "No face found in the 4 validation samples" in done["text"]
         samples = (await ann.reply(trained_since, "sendMediaGroup")).json("media")
         assert len(samples) == 4 and "validation samples" in samples[0]["caption"]
-        steps = [c.text for c in edits_of(fake, progress) if "step" in c.text]
+        steps = [c.text for c in edits_of(fake, progress) if " of " in c.text]
         assert steps and all("of 3" in text for text in steps)
         check_pacing(fake, ANN.id, cfg.telegram.edit_interval)
 
