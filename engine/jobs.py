@@ -59,6 +59,7 @@ __all__ = [
     "encode",
     "likeness_words",
     "nearest_aspect",
+    "tool_of",
 ]
 
 # The version of the JSON form written now. Rows without a version were written before
@@ -232,13 +233,7 @@ class ImagineRequest:
     @property
     def tool(self) -> str:
         """Which of TOOLS this request is."""
-        if self.upscale > 1:
-            return "upscale"
-        if self.mask is not None:
-            return "edit"
-        if self.edges is not None:
-            return "edges"
-        return "img2img" if self.source is not None else "imagine"
+        return tool_of(self.source, self.mask, self.edges, self.upscale)
 
     @property
     def attachments(self) -> tuple[str, ...]:
@@ -389,6 +384,17 @@ class TrainResult:
     likeness_faces: int = 0
     likeness_samples: int = 0  # 0: not measured
     likeness_step: int = 0
+
+
+def tool_of(source: object, mask: object, edges: object, upscale: int) -> str:
+    """Which of TOOLS a picture job is, by the pictures it reads (None: absent)."""
+    if upscale > 1:
+        return "upscale"
+    if mask is not None:
+        return "edit"
+    if edges is not None:
+        return "edges"
+    return "img2img" if source is not None else "imagine"
 
 
 def likeness_words(distance: float | None, faces: int, samples: int) -> str:

@@ -21,6 +21,7 @@ from bot.discord.actions import Actions
 from bot.discord.answers import refuse
 from bot.discord.texts import SORRY
 from engine import jobs, limits
+from engine.jobs import StyleRef
 
 __all__ = ["admin_permissions", "register"]
 
@@ -30,6 +31,16 @@ _ASPECTS = [Choice(name=name, value=name) for name in limits.ASPECT_RATIOS]
 _Interaction = discord.Interaction[Any]
 _Photo = discord.Attachment | None
 _Strength = Range[float, jobs.STRENGTH.low, jobs.STRENGTH.high]
+
+
+async def _styles(interaction: _Interaction, style: str) -> tuple[StyleRef, ...] | None:
+    """The `style` option in the shared syntax (bot.core.options; the core looks the names
+    up), or None once the user was told why it cannot be read."""
+    try:
+        return parse_styles(style) if style.strip() else ()
+    except OptionError as exc:
+        await refuse(interaction, str(exc))
+        return None
 
 
 def _chosen(interaction: _Interaction, strength: float | None) -> set[str]:
@@ -116,10 +127,8 @@ def register(tree: app_commands.CommandTree[Any], actions: Actions, admin_permis
                 interaction, "Attach an image to redraw or one to take edges from, not both."
             )
             return
-        try:  # the shared syntax (bot.core.options); the core looks the names up
-            styles = parse_styles(style) if style.strip() else ()
-        except OptionError as exc:
-            await refuse(interaction, str(exc))
+        styles = await _styles(interaction, style)
+        if styles is None:
             return
         request = ImagineRequest(
             prompt,
@@ -158,10 +167,8 @@ def register(tree: app_commands.CommandTree[Any], actions: Actions, admin_permis
         strength: _Strength | None = None,
         style: Range[str, 0, 100] = "",
     ) -> None:
-        try:
-            styles = parse_styles(style) if style.strip() else ()
-        except OptionError as exc:
-            await refuse(interaction, str(exc))
+        styles = await _styles(interaction, style)
+        if styles is None:
             return
         request = ImagineRequest(
             prompt,

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from PIL import Image
 
-from engine.jobs import STRENGTH, ImagineRequest, StyleRef, Variation
+from engine.jobs import STRENGTH, ImagineRequest, StyleRef, Variation, tool_of
 from engine.limits import ASPECT_RATIOS, MAX_IMAGES
 
 __all__ = [
@@ -86,13 +86,7 @@ class GenerationRequest:
     @property
     def tool(self) -> str:
         """Which of engine.jobs.TOOLS this is (as the job's request says)."""
-        if self.upscale > 1:
-            return "upscale"
-        if self.mask is not None:
-            return "edit"
-        if self.edges is not None:
-            return "edges"
-        return "img2img" if self.source is not None else "imagine"
+        return tool_of(self.source, self.mask, self.edges, self.upscale)
 
 
 @dataclass(frozen=True, slots=True)
