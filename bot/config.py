@@ -87,6 +87,9 @@ class ModelConfig:
     # bases), "" turns edge control off; else a local diffusers ControlNet directory
     # (safetensors only) or a hub id.
     controlnet: str = "auto"
+    # /edit's dedicated inpainting base, the family's inpainting checkpoint: a local
+    # diffusers directory (safetensors only) or a hub id. "" inpaints with `base` itself.
+    inpainting: str = ""
 
     @property
     def edge_control(self) -> bool:

@@ -39,6 +39,7 @@ class EngineOptions:
     blocked_classes: Mapping[str, float] = field(default_factory=dict)
     keep_blocked_images: bool = False  # write blocked results for admin review
     controlnet: str = "auto"  # edge control's ControlNet (bot.config.ModelConfig.controlnet)
+    inpainting: str = ""  # /edit's dedicated inpainting base (ModelConfig.inpainting)
 
 
 class EngineProcess:
@@ -63,7 +64,7 @@ class EngineProcess:
             "--log-level", o.log_level,
             "--blocked-classes", json.dumps(dict(o.blocked_classes)),
             *(["--keep-blocked"] if o.keep_blocked_images else []),
-            "--controlnet", o.controlnet,
+            "--controlnet", o.controlnet, "--inpainting", o.inpainting,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             limit=_STREAM_LIMIT,

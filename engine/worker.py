@@ -47,7 +47,7 @@ from engine.protocol import (
 )
 
 if TYPE_CHECKING:
-    from diffusers import ControlNetModel
+    from diffusers import ControlNetModel, UNet2DConditionModel
     from PIL import Image
 
     from engine.generation import GeneratedImage
@@ -96,6 +96,8 @@ class Worker:
         self._faces: FaceAnalyzer | None = None  # dlib, loaded for the first likeness
         self._controlnet_spec: str = args.controlnet
         self._controlnet: ControlNetModel | None = None
+        self._inpainting_spec: str = args.inpainting
+        self._inpainting_unet: UNet2DConditionModel | None = None
         self.commands: queue.Queue[Command | None] = queue.Queue()
         # job id -> "cancel" or "yield"; may arrive before the job starts.
         self.interrupts: dict[int, str] = {}
@@ -107,6 +109,14 @@ class Worker:
 
             self._controlnet = load_controlnet(self._controlnet_spec, self.base, self.pipeline)
         return self._controlnet
+
+    def inpainting_unet(self) -> UNet2DConditionModel | None:
+        """The deployment's dedicated inpainting UNet, loaded at the first edit."""
+        if self._inpainting_unet is None and self._inpainting_spec:
+            from engine.models.inpainting import load_inpainting_unet
+
+            self._inpainting_unet = load_inpainting_unet(self._inpainting_spec, self.pipeline)
+        return self._inpainting_unet
 
     def send(self, event: Event) -> None:
         with self._out_lock:
@@ -379,6 +389,7 @@ class Worker:
                 preview_every=max(1, request.steps // 4),  # about three previews a picture
                 watermark=job_id,
                 controlnet=self.controlnet() if request.edges is not None else None,
+                inpainting_unet=self.inpainting_unet() if request.mask is not None else None,
             )
         finally:
             previews.close()  # before the result: no preview event follows "done"
@@ -538,6 +549,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep-blocked", action="store_true")
     # The ControlNet of edge control: "auto", "" (none), a directory or a hub id.
     parser.add_argument("--controlnet", default="auto")
+    parser.add_argument("--inpainting", default="")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=args.log_level,

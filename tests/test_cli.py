@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from diffusers import UNet2DConditionModel
 from helpers_images import person
 from PIL import Image
 
@@ -201,6 +202,21 @@ def test_train_and_imagine_from_the_shell(tmp_path: Path, faces: Path) -> None:
     no_mask = selfiebooth(tmp_path, "edit", "--image", own, "me")
     assert no_mask.returncode == 2
     assert "one of the arguments --region --mask is required" in no_mask.stderr
+
+    # A dedicated inpainting base (model.inpainting) repaints instead of the base.
+    tiny_unet = load_config(None, environ={}, data_dir=tmp_path).models_dir / "tiny" / "unet"
+    unet = UNet2DConditionModel.from_config(
+        {**UNet2DConditionModel.load_config(tiny_unet), "in_channels": 9}
+    )
+    unet.save_pretrained(tmp_path / "inpainting" / "unet", safe_serialization=True)
+    config = tmp_path / "inpainting.toml"
+    config.write_text(f'[model]\ninpainting = "{tmp_path / "inpainting"}"\n')
+    args = ["edit", "--image", own, "--region", "face", "smiling", "--seed", "5", "--steps", "3"]
+    with_base = selfiebooth(tmp_path, *args, "--out", str(out / "base"))
+    dedicated = selfiebooth(tmp_path, "--config", str(config), *args, "--out", str(out / "own"))
+    assert dedicated.returncode == 0 == with_base.returncode, dedicated.stderr
+    with Image.open(with_base.stdout.strip()) as a, Image.open(dedicated.stdout.strip()) as b:
+        assert np.abs(np.asarray(a, "f4") - np.asarray(b, "f4")).mean() > 1
 
 
 def test_the_bot_process_never_imports_torch() -> None:

@@ -18,6 +18,7 @@ from engine.generation.tools import canny_edges, image_to_image, inpainting
 from engine.jobs import ImagineRequest, ModelRef, StyleRef, encode
 from engine.models import FAMILIES
 from engine.models.controlnet import load_controlnet
+from engine.models.inpainting import load_inpainting_unet
 from engine.models.loader import load_pipeline
 from engine.models.pipeline import Pipeline
 from engine.process import EngineOptions, EngineProcess
@@ -243,6 +244,50 @@ def test_inpainting_repaints_where_the_mask_is_white_with_the_lora(
     )
     assert type(inpainting(pipe)).__name__ == "StableDiffusionInpaintPipeline"
     assert inpainting(pipe).unet is pipe.unet
+
+
+def test_a_dedicated_inpainting_base_repaints_with_its_own_unet_and_the_lora(
+    pipe: Pipeline, lora: LoraRef, tmp_path: Path
+) -> None:
+    import torch
+    from diffusers import UNet2DConditionModel
+
+    def saved(name: str, in_channels: int) -> str:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(5)
+            unet = UNet2DConditionModel.from_config(
+                {**pipe.unet.config, "in_channels": in_channels}
+            )
+        unet.save_pretrained(tmp_path / name / "unet", safe_serialization=True)
+        return str(tmp_path / name)
+
+    unet = load_inpainting_unet(saved("inpainting", 9), pipe)
+    assert unet is not None and load_inpainting_unet("", pipe) is None
+    with pytest.raises(ValueError, match="not an inpainting model: its UNet takes 4 input"):
+        load_inpainting_unet(saved("regular", 4), pipe)
+    dedicated = inpainting(pipe, unet)
+    assert dedicated.unet is unet and dedicated.text_encoder is pipe.text_encoder
+    assert inpainting(pipe).unet is pipe.unet
+
+    source = _photo(256, 256)
+    mask = Image.new("L", (256, 256), 0)
+    mask.paste(255, (0, 0, 128, 256))
+    cache = LoraCache(pipe, family="tiny")
+
+    def edited(lora: LoraRef | None, unet: UNet2DConditionModel | None) -> np.ndarray:
+        request = _req(source=source, mask=mask, strength=0.9, steps=6, lora=lora)
+        return _pixels(generate(pipe, request, adapters=cache, inpainting_unet=unet).images[0].png)
+
+    try:
+        blended, plain = edited(None, None), edited(None, unet)
+        faced = edited(lora, unet)
+        assert np.array_equal(faced, edited(lora, unet))  # seeded, the adapter reused
+        assert cache.sibling(dedicated).loads == 1
+    finally:
+        cache.clear()
+    assert cache.sibling(dedicated).loaded == ()
+    assert np.abs(plain - blended).mean() > 1  # the dedicated UNet drew it
+    assert np.abs(faced - plain)[:, :120].mean() > 1  # with the user's LoRA
 
 
 def test_edges_guide_the_picture_through_the_controlnet(pipe: Pipeline) -> None:

@@ -28,6 +28,7 @@ def engine_options(config: Config) -> EngineOptions:
         blocked_classes=config.image_filter.blocked_classes if config.image_filter.enabled else {},
         keep_blocked_images=config.moderation.keep_blocked_images,
         controlnet=config.model.controlnet,
+        inpainting=config.model.inpainting,
     )
 
 

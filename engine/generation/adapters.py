@@ -42,6 +42,8 @@ class LoraCache:
         self.family = family  # how a style that does not fit names the model
         self._loaded: OrderedDict[str, str] = OrderedDict()  # sha256 -> adapter name
         self.loads = 0  # files read so far (for stats and tests)
+        self._prefix = ""
+        self._siblings: dict[Pipeline, LoraCache] = {}
 
     @classmethod
     def for_pipeline(cls, pipeline: Pipeline) -> LoraCache:
@@ -49,6 +51,17 @@ class LoraCache:
         cache = _CACHES.get(pipeline)
         if cache is None:
             cache = _CACHES[pipeline] = cls(pipeline)
+        return cache
+
+    def sibling(self, pipeline: Pipeline) -> LoraCache:
+        """The cache of a pipeline that shares this one's text encoders but not its UNet
+        (a dedicated inpainting UNet). Its adapter names differ, as both load into the
+        shared text encoders, and clearing this cache clears it too."""
+        cache = self._siblings.get(pipeline)
+        if cache is None:
+            cache = LoraCache(pipeline, self.capacity, family=self.family)
+            self._siblings[pipeline] = cache
+            cache._prefix = f"{len(self._siblings)}_"
         return cache
 
     @property
@@ -88,6 +101,8 @@ class LoraCache:
         """Unload every adapter: training needs a pipeline without them."""
         for sha256 in list(self._loaded):
             self.evict(sha256)
+        for sibling in self._siblings.values():
+            sibling.clear()
 
     def _load(self, path: Path, sha256: str, *, style: bool, keep: set[str]) -> str:
         actual = file_sha256(path)
@@ -101,7 +116,7 @@ class LoraCache:
             if oldest is None:
                 break
             self.evict(oldest)
-        name = f"lora_{sha256[:16]}"
+        name = f"{self._prefix}lora_{sha256[:16]}"
         self.pipeline.load_lora_weights(str(path), adapter_name=name)
         self._loaded[sha256] = name
         self.loads += 1

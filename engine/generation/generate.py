@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from diffusers import ControlNetModel
+from diffusers import ControlNetModel, UNet2DConditionModel
 from PIL import Image
 
 from engine.generation.adapters import LoraCache
@@ -80,11 +80,13 @@ def generate(
     preview_every: int = 0,
     watermark: int | None = None,
     controlnet: ControlNetModel | None = None,
+    inpainting_unet: UNet2DConditionModel | None = None,
 ) -> GenerationResult:
     """Generate `request.count` images; the same seed and parameters give the same images.
 
     With `watermark` (a job id), each image carries it as an invisible mark (engine.provenance)
-    before it is encoded. `controlnet` is the family's, for edge control.
+    before it is encoded. `controlnet` is the family's, for edge control;
+    `inpainting_unet` the deployment's dedicated inpainting UNet, if it has one.
     """
     check_request(request)
     adapters = adapters or LoraCache.for_pipeline(pipeline)
@@ -112,7 +114,9 @@ def generate(
         else:
             inputs["image"] = fit_source(source, width, height)
         if request.mask is not None:
-            run = inpainting(pipeline)
+            run = inpainting(pipeline, inpainting_unet)
+            if inpainting_unet is not None:
+                adapters.sibling(run).activate(request.lora, request.styles)
             inputs |= {"mask_image": fit_mask(request.mask, width, height)}
             inputs |= {"width": width, "height": height}
         else:

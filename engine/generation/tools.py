@@ -5,7 +5,9 @@ start from, fitted to the generation's size.
 
 Inpainting with a regular base model blends the latents outside the mask back to the
 source's at every step (diffusers does this for a UNet with 4 input channels), so a
-user's LoRA works with it as it does with text-to-image.
+user's LoRA works with it as it does with text-to-image. A dedicated inpainting UNet,
+when the deployment has one, takes the mask as input instead; the user's LoRA is loaded
+into it as well (its layers are the base UNet's).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from diffusers import (
     AutoPipelineForInpainting,
     AutoPipelineForText2Image,
     ControlNetModel,
+    UNet2DConditionModel,
 )
 from PIL import Image, ImageOps
 
@@ -55,9 +58,12 @@ def image_to_image(pipeline: Pipeline) -> Pipeline:
     return _made(pipeline, "img2img", lambda: AutoPipelineForImage2Image.from_pipe(pipeline))
 
 
-def inpainting(pipeline: Pipeline) -> Pipeline:
-    """The inpainting pipeline of `pipeline`'s family over the same modules."""
-    return _made(pipeline, "inpaint", lambda: AutoPipelineForInpainting.from_pipe(pipeline))
+def inpainting(pipeline: Pipeline, unet: UNet2DConditionModel | None = None) -> Pipeline:
+    """The inpainting pipeline of `pipeline`'s family over the same modules, or over
+    the same modules but a dedicated inpainting `unet` (engine.models.inpainting)."""
+    if unet is None:
+        return _made(pipeline, "inpaint", lambda: AutoPipelineForInpainting.from_pipe(pipeline))
+    return _made(pipeline, unet, lambda: AutoPipelineForInpainting.from_pipe(pipeline, unet=unet))
 
 
 def edge_control(pipeline: Pipeline, controlnet: ControlNetModel) -> Pipeline:
