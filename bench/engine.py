@@ -5,8 +5,8 @@ On the tiny model on the CPU (the default) one run measures and prints:
 1. Generation, seconds per job, median of several repetitions after one warm-up each:
    through the real engine subprocess (`engine.process.EngineProcess`, a `generate`
    command with a LoRA, timed from sending it to its `done` event: JSON protocol, LoRA
-   cache, PNG encoding with metadata and the file write included) against a plain
-   `pipe(...)` call in this process with the same LoRA loaded once, the same prompt,
+   cache, PNG encoding with metadata, C2PA signing and the file write included) against
+   a plain `pipe(...)` call in this process with the same LoRA loaded once, the same prompt,
    size, steps, guidance and seed. The two alternate, so drift hits both alike.
    Ratio engine/plain; the goal is at most 1.10. Five kinds, each against its plain
    diffusers call: text-to-image; image-to-image at strength 0.6 (the engine's
@@ -90,6 +90,7 @@ from engine.models.loader import load_pipeline  # noqa: E402
 from engine.models.pipeline import Pipeline  # noqa: E402
 from engine.process import EngineOptions, EngineProcess  # noqa: E402
 from engine.protocol import GenerateCommand  # noqa: E402
+from engine.provenance.certificates import development_pair  # noqa: E402
 from engine.training import TrainingRequest, train  # noqa: E402
 from engine.training.export import save_lora  # noqa: E402
 
@@ -513,7 +514,8 @@ def run_tiny(args: argparse.Namespace) -> int:
         pipe = load_pipeline("tiny", family, "cpu", models_dir=models)
         size = int(pipe.unet.config.sample_size) * int(pipe.vae_scale_factor)
         source = noise_picture(size, work / "source.png")
-        options = EngineOptions(base="tiny", family="auto", models_dir=models, device="cpu")
+        certificate, key = development_pair(work / "provenance")
+        options = EngineOptions("tiny", "auto", models, certificate, key, device="cpu")
         mask = half_mask(size, work / "mask.png")
         cases = scenarios(pipe, loras, source, mask, args.gen_steps, size)
         times, startup = asyncio.run(bench_generation(options, cases, args.gen_reps, work))

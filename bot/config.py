@@ -32,6 +32,7 @@ __all__ = [
     "ImageFilterConfig",
     "ModelConfig",
     "ModerationConfig",
+    "ProvenanceConfig",
     "Secret",
     "TelegramConfig",
     "TrainingConfig",
@@ -173,6 +174,15 @@ class ImageFilterConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ProvenanceConfig:
+    # The C2PA signing pair: a PEM certificate chain (the signer's certificate first) and
+    # its PEM private key. Empty: a development pair made under data_dir/provenance,
+    # which no one else trusts.
+    certificate: str = ""
+    private_key: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class TelegramConfig:
     # Point these at your own Bot API server to lift the 20 MB download limit.
     api_base_url: str = "https://api.telegram.org/bot"
@@ -212,6 +222,7 @@ class Config:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     moderation: ModerationConfig = field(default_factory=ModerationConfig)
     image_filter: ImageFilterConfig = field(default_factory=ImageFilterConfig)
+    provenance: ProvenanceConfig = field(default_factory=ProvenanceConfig)
     telegram: TelegramConfig = field(default_factory=TelegramConfig)
     discord: DiscordConfig = field(default_factory=DiscordConfig)
     # Secrets: environment only (SELFIEBOOTH_TELEGRAM_TOKEN, SELFIEBOOTH_DISCORD_TOKEN).
@@ -235,6 +246,11 @@ class Config:
     def models_dir(self) -> Path:
         return self.data_dir / "models"
 
+    @property
+    def provenance_dir(self) -> Path:
+        """Where the development signing pair is made when none is configured."""
+        return self.data_dir / "provenance"
+
 
 _SECRET_KEYS = {"telegram_token": "TELEGRAM_TOKEN", "discord_token": "DISCORD_TOKEN"}
 _SECTIONS: dict[str, type[Any]] = {
@@ -245,6 +261,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "training": TrainingConfig,
     "moderation": ModerationConfig,
     "image_filter": ImageFilterConfig,
+    "provenance": ProvenanceConfig,
     "telegram": TelegramConfig,
     "discord": DiscordConfig,
 }
@@ -358,6 +375,14 @@ def load_config(
         raw["data_dir"] = str(data_dir)
 
     config: Config = _build(Config, raw, prefix="")
+    signing = config.provenance
+    if bool(signing.certificate) != bool(signing.private_key):
+        raise ConfigError(
+            "provenance.certificate and provenance.private_key go together: set both or neither"
+        )
+    for key, file in (("certificate", signing.certificate), ("private_key", signing.private_key)):
+        if file and not Path(file).expanduser().is_file():
+            raise ConfigError(f"provenance.{key} = {file!r}: there is no such file")
     return dataclasses.replace(
         config,
         telegram_token=_secret(env, "telegram_token"),

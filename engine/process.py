@@ -32,6 +32,10 @@ class EngineOptions:
     base: str
     family: str
     models_dir: Path
+    # Content Credentials' signing pair (engine.provenance.credentials): a PEM certificate
+    # chain and its private key.
+    certificate: Path
+    private_key: Path
     device: str = "auto"
     log_level: str = "INFO"
     start_timeout: float = 600.0  # loading a real SDXL from disk takes minutes
@@ -65,6 +69,7 @@ class EngineProcess:
             "--blocked-classes", json.dumps(dict(o.blocked_classes)),
             *(["--keep-blocked"] if o.keep_blocked_images else []),
             "--controlnet", o.controlnet, "--inpainting", o.inpainting,
+            "--certificate", str(o.certificate), "--private-key", str(o.private_key),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             limit=_STREAM_LIMIT,

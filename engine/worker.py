@@ -1,6 +1,7 @@
 """The engine process: owns the model and the device, runs one job at a time.
 
     python -m engine.worker --base tiny --family auto --models-dir DIR [--device auto]
+        --certificate CHAIN.pem --private-key KEY.pem
         [--blocked-classes '{"FEMALE_BREAST_EXPOSED": 0.4}'] [--keep-blocked]
 
 Commands arrive on stdin and events leave on stdout (engine.protocol). A reader thread
@@ -9,8 +10,9 @@ a checkpoint) and generation between two denoising steps. Anything else the libr
 print goes to stderr, so stdout carries the protocol only.
 
 Every image that leaves the engine (a result, a generation preview, a training sample)
-first passes the image filter (NudeNet, with the blocked classes given) and carries the
-job id as an invisible watermark. A blocked result is not written as a result: the job's
+first passes the image filter (NudeNet, with the blocked classes given), carries the
+job id as an invisible watermark, and leaves as a PNG with signed Content Credentials
+(C2PA, engine.provenance.credentials). A blocked result is not written as a result: the job's
 result lists it under "blocked", with a file only when it is kept for review.
 """
 
@@ -77,6 +79,7 @@ class Worker:
         from engine.generation import LoraCache
         from engine.models.families import resolve_family
         from engine.models.loader import load_pipeline
+        from engine.provenance.credentials import ContentCredentials
         from engine.safety.image_filter import ImageFilter
 
         self._out = out
@@ -98,6 +101,7 @@ class Worker:
         self._controlnet: ControlNetModel | None = None
         self._inpainting_spec: str = args.inpainting
         self._inpainting_unet: UNet2DConditionModel | None = None
+        self.credentials = ContentCredentials(args.certificate, args.private_key)
         self.commands: queue.Queue[Command | None] = queue.Queue()
         # job id -> "cancel" or "yield"; may arrive before the job starts.
         self.interrupts: dict[int, str] = {}
@@ -204,12 +208,9 @@ class Worker:
             )
 
         def on_sample(step: int, image: Image.Image) -> None:
-            outgoing = self.outgoing(job_id, image)
-            if outgoing is None:
-                return
             path = sample_dir / f"sample-{step:06d}.png"
-            outgoing.save(path)
-            self.send({"event": "sample", "job_id": job_id, "step": step, "path": str(path)})
+            if self.outgoing(job_id, image, path, tool="train"):
+                self.send({"event": "sample", "job_id": job_id, "step": step, "path": str(path)})
 
         validate = None
         rendered: dict[int, list[Image.Image]] = {}  # step -> its validation pictures
@@ -242,10 +243,8 @@ class Worker:
             # The pictures the score is based on leave the engine as every picture does.
             pictures = []
             for n, picture in enumerate(rendered.get(result.likeness_step, []), start=1):
-                outgoing = self.outgoing(job_id, picture)
-                if outgoing is not None:
-                    saved = sample_dir / f"validation-{n}.png"
-                    outgoing.save(saved)
+                saved = sample_dir / f"validation-{n}.png"
+                if self.outgoing(job_id, picture, saved, tool="train"):
                     pictures.append(str(saved))
             score = result.likeness
             trained["likeness"] = {
@@ -371,12 +370,9 @@ class Worker:
         out_dir.mkdir(parents=True, exist_ok=True)
 
         def preview(step: int, image: Image.Image) -> None:
-            outgoing = self.outgoing(job_id, image)
-            if outgoing is None:
-                return
             path = out_dir / f"preview-{step:03d}.png"
-            outgoing.save(path)
-            self.send({"event": "sample", "job_id": job_id, "step": step, "path": str(path)})
+            if self.outgoing(job_id, image, path, tool=request.tool):
+                self.send({"event": "sample", "job_id": job_id, "step": step, "path": str(path)})
 
         previews = LatestOnly(preview, name=f"previews-{job_id}")
         try:
@@ -394,7 +390,13 @@ class Worker:
         finally:
             previews.close()  # before the result: no preview event follows "done"
         images, blocked = screen_results(
-            result.images, out_dir, self.image_filter, keep_blocked=self.keep_blocked
+            result.images,
+            out_dir,
+            self.image_filter,
+            keep_blocked=self.keep_blocked,
+            seal=lambda png: self.credentials.sign(
+                png, job_id=job_id, family=self.family.name, tool=request.tool
+            ),
         )
         for entry in blocked:
             _log.warning(
@@ -410,8 +412,9 @@ class Worker:
             "seconds": result.seconds,
         }
 
-    def outgoing(self, job_id: int, image: Image.Image) -> Image.Image | None:
-        """A preview or sample as it may leave the engine: marked, or None when blocked."""
+    def outgoing(self, job_id: int, image: Image.Image, path: Path, *, tool: str) -> bool:
+        """Write a preview or sample as it may leave the engine, screened, marked and signed
+        (a PNG at `path`); False, writing nothing, when the image filter blocks it."""
         from engine.provenance import MIN_SIDE, embed
 
         if self.image_filter is not None:
@@ -422,9 +425,16 @@ class Worker:
                     job_id,
                     ", ".join(verdict.blocked_by),
                 )
-                return None
+                return False
         # Previews of very small models are below what a mark needs; results never are.
-        return embed(image, job_id) if max(image.size) >= MIN_SIDE else image
+        if max(image.size) >= MIN_SIDE:
+            image = embed(image, job_id)
+        png = io.BytesIO()
+        image.save(png, format="PNG")
+        path.write_bytes(
+            self.credentials.sign(png.getvalue(), job_id=job_id, family=self.family.name, tool=tool)
+        )
+        return True
 
 
 def screen_results(
@@ -433,8 +443,10 @@ def screen_results(
     image_filter: ImageFilter | None,
     *,
     keep_blocked: bool,
+    seal: Callable[[bytes], bytes] = lambda png: png,
 ) -> tuple[list[OutputImage], list[BlockedImage]]:
-    """Write the images the filter allows as image-N.png; list the ones it blocks.
+    """Write the images the filter allows as image-N.png, each `seal`ed (signed); list the
+    ones it blocks.
 
     A blocked image is written (as blocked-N.png) only when it is kept for review.
     """
@@ -455,7 +467,7 @@ def screen_results(
                 blocked.append(entry)
                 continue
         path = out_dir / f"image-{n}.png"
-        path.write_bytes(image.png)
+        path.write_bytes(seal(image.png))
         allowed.append(
             {"path": str(path), "seed": image.seed, "width": image.width, "height": image.height}
         )
@@ -550,6 +562,8 @@ def main(argv: list[str] | None = None) -> int:
     # The ControlNet of edge control: "auto", "" (none), a directory or a hub id.
     parser.add_argument("--controlnet", default="auto")
     parser.add_argument("--inpainting", default="")
+    parser.add_argument("--certificate", type=Path, required=True)
+    parser.add_argument("--private-key", type=Path, required=True)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=args.log_level,

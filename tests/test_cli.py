@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 from diffusers import UNet2DConditionModel
+from helpers_c2pa import assert_selfiebooth_manifest, with_other_pixels
 from helpers_images import person
 from PIL import Image
 
@@ -194,6 +195,20 @@ def test_train_and_imagine_from_the_shell(tmp_path: Path, faces: Path) -> None:
     assert upscaled.returncode == 0, upscaled.stderr
     with Image.open(edit_path) as small, Image.open(upscaled.stdout.strip()) as big:
         assert big.size == (2 * small.width, 2 * small.height)
+    # Each picture carries signed Content Credentials; trace reads them and the watermark.
+    assert_selfiebooth_manifest(edit_path.read_bytes(), job, edited=True)
+    big_path = Path(upscaled.stdout.strip())
+    assert_selfiebooth_manifest(big_path.read_bytes(), job + 1, edited=True)
+    first = int(paths[0].stem.split("-")[1])
+    assert_selfiebooth_manifest(paths[0].read_bytes(), first)
+    traced = selfiebooth(tmp_path, "admin", "trace", str(paths[0])).stdout
+    assert f"Watermark: job {first}." in traced
+    assert "Content Credentials (C2PA): valid, signer not on a trust list" in traced
+    assert f"Job {first} was made by user #1" in traced
+    changed = tmp_path / "changed.png"
+    changed.write_bytes(with_other_pixels(paths[0].read_bytes()))
+    traced = selfiebooth(tmp_path, "admin", "trace", str(changed)).stdout
+    assert "present but INVALID (assertion.dataHash.mismatch)" in traced, traced
     args = ["imagine", "--edges-from", own, "me as a statue", "--steps", "2", "--out", str(out)]
     edges = selfiebooth(tmp_path, *args)
     assert edges.returncode == 0, edges.stderr

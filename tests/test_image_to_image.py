@@ -24,6 +24,7 @@ from engine.models.pipeline import Pipeline
 from engine.process import EngineOptions, EngineProcess
 from engine.protocol import Event, GenerateCommand
 from engine.provenance import read_job_id
+from engine.provenance.certificates import development_pair
 from engine.training import file_sha256
 from engine.training.export import save_lora
 
@@ -181,7 +182,8 @@ async def test_the_engine_runs_image_to_image_with_a_lora_and_a_style(
             files |= {"styles": [str(style)]}
         return {"op": "generate", "job_id": job_id, "request": encode(request), "files": files}  # type: ignore[typeddict-item]
 
-    engine = EngineProcess(EngineOptions("tiny", "auto", models_dir, device="cpu"))
+    signing = development_pair(tmp_path / "provenance")
+    engine = EngineProcess(EngineOptions("tiny", "auto", models_dir, *signing, device="cpu"))
     await engine.start()
     try:
         done: dict[int, Event] = {}

@@ -50,7 +50,7 @@ Admin commands (USER is #17, telegram:123 or discord:456):
                                     violence, hate, public-figure) or minor, sport,
                                     fiction, awareness, medical, history, safe, undressing
   check-prompt TEXT [--no ...]      the filter's verdict, read as /imagine reads it
-  trace                             read the watermark of an attached image
+  trace                             read the watermark and C2PA credentials of an image
   audit [N]                         the last N audit log entries
   style list                        the style library
   style add NAME [--weight W] [--trigger WORDS] [--family F]
@@ -424,25 +424,39 @@ class AdminConsole:
     # provenance and the log --------------------------------------------------------------
 
     async def trace(self, actor: Identity, image: bytes) -> str:
-        """Read an image's invisible mark and name the job, its user and its time."""
+        """Read an image's two machine-readable marks, the invisible watermark and the
+        C2PA Content Credentials, say what each holds, and name the job, its user and
+        its time."""
         name = await self.authorize(actor, "trace")
         from engine.provenance import read_job_id
+        from engine.provenance.credentials import read_credentials
 
-        job_id = await asyncio.to_thread(read_job_id, image)
-        await self.repo.audit(name, "admin.trace", {"job": job_id})
-        if job_id is None:
-            return "No selfiebooth watermark found in this image."
-        job = await self.jobs.get(job_id)
-        if job is None:
-            return f"Watermark: job {job_id}. That job is gone (its user was erased)."
-        user = await self.user(f"#{job.user_id}")
-        request = job.request()
-        prompt = request.prompt if isinstance(request, ImagineRequest) else ""
-        return (
-            f"Watermark: job {job_id}, made by user #{user.id} "
-            f"({user.platform}:{user.platform_user_id}) at {job.created_at[:19]} UTC, "
-            f"prompt {prompt!r}."
+        marked, credentials = await asyncio.gather(
+            asyncio.to_thread(read_job_id, image), asyncio.to_thread(read_credentials, image)
         )
+        await self.repo.audit(name, "admin.trace", {"job": marked, "c2pa": credentials.state})
+        signed = credentials.job_id if credentials.state in ("valid", "trusted") else None
+        lines = [
+            f"Watermark: job {marked}." if marked is not None else "Watermark: none found.",
+            credentials.describe(),
+        ]
+        if None not in (marked, signed) and marked != signed:
+            lines.append("The two marks name different jobs: the picture was tampered with.")
+        job_id = marked if marked is not None else signed
+        if job_id is not None:
+            job = await self.jobs.get(job_id)
+            if job is None:
+                lines.append(f"Job {job_id} is gone (its user was erased).")
+            else:
+                user = await self.user(f"#{job.user_id}")
+                request = job.request()
+                prompt = request.prompt if isinstance(request, ImagineRequest) else ""
+                lines.append(
+                    f"Job {job_id} was made by user #{user.id} "
+                    f"({user.platform}:{user.platform_user_id}) at {job.created_at[:19]} UTC, "
+                    f"prompt {prompt!r}."
+                )
+        return "\n".join(lines)
 
     async def audit_log(self, actor: Identity, limit: int = 20) -> list[Any]:
         await self.authorize(actor, "audit")

@@ -9,6 +9,7 @@ from bot.config import Config
 from bot.core.booth import Booth
 from bot.core.dispatcher import Dispatcher
 from bot.core.likeness import LikenessGuard
+from bot.core.provenance import signing_pair
 from engine.intake import FaceAnalyzer
 from engine.process import EngineOptions, EngineProcess
 from storage import Database, LocalBlobStore, Repository
@@ -18,10 +19,15 @@ __all__ = ["engine_options", "open_booth"]
 
 
 def engine_options(config: Config) -> EngineOptions:
+    """The engine's options from the config; the development signing pair is made here,
+    at the first start, when the config names none."""
+    certificate, private_key = signing_pair(config)
     return EngineOptions(
         base=config.model.base,
         family=config.model.family,
         models_dir=config.models_dir,
+        certificate=certificate,
+        private_key=private_key,
         device=config.engine.device,
         log_level=config.log_level,
         start_timeout=config.engine.start_timeout,

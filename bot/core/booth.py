@@ -25,6 +25,7 @@ from bot.core.gate import Gate
 from bot.core.likeness import LikenessGuard
 from bot.core.moderation import Moderation
 from bot.core.outcomes import Outcomes
+from bot.core.provenance import Provenance
 from bot.core.requests import Requests
 from bot.core.sources import Sources
 from bot.core.styles import StyleLibrary
@@ -128,6 +129,8 @@ class Booth:
             sources=Sources(config, repo, blobs, lambda: self.analyzer, self.image_filter),
         )  # fmt: skip
         self.outcomes = Outcomes(repo, blobs, self.jobs, dispatcher)
+        # Smaller copies for a chat's upload limit, signed again.
+        self.provenance = Provenance(config)
 
     @property
     def analyzer(self) -> FaceAnalyzer:

@@ -25,7 +25,6 @@ from bot.core.pacing import EditFailed, LiveText, RetryLater, Unreachable
 from bot.discord.answers import Answer
 from bot.discord.buttons import progress_view, results_view
 from bot.discord.context import DEFAULT_UPLOAD_LIMIT, DiscordContext
-from bot.discord.files import fit_png
 from bot.discord.texts import TOO_BIG, clip, progress_text, safe
 
 __all__ = ["JobWatch", "Place"]
@@ -135,7 +134,9 @@ class JobWatch:
         # None keeps the attachments; the last words drop them unless a preview is kept.
         files: list[discord.File] | None = [] if frame.final and frame.preview is None else None
         if frame.preview is not None and frame.previews != self._uploaded:
-            fitted = await asyncio.to_thread(fit_png, frame.preview, self.place.size_limit)
+            fitted = await asyncio.to_thread(
+                self.context.booth.provenance.fit, frame.preview, self.place.size_limit
+            )
             if fitted is not None:
                 files = [discord.File(io.BytesIO(fitted.data), "preview.png")]
         view = None if frame.final else progress_view(self.job_id)
@@ -213,8 +214,9 @@ class JobWatch:
                 "safety filter. Try another prompt."
             )
             return
+        shrink = self.context.booth.provenance.fit
         fitted = await asyncio.to_thread(
-            lambda: [fit_png(png, self.place.size_limit) for png in images]
+            lambda: [shrink(png, self.place.size_limit) for png in images]
         )
         lines = [safe(final.caption)]
         kept: list[tuple[int, bytes]] = []

@@ -12,10 +12,11 @@ import json
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+from engine.provenance import DIGITAL_SOURCE_TYPE
+
 __all__ = ["AI_STATEMENT", "DIGITAL_SOURCE_TYPE", "encode_png_with_metadata"]
 
 AI_STATEMENT = "AI-generated image: made by selfiebooth with an image model; not a real photo."
-DIGITAL_SOURCE_TYPE = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
 _XMP = (
     '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF '
     'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'

@@ -21,6 +21,7 @@ from discord_harness import (
     who,
 )
 from fakes.discord_api import EPHEMERAL, FakeDiscord, FakeMessage
+from helpers_c2pa import assert_selfiebooth_manifest
 from helpers_images import person
 from PIL import Image
 
@@ -113,6 +114,7 @@ async def test_the_whole_journey(
         first = Image.open(io.BytesIO(fake.file(results.attachments[0])))
         assert first.width < first.height  # 4:5
         assert "AI-generated" in str(first.info)  # provenance kept in the PNG
+        assert_selfiebooth_manifest(fake.file(results.attachments[0]), job_id)
         assert [c.split(":")[1] for c in results.custom_ids()] == [
             "vary",
             "vary",
@@ -147,6 +149,9 @@ async def test_the_whole_journey(
         assert all(a["size"] <= limit for a in rerolled.attachments)
         new_job = int(rerolled.button("Reroll").split(":")[2])
         assert new_job != job_id
+        # The smaller copies are signed again: the same job, and a resize.
+        for attachment in rerolled.attachments:
+            assert_selfiebooth_manifest(fake.file(attachment), new_job, resized=True)
 
         as_files = await fake.reply(
             await fake.press(ANN, rerolled, rerolled.button("Send as file"))

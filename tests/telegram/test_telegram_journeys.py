@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from fakes.telegram_api import Call, FakeTelegram, Person
+from helpers_c2pa import assert_selfiebooth_manifest
 from helpers_images import person
 from PIL import Image
 from telegram_harness import ADMIN, Conversation, running_bot, telegram_config
@@ -124,12 +125,14 @@ async def test_the_whole_journey(
         assert [data for _, data in sent] == await booth.job_images(who, job_id)
         fmt, (width, height) = pixels(sent[0][1])
         assert fmt == "PNG" and width > height  # 3:2
+        assert_selfiebooth_manifest(sent[0][1], job_id)
 
         # An admin traces a picture sent back to the bot to the job that made it.
         since = fake.mark()
         await fake.document(ADMIN, sent[0][1], "found.png", "image/png", caption="/admin trace")
         trace = await fake.expect("sendMessage", chat_id=ADMIN.id, since=since)
         assert f"Watermark: job {job_id}" in trace.text, trace.text
+        assert "Content Credentials (C2PA): valid" in trace.text, trace.text
 
         since = await ann.press(buttons, f"report:{job_id}")
         assert "Reported" in (await ann.answer(since)).params["text"]
