@@ -1,4 +1,5 @@
-"""Survival of the invisible watermark (engine.provenance) under JPEG, resizing and cropping.
+"""Survival of the invisible watermark (engine.provenance) under JPEG, resizing, cropping,
+mirroring and rotation.
 
 Real photos from the shared faces directory (people/*/, multi/, partial/), resized so that
 their longer side is 512 and 1024 pixels, stand in for generated images. Each is marked
@@ -6,9 +7,11 @@ with a few job ids, attacked, and read back; a read counts only when it gives th
 that was marked. Printed: the survival rate per attack and size, the PSNR of the mark,
 embed and read times, and how many unmarked pictures read as marked.
 
-Attacks: JPEG at quality 75; the longer side resized to 1280 px (Lanczos); a 10% crop, as
-5% off each side and as 10% off the right and bottom (one corner kept); and, beyond the
-three asked for, 10% off the left and top, and a 5%-per-side crop saved as JPEG 75.
+Attacks: JPEG at quality 75 and 50; the longer side resized to 1280 px (Lanczos) and
+halved; a 10% crop, as 5% off each side, as 10% off the right and bottom (one corner
+kept) and off the left and top, and a 5%-per-side crop saved as JPEG 75. Geometry: a
+mirror, rotations of 2 and 5 degrees (the size kept, black corners), crops keeping 60%
+of the area (centred, or at a corner) saved as JPEG 75, and those combined with a resize.
 
 Usage: python bench/watermark.py [--faces DIR] [--ids N] [--sizes 512,1024]
 """
@@ -59,16 +62,62 @@ def crop(left: float, top: float, right: float, bottom: float) -> Attack:
     return attack
 
 
+def mirror(image: Image.Image) -> Image.Image:
+    return image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+
+
+def turn(degrees: float) -> Attack:
+    """Rotated about the centre, the size kept, the corners black."""
+    return lambda image: image.rotate(degrees, resample=Image.Resampling.BICUBIC)
+
+
+def keep_area(share: float, corner: bool = False) -> Attack:
+    """A crop keeping `share` of the area: centred, or at the top-right corner."""
+    side = share**0.5
+    if corner:
+        return crop(1 - side, 0.0, 0.0, 1 - side)
+    return crop(*[(1 - side) / 2] * 4)
+
+
 ATTACKS: dict[str, Attack] = {
     "none": lambda image: image,
     "JPEG q75": jpeg,
+    "JPEG q50": lambda image: jpeg(image, 50),
     "resize to 1280": lambda image: longer_side(image, 1280),
+    "halved": lambda image: longer_side(image, max(image.size) // 2),
     "crop 5% each side": crop(0.05, 0.05, 0.05, 0.05),
     "crop 10% off a corner": crop(0.0, 0.0, 0.10, 0.10),
     "crop 10% off left+top": crop(0.10, 0.10, 0.0, 0.0),
     "crop 5%/side + JPEG": lambda image: jpeg(crop(0.05, 0.05, 0.05, 0.05)(image)),
+    # Geometry (issue 15): mirrors, rotations to 5 degrees, crops to 60% of the area.
+    "mirror": mirror,
+    "mirror + JPEG": lambda image: jpeg(mirror(image)),
+    "rotate 2": turn(2),
+    "rotate -5": turn(-5),
+    "rotate 5 + JPEG": lambda image: jpeg(turn(5)(image)),
+    "crop 60% area + JPEG": lambda image: jpeg(keep_area(0.6)(image)),
+    "crop 60% corner + JPEG": lambda image: jpeg(keep_area(0.6, corner=True)(image)),
+    "mirror+rot 3+crop 60%+JPEG": lambda image: jpeg(keep_area(0.6)(turn(3)(mirror(image)))),
+    "rot -4 + resize + JPEG": lambda image: jpeg(longer_side(turn(-4)(image), 800)),
+    "crop 60% + halved + JPEG": lambda image: jpeg(
+        longer_side(keep_area(0.6)(image), max(image.size) // 2)
+    ),
 }
-REQUIRED = ("JPEG q75", "resize to 1280", "crop 5% each side", "crop 10% off a corner")
+REQUIRED = (
+    "JPEG q75",
+    "resize to 1280",
+    "crop 5% each side",
+    "crop 10% off a corner",
+    "mirror",
+    "rotate 2",
+    "rotate -5",
+    "rotate 5 + JPEG",
+    "crop 60% area + JPEG",
+    "crop 60% corner + JPEG",
+    "mirror+rot 3+crop 60%+JPEG",
+    "rot -4 + resize + JPEG",
+    "crop 60% + halved + JPEG",
+)
 
 
 def photos_in(root: Path) -> list[Path]:
@@ -108,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     psnrs: dict[int, list[float]] = {s: [] for s in sizes}
     embed_s: dict[int, list[float]] = {s: [] for s in sizes}
     read_s: dict[int, list[float]] = {s: [] for s in sizes}
+    unmarked_s: dict[int, list[float]] = {s: [] for s in sizes}
     false_reads = unmarked_reads = 0
     for path in photos:
         with Image.open(path) as source:
@@ -115,8 +165,11 @@ def main(argv: list[str] | None = None) -> int:
         for size in sizes:
             picture = longer_side(photo, size)
             for attack in ATTACKS.values():  # nothing read from a picture never marked
+                attacked = attack(picture)
+                start = time.perf_counter()
+                false_reads += read(attacked) is not None
+                unmarked_s[size].append(time.perf_counter() - start)
                 unmarked_reads += 1
-                false_reads += read(attack(picture)) is not None
             for job_id in job_ids:
                 start = time.perf_counter()
                 marked = embed(picture, job_id)
@@ -161,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
             f"  {size:>5} px   embed {ms(statistics.mean(embed_s[size]))}"
             f"   read {ms(statistics.mean(read_s[size]))}"
             f"   (median {ms(statistics.median(read_s[size]))})"
+            f"   unmarked read {ms(statistics.mean(unmarked_s[size]))}"
+            f" (max {ms(max(unmarked_s[size]))})"
         )
     print()
     print(f"false reads: {false_reads} of {unmarked_reads} unmarked pictures (all attacks)")

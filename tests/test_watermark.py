@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import io
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import numpy as np
@@ -172,3 +172,66 @@ def test_the_code_corrects_errors_and_the_check_catches_the_rest() -> None:
     assert ecc.decode(coded + rng.normal(0.0, 0.5, coded.size), key=7) == JOB
     assert ecc.decode(coded, key=8) is None  # another key: another mark
     assert ecc.decode(rng.normal(size=coded.size), key=7) is None
+
+
+# geometry: mirrors, rotations, big crops -----------------------------------------------
+
+_MIRROR = Image.Transpose.FLIP_LEFT_RIGHT
+
+
+def _turned(image: Image.Image, degrees: float) -> Image.Image:
+    """Rotated about its centre, the size kept, the corners filled black (a phone's
+    straighten tool, before it crops)."""
+    return image.rotate(degrees, resample=Image.Resampling.BICUBIC)
+
+
+def _crop_area(image: Image.Image, share: float) -> Image.Image:
+    """A crop keeping `share` of the area at the top-right corner."""
+    w, h = image.size
+    side = share**0.5
+    return image.crop((w - round(w * side), 0, w, round(h * side)))
+
+
+@pytest.mark.parametrize(
+    ("attack", "mirrored", "degrees"),
+    [
+        (lambda m: m.transpose(_MIRROR), True, 0.0),
+        (lambda m: _jpeg(m.transpose(_MIRROR)), True, 0.0),
+        (lambda m: _turned(m, 5), False, 5.0),
+        (lambda m: _turned(m, -5), False, -5.0),
+        (lambda m: _jpeg(_turned(m, 2)), False, 2.0),
+        (lambda m: _jpeg(_crop_area(m, 0.6)), False, 0.0),
+        (lambda m: _jpeg(_crop_area(_turned(m.transpose(_MIRROR), 3), 0.6)), True, 3.0),
+        (lambda m: _jpeg(_turned(m, -4).resize((800, 800), Image.Resampling.LANCZOS)), False, -4.0),
+        (lambda m: _jpeg(_crop_area(m, 0.6).resize((400, 400))), False, 0.0),
+    ],
+    ids=[
+        "mirror",
+        "mirror+jpeg",
+        "rotate+5",
+        "rotate-5",
+        "rotate+2+jpeg",
+        "crop60%+jpeg75",
+        "mirror+rotate+3+crop60%+jpeg75",
+        "rotate-4+resize+jpeg",
+        "crop60%+resize+jpeg",
+    ],
+)
+def test_mirrors_rotations_and_big_crops(
+    marked: Image.Image,
+    attack: Callable[[Image.Image], Image.Image],
+    mirrored: bool,
+    degrees: float,
+) -> None:
+    reading = inspect(attack(marked))
+    assert reading.job_id == JOB, reading
+    assert reading.mirrored == mirrored and reading.angle == pytest.approx(degrees, abs=0.3)
+
+
+def test_unmarked_pictures_read_none_after_the_same_attacks(generated: Image.Image) -> None:
+    for attacked in (
+        generated.transpose(_MIRROR),
+        _jpeg(_turned(generated, 3)),
+        _jpeg(_crop_area(_turned(generated.transpose(_MIRROR), -4), 0.6)),
+    ):
+        assert read(attacked) is None

@@ -1,4 +1,5 @@
-"""An invisible watermark that carries a job id and survives JPEG, resizing and cropping.
+"""An invisible watermark that carries a job id and survives JPEG, resizing, cropping,
+mirroring and rotation.
 
 Where the mark lives: the luminance, resized so that its longer side is 512 pixels (a
 size-normalised domain, so a resized copy reads the same), then the LL band of a one-level
@@ -21,6 +22,13 @@ Why informed embedding: the picture's own content at those frequencies is the bi
 noise the reader faces. The embedder knows it, so each chip gets the mark less half of what
 the picture already puts there (improved spread spectrum), within a PSNR budget. Pixels
 clipped at black or white lose their share of the mark; two passes make up for it.
+
+Mirrors, rotations and big crops: every tile also carries a sync template, four strong
+sinusoids below the chips' frequencies (30% of the budget), placed where pictures have
+little power of their own and so that a mirror cannot pass for a turn. The power
+spectrum does not move with a crop's offset, so their peaks there give the likeliest
+mirror, angle and scale at once; the pilot is then searched around the best few of
+those, with each undone. A picture that reads without them never pays for that search.
 
 A read needs the pilot to stand out and the check to hold, so an unmarked picture reads
 None; images below 256 pixels on their longer side carry no mark.
@@ -45,7 +53,7 @@ ComplexArray = npt.NDArray[np.complex128]
 IntArray = npt.NDArray[np.intp]
 
 MIN_SIDE = 256  # pixels on the longer side: a smaller image holds too few tiles
-TARGET_PSNR = 42.0  # dB: the strength is chosen per image to spend about this much
+TARGET_PSNR = 41.0  # dB: the strength is chosen per image to spend about this much
 _CANON = 512  # longer side of the size-normalised luminance
 _TILE = 64  # tile side in the LL band: 4 tiles along the longer side
 _BAND = (16.0, 31.0)  # radius of the chips' DFT bins, in cycles per tile
@@ -54,12 +62,26 @@ _KEY = 0x5E1F1E  # seeds the layout and the check: another key is another, unrea
 _LUMA = np.array([0.299, 0.587, 0.114])
 _HOST_REJECTION = 0.5  # share of the picture's own chip value taken out (ISS lambda)
 _CLIP_ROUNDS = 2
-_CROP_SCALES = np.arange(1.0, 1.2501, 0.005)  # crops of up to 20% of the longer side
+_CROP_SCALES = np.arange(1.0, 1.3501, 0.005)  # crops of up to 26% of the longer side
 _FINE_STEPS = np.arange(-0.006, 0.0061, 0.001)  # around a promising scale
+_MIRROR_SCALES = np.arange(1.0, 1.0501, 0.005)  # a mirrored picture, at most a little cropped
 _MIN_Z = 4.5  # pilot peak over the other alignments, in standard deviations
 _CANDIDATES = 3  # promising scales searched finely before giving up...
 _DECODES = 6  # ...and how many of the best fine alignments of each are decoded
 _RINGS = 6  # frequency rings, each weighted by its own noise when decoding
+# The sync template: a few strong peaks that a mirror, a rotation and a big crop move
+# where the reader can find them in the picture's spectrum.
+_SYNC_SHARE = 0.3  # of the PSNR budget
+_SPECTRUM = 512  # the padded FFT the reader looks for the template in: 8 bins per cycle
+_WHITEN = 15  # bins: the spectrum is divided by its mean over a box this wide
+_PEAK_CAP = 30.0  # no single peak may outvote the others
+_SYNC_ANGLES = np.arange(-6.0, 6.001, 0.25)  # degrees
+_SYNC_SCALES = np.exp(np.arange(math.log(0.8), math.log(1.9), 0.005))
+_SYNC_COARSE_ANGLES = (-0.5, 0.0, 0.5)  # degrees, around a geometry found
+_SYNC_COARSE_SCALES = np.arange(-0.015, 0.0151, 0.005)
+_SYNC_FINE_ANGLES = (-0.2, 0.0, 0.2)  # degrees
+_SYNC_FINE_SCALES = np.arange(-0.003, 0.0031, 0.001)
+_GEOMETRIES = 3  # the best distinct geometries searched coherently
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +92,8 @@ class WatermarkReading:
     z: float  # pilot peak over the other alignments, in standard deviations
     scale: float  # the marked image's longer side over this one's (1.0: not cropped)
     shift: tuple[float, float]  # the tile origin found, in LL pixels (x, y)
+    mirrored: bool = False  # found mirrored left to right
+    angle: float = 0.0  # degrees it was found turned by, counter-clockwise, after any mirror
 
 
 # layout ------------------------------------------------------------------------------
@@ -206,9 +230,40 @@ def _read_chips(luma: FloatArray) -> FloatArray:
 
 def _mark(chips: FloatArray, size: tuple[int, int]) -> FloatArray:
     """The luminance change at image size (width, height) that carries `chips`."""
+    return _draw(_pattern(chips), size)
+
+
+def _draw(tile: FloatArray, size: tuple[int, int]) -> FloatArray:
+    """`tile` repeated over the band of an image of `size`, drawn at that size."""
     w, h = _band_size(size)
-    band = np.tile(_pattern(chips), (-(-h // _TILE), -(-w // _TILE)))[:h, :w]
+    band = np.tile(tile, (-(-h // _TILE), -(-w // _TILE)))[:h, :w]
     return _resize(band, size)
+
+
+# the sync template -------------------------------------------------------------------
+
+
+def _sync_bins() -> IntArray:
+    """The template's DFT bins (signed row, column), at lower frequencies than the chips.
+
+    Chosen by hand rather than drawn: 30 to 60 degrees away from the axes, where
+    pictures (edges, horizons, their own borders) put the most power; and far, in both
+    angle and radius, from one another's mirror images, so a mirror cannot pass for a
+    turn.
+    """
+    return np.array([(6, 10), (11, 8), (-9, 10), (-10, 5)], dtype=np.intp)
+
+
+@functools.cache
+def _sync_tile() -> FloatArray:
+    """A tile with the template's peaks, each a sinusoid of a fixed random phase."""
+    bins = _sync_bins()
+    phases = np.random.default_rng(_KEY + 2).uniform(0, 2 * np.pi, len(bins))
+    spectrum = np.zeros((_TILE, _TILE), np.complex128)
+    spectrum[bins[:, 0] % _TILE, bins[:, 1]] = np.exp(1j * phases)
+    spectrum[(-bins[:, 0]) % _TILE, (-bins[:, 1]) % _TILE] = np.exp(-1j * phases)
+    tile: FloatArray = np.fft.ifft2(spectrum).real
+    return tile / float(np.sqrt(np.mean(tile**2)))
 
 
 # embedding ---------------------------------------------------------------------------
@@ -231,12 +286,17 @@ def embed(image: Image.Image, job_id: int, *, psnr: float = TARGET_PSNR) -> Imag
     probe = _mark(wanted, image.size)
     gain = np.clip(_read_chips(probe) / wanted, 0.2, 1.0)
     drawn = float(np.mean(probe**2)) / (wanted.size / _TILE**2)
-    delta = _informed(current, wanted, gain, psnr, drawn)
+    # The sync template takes its share of the budget; the chips get the rest.
+    chips_psnr = psnr - 10 * math.log10(1 - _SYNC_SHARE)
+    delta = _informed(current, wanted, gain, chips_psnr, drawn)
+    sync = _draw(_sync_tile(), image.size)
+    sync *= math.sqrt(_SYNC_SHARE * 255.0**2 / 10 ** (psnr / 10) / float(np.mean(sync**2)))
     # Two passes make up for what clipping at black and white took away.
     goal = current + delta
     change = delta / gain
     for _ in range(_CLIP_ROUNDS):
-        marked = np.clip(np.rint(rgb + _mark(change, image.size)[..., None]), 0, 255)
+        drawn_mark = _mark(change, image.size) + sync
+        marked = np.clip(np.rint(rgb + drawn_mark[..., None]), 0, 255)
         short = goal - _read_chips(marked @ _LUMA)
         if float(np.sqrt(np.mean(short**2))) < 0.05:
             break
@@ -294,17 +354,38 @@ def read_job_id(data: bytes) -> int | None:
 class _Alignment:
     z: float
     scale: float
-    shift: tuple[float, float]  # (dx, dy) in LL pixels
+    shift: tuple[float, float]  # (dx, dy) in whole LL pixels; _subpixel makes it finer
     spectrum: ComplexArray  # of the mean tile at this scale
+    votes: ComplexArray  # the pilot bins' phases against the pilot
 
 
 def inspect(image: Image.Image) -> WatermarkReading:
-    """Search crop scales and tile shifts for the pilot; decode the payload where it is."""
+    """Search crop scales and tile shifts for the pilot and decode the payload where it
+    is; failing that, undo the mirror, rotation and scale the sync template shows."""
     if max(image.size) < MIN_SIDE * 0.75 or min(image.size) < 32:
         return WatermarkReading(None, 0.0, 1.0, (0.0, 0.0))
     rgb = np.asarray(image.convert("RGB"), dtype=np.float64)
     base = _band(rgb @ _LUMA)  # each crop scale then resizes this small band
-    coarse = sorted((_align(base, float(s)) for s in _CROP_SCALES), key=lambda a: -a.z)
+    found = _search_scales(base)
+    if found.job_id is not None:
+        return found
+    white = _whitened(base)
+    for geometry in _geometries(white):
+        reading = _search_geometry(base, geometry)
+        if reading.job_id is not None:
+            return reading
+    # A plain mirror is the commonest edit: tried as such, should the template be lost
+    # in what the picture itself puts at its frequencies.
+    mirrored = _search_scales(base[:, ::-1], _MIRROR_SCALES, mirrored=True)
+    return mirrored if mirrored.job_id is not None else found
+
+
+def _search_scales(
+    base: FloatArray, scales: FloatArray = _CROP_SCALES, *, mirrored: bool = False
+) -> WatermarkReading:
+    """The pilot searched over crop scales alone: a picture not rotated (and `mirrored`
+    when the band given was mirrored back)."""
+    coarse = sorted((_align(base, float(s)) for s in scales), key=lambda a: -a.z)
     best = coarse[0]
     refined: list[float] = []
     for candidate in coarse:
@@ -324,8 +405,162 @@ def inspect(image: Image.Image) -> WatermarkReading:
                 break
             job_id = _decode(alignment)
             if job_id is not None:
-                return WatermarkReading(job_id, alignment.z, alignment.scale, alignment.shift)
+                return WatermarkReading(
+                    job_id, alignment.z, alignment.scale, alignment.shift, mirrored
+                )
     return WatermarkReading(None, best.z, best.scale, best.shift)
+
+
+@dataclass(frozen=True, slots=True)
+class _Geometry:
+    mirrored: bool
+    angle: float  # radians: the picture's rotation since it was marked
+    scale: float  # the tiles' size over the marked picture's, in the normalised domain
+
+
+def _whitened(base: FloatArray) -> FloatArray:
+    """The band's power spectrum (rfft, padded) over its local mean: about 1 where only
+    the picture is, more where the mark's tiles put a peak."""
+    h, w = base.shape
+    window = np.outer(np.hanning(h), np.hanning(w))
+    power = np.abs(np.fft.rfft2(base * window, s=(_SPECTRUM, _SPECTRUM))) ** 2
+    white: FloatArray = np.minimum(power / (_box(power, _WHITEN) + 1e-12), _PEAK_CAP)
+    return white
+
+
+def _spectrum_score(
+    spectrum: FloatArray,
+    bins: FloatArray,
+    mirrors: FloatArray,
+    angles: FloatArray,
+    scales: FloatArray,
+) -> FloatArray:
+    """The sum of `spectrum` where each DFT bin of a tile (signed row, column) lands for
+    each mirror (1 or -1), angle (radians) and scale: an array (mirror, angle, scale)."""
+    # Frequencies (x, y) in cycles per tile: rotated by each angle, mirrored in x.
+    fx = mirrors[:, None, None] * bins[None, None, :, 1]
+    fy = np.broadcast_to(bins[None, None, :, 0], fx.shape)
+    cos, sin = np.cos(angles)[None, :, None], np.sin(angles)[None, :, None]
+    rx, ry = cos * fx - sin * fy, sin * fx + cos * fy  # (mirror, angle, bin)
+    per_cycle = _SPECTRUM / _TILE / scales[None, None, :, None]
+    x, y = rx[:, :, None, :] * per_cycle, ry[:, :, None, :] * per_cycle
+    flip = x < 0  # a real picture's spectrum: the point opposite holds the same power
+    x = np.minimum(np.where(flip, -x, x), _SPECTRUM // 2 - 1)
+    y = np.where(flip, -y, y)
+    # Bilinear: the score moves smoothly with the angle and the scale.
+    x0, y0 = np.floor(x), np.floor(y)
+    wx, wy = x - x0, y - y0
+    c0, r0 = x0.astype(np.intp), y0.astype(np.intp) % _SPECTRUM
+    r1 = (r0 + 1) % _SPECTRUM
+    values = (1 - wy) * ((1 - wx) * spectrum[r0, c0] + wx * spectrum[r0, c0 + 1]) + wy * (
+        (1 - wx) * spectrum[r1, c0] + wx * spectrum[r1, c0 + 1]
+    )
+    out: FloatArray = values.sum(axis=-1)
+    return out
+
+
+def _geometries(white: FloatArray) -> list[_Geometry]:
+    """The likeliest mirrors, rotations and scales of the marked picture, best first:
+    where the sync template's peaks stand out in the picture's whitened power spectrum
+    (a spectrum does not move with a crop's offset, so only these three are searched)."""
+    angles = np.deg2rad(_SYNC_ANGLES)
+    score = _spectrum_score(
+        _box(white, 3),  # a peak spreads over a few bins
+        _sync_bins().astype(np.float64),
+        np.array([1.0, -1.0]),
+        angles,
+        _SYNC_SCALES,
+    )
+    found: list[_Geometry] = []
+    for index in np.argsort(score, axis=None)[::-1]:
+        m, a, sc = np.unravel_index(int(index), score.shape)
+        geometry = _Geometry(bool(m), float(angles[a]), float(_SYNC_SCALES[sc]))
+        if not any(_near(g, geometry) for g in found):
+            found.append(geometry)
+        if len(found) == _GEOMETRIES:
+            break
+    return found
+
+
+def _near(a: _Geometry, b: _Geometry) -> bool:
+    return (
+        a.mirrored == b.mirrored
+        and abs(a.angle - b.angle) < np.deg2rad(1.0)
+        and abs(math.log(a.scale / b.scale)) < 0.03
+    )
+
+
+def _search_geometry(base: FloatArray, geometry: _Geometry) -> WatermarkReading:
+    """The pilot searched around one geometry, scale first (the pilot forgives an angle
+    a few tenths of a degree off, a scale only a few tenths of a percent), then finer;
+    the payload decoded at the best alignments."""
+    turned: dict[float, FloatArray] = {}
+
+    def align(angle: float, scale: float) -> tuple[float, _Alignment]:
+        if angle not in turned:
+            turned[angle] = _turned(base, geometry.mirrored, angle)
+        return angle, _align(turned[angle], scale)
+
+    coarse = [
+        align(geometry.angle + np.deg2rad(da), geometry.scale * (1 + ds))
+        for da in _SYNC_COARSE_ANGLES
+        for ds in _SYNC_COARSE_SCALES
+    ]
+    angle, best = max(coarse, key=lambda a: a[1].z)
+    if best.z < _MIN_Z:
+        return WatermarkReading(None, best.z, best.scale, best.shift)
+    tries = [
+        align(angle + np.deg2rad(da), best.scale * (1 + ds))
+        for da in _SYNC_FINE_ANGLES
+        for ds in _SYNC_FINE_SCALES
+    ]
+    tries.sort(key=lambda a: -a[1].z)
+    for angle, alignment in tries[:_DECODES]:
+        if alignment.z < _MIN_Z:
+            break
+        job_id = _decode(alignment)
+        if job_id is not None:
+            # The band's rows run down the picture: its clockwise is the picture's counter.
+            return WatermarkReading(
+                job_id,
+                alignment.z,
+                alignment.scale,
+                alignment.shift,
+                geometry.mirrored,
+                -math.degrees(angle),
+            )
+    top = tries[0][1]
+    return WatermarkReading(None, top.z, top.scale, top.shift)
+
+
+def _turned(base: FloatArray, mirrored: bool, angle: float) -> FloatArray:
+    """The band with a mirror and then a turn by `angle` undone, about its centre (the
+    scale is left to `_align`: a resize is cheaper than a second affine warp)."""
+    band = base
+    if mirrored:  # the turn came after the mirror: undone, it runs the other way
+        band, angle = base[:, ::-1], -angle
+    h, w = band.shape
+    cos, sin = math.cos(angle), math.sin(angle)
+    # Pixel (x, y) of the result reads the band at centre + R(angle) ((x, y) - centre).
+    cx, cy = w / 2, h / 2
+    affine = (cos, -sin, cx - cos * cx + sin * cy, sin, cos, cy - sin * cx - cos * cy)
+    img = Image.fromarray(band.astype(np.float32), mode="F")
+    out = img.transform((w, h), Image.Transform.AFFINE, affine, Image.Resampling.BICUBIC)
+    return np.asarray(out, dtype=np.float64)
+
+
+def _box(values: FloatArray, size: int) -> FloatArray:
+    """The mean over a size x size box around each value (edges: the box is clipped)."""
+    out = values
+    for axis in (0, 1):
+        sums = np.cumsum(np.moveaxis(out, axis, 0), axis=0)
+        sums = np.concatenate([np.zeros_like(sums[:1]), sums])
+        n = sums.shape[0] - 1
+        lo = np.clip(np.arange(n) - size // 2, 0, n)
+        hi = np.clip(np.arange(n) + size // 2 + 1, 0, n)
+        counts = (hi - lo).reshape(-1, *([1] * (sums.ndim - 1)))
+        out = np.moveaxis((sums[hi] - sums[lo]) / counts, 0, axis)
+    return out
 
 
 def _align(base: FloatArray, scale: float) -> _Alignment:
@@ -345,8 +580,7 @@ def _align(base: FloatArray, scale: float) -> _Alignment:
     others = np.delete(corr.ravel(), top)
     z = float((corr.flat[top] - others.mean()) / max(float(others.std()), 1e-12))
     dy, dx = np.unravel_index(top, corr.shape)
-    shift = _subpixel(votes, rows, cols, float(dx), float(dy))
-    return _Alignment(z, scale, shift, spectrum)
+    return _Alignment(z, scale, (float(dx), float(dy)), spectrum, votes)
 
 
 def _shrink(band: FloatArray, scale: float) -> FloatArray:
@@ -380,13 +614,13 @@ def _subpixel(
 
 def _decode(alignment: _Alignment) -> int | None:
     lay = _layout()
-    dx, dy = alignment.shift
     rows, cols = lay.bins[:, 0], lay.bins[:, 1]
+    p = _PILOT_BINS
+    dx, dy = _subpixel(alignment.votes, rows[:p], cols[:p], *alignment.shift)
     # Undo the shift: a tile moved by (dx, dy) has each bin turned by this phase.
     values = alignment.spectrum[rows, cols] * np.exp(
         2j * np.pi * (_signed(rows) * dy + cols * dx) / _TILE
     )
-    p = _PILOT_BINS
     payload = np.concatenate([values.real[p:], values.imag[p:]])
     # Maximal-ratio combining: the picture, the reader's noise, is stronger at lower
     # frequencies, so each ring's chips count by the inverse of the ring's power.
