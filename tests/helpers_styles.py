@@ -77,3 +77,18 @@ async def give_model(booth: Booth, who: Identity, lora: bytes, sha256: str) -> N
         user.id, base_model="tiny", family="tiny", trigger_word="bavoki", blob=blob,
         sha256=sha256, recipe={},
     )  # fmt: skip
+
+
+def same_model_file(a: bytes, b: bytes) -> bool:
+    """Two safetensors files with the same tensors and metadata (their headers' key order
+    may differ from one save to the next)."""
+    from safetensors.numpy import load
+
+    from engine.kohya import _metadata
+
+    first, second = load(a), load(b)
+    return (
+        first.keys() == second.keys()
+        and all(np.array_equal(first[k], second[k]) for k in first)
+        and _metadata(a) == _metadata(b)
+    )

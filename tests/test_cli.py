@@ -144,6 +144,9 @@ def test_train_and_imagine_from_the_shell(tmp_path: Path, faces: Path) -> None:
     # Styles: any LoRA of the family will do as one, so the model just trained is added.
     exported = selfiebooth(tmp_path, "export", "--out", str(tmp_path / "export"))
     lora = exported.stdout.split()[0]
+    assert lora.endswith("-v1-kohya.safetensors")  # AUTOMATIC1111's and ComfyUI's layout
+    as_diffusers = ["export", "--format", "diffusers", "--out", str(tmp_path / "export")]
+    assert selfiebooth(tmp_path, *as_diffusers).stdout.split()[0].endswith("-v1.safetensors")
     added = selfiebooth(tmp_path, "admin", "style", "add", "shiny", lora, "--trigger", "glossy")
     assert added.returncode == 0 and "Style 'shiny' added: weight 1" in added.stdout
     assert (

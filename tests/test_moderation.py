@@ -279,9 +279,11 @@ async def test_nobody_generates_with_or_exports_another_users_model(mbooth: Boot
     assert isinstance(request, ImagineRequest) and request.model is not None
     assert request.model.blob == bob.blob
 
-    export = await mbooth.export(BOB)
+    export = await mbooth.export(BOB, "diffusers")
     assert export.data == b"lora weights of " + BOB.user_id.encode()
     assert export.filename == f"selfiebooth-{bob.trigger_word}-v1.safetensors"
+    with pytest.raises(BoothError, match="There is no export format 'zip': kohya or diffusers"):
+        await mbooth.export(BOB, "zip")
     with pytest.raises(ConsentRequired):
         await mbooth.export(Identity("telegram", "someone-new"))
     with pytest.raises(ConsentRequired):

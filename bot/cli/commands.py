@@ -226,7 +226,7 @@ async def _use_model(booth: Booth, who: Identity, args: argparse.Namespace) -> i
 
 
 async def _export(booth: Booth, who: Identity, args: argparse.Namespace) -> int:
-    export = await booth.export(who)
+    export = await booth.export(who, args.format)
     await asyncio.to_thread(args.out.mkdir, parents=True, exist_ok=True)
     path = args.out / export.filename
     await asyncio.to_thread(path.write_bytes, export.data)

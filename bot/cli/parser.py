@@ -9,6 +9,7 @@ import argparse
 from pathlib import Path
 
 from bot.core.admin import ADMIN_HELP
+from bot.core.exports import EXPORT_FORMATS
 from bot.core.masks import REGIONS
 from engine import jobs
 from engine.limits import ASPECT_RATIOS
@@ -101,6 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = command("export", "write your active model (LoRA, safetensors) to a file")
     export.add_argument("--out", type=Path, default=Path("."), help="folder to write it in")
+    export.add_argument(
+        "--format",
+        choices=EXPORT_FORMATS,
+        default="kohya",
+        help="kohya (AUTOMATIC1111, Forge, ComfyUI) or diffusers (default: kohya)",
+    )
 
     report = command("report", "report a picture to the admins")
     report.add_argument("job", type=int, metavar="JOB", help="the job that made it")

@@ -6,7 +6,7 @@ front end sends it with every generated picture, so it lives in the core.
 
 from __future__ import annotations
 
-__all__ = ["image_caption", "samples_caption"]
+__all__ = ["export_caption", "image_caption", "samples_caption"]
 
 # Telegram captions hold 1024 characters, Discord messages 2000; stay far below both.
 _MAX_PROMPT = 200
@@ -27,4 +27,16 @@ def samples_caption(job_id: int) -> str:
     return (
         f"AI-generated validation samples of your model (selfiebooth training job {job_id}): "
         "what its likeness was measured on."
+    )
+
+
+def export_caption(version: int, trigger_word: str, fmt: str) -> str:
+    """What a user is told with their model file, in either format (bot.core.exports)."""
+    if fmt == "kohya":
+        use = "in the kohya layout: put it in the LoRA folder of AUTOMATIC1111, Forge or ComfyUI"
+    else:
+        use = "as diffusers keeps it: load it with pipeline.load_lora_weights"
+    return (
+        f"Your model, version {version}, {use}, and write '{trigger_word} person' in the "
+        "prompt. It is a likeness of you: keep it private."
     )

@@ -166,12 +166,14 @@ class JobTicket:
 
 @dataclass(frozen=True, slots=True)
 class Export:
-    """A user's model as a file: diffusers-format LoRA weights in safetensors."""
+    """A user's model as a file: LoRA weights in safetensors, in the kohya layout or in
+    diffusers' (bot.core.exports)."""
 
     filename: str
     data: bytes
     version: int
     trigger_word: str
+    format: str = "kohya"
 
 
 @dataclass(frozen=True, slots=True)

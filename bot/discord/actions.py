@@ -19,6 +19,7 @@ import discord
 
 from bot.core import BoothError, Identity, ImagineRequest, JobTicket
 from bot.core.admin import ADMIN_HELP
+from bot.core.captions import export_caption
 from bot.core.summaries import decline_text, erasure_text
 from bot.discord.answers import Answer, answering
 from bot.discord.buttons import consent_view, forget_view
@@ -332,18 +333,17 @@ class Actions:
 
         await self._answer(interaction, work)
 
-    async def export(self, interaction: discord.Interaction[Any]) -> None:
+    async def export(self, interaction: discord.Interaction[Any], fmt: str = "kohya") -> None:
         who = identity(interaction.user)
         limit = interaction.filesize_limit
 
         async def work(answer: Answer) -> None:
-            export = await self.booth.export(who)
+            export = await self.booth.export(who, fmt)
             if len(export.data) > limit:
                 size = TOO_BIG.format(size=len(export.data) / 1048576, limit=limit / 1048576)
                 raise BoothError(f"Your model file is {size}.")
             await answer.show(
-                f"Your model, version {export.version} (trigger word {export.trigger_word}). "
-                "Keep it to yourself: it makes pictures of you.",
+                export_caption(export.version, export.trigger_word, export.format),
                 files=[discord.File(io.BytesIO(export.data), export.filename)],
             )
 

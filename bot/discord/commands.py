@@ -15,6 +15,7 @@ from discord.app_commands import Choice, Range
 
 from bot.config import ConfigError
 from bot.core import ImagineRequest
+from bot.core.exports import EXPORT_FORMATS
 from bot.core.masks import REGIONS
 from bot.core.options import OptionError, parse_styles
 from bot.discord.actions import Actions
@@ -201,8 +202,12 @@ def register(tree: app_commands.CommandTree[Any], actions: Actions, admin_permis
         await actions.my_data(interaction)
 
     @tree.command(name="export", description="Your model as a file (only you see it)")
-    async def export(interaction: _Interaction) -> None:
-        await actions.export(interaction)
+    @app_commands.describe(format="kohya (AUTOMATIC1111, Forge, ComfyUI; the default) or diffusers")
+    @app_commands.choices(
+        format=[app_commands.Choice(name=name, value=name) for name in EXPORT_FORMATS]
+    )
+    async def export(interaction: _Interaction, format: str = "kohya") -> None:
+        await actions.export(interaction, format)
 
     @tree.command(name="forget", description="Delete everything about you")
     async def forget(interaction: _Interaction) -> None:

@@ -28,6 +28,7 @@ from telegram.error import TelegramError
 from telegram.ext import ContextTypes
 
 from bot.core import Booth, BoothError, Identity
+from bot.core.captions import export_caption
 from bot.core.options import EDIT_HELP, chosen_fields, parse_edit
 from bot.core.pacing import Pacer
 from bot.core.summaries import decline_text, erasure_text
@@ -186,16 +187,13 @@ class Handlers:
     @private_only
     async def export(self, update: Update, context: Context) -> None:
         chat_id = _chat(update)
-        export = await self.booth.export(self.who(update))
+        export = await self.booth.export(self.who(update), *(context.args or [])[:1])
         if len(export.data) > self.upload_limit:
             raise BoothError(
                 f"Your model is {len(export.data) / 1048576:.0f} MB, more than this bot may "
                 f"send through Telegram ({self.upload_limit / 1048576:.0f} MB)."
             )
-        caption = (
-            f"Your model, version {export.version}: LoRA weights (diffusers format) with the "
-            f"trigger word {export.trigger_word}. It is a likeness of you: keep it private."
-        )
+        caption = export_caption(export.version, export.trigger_word, export.format)
         await patiently(
             self.pacer,
             chat_id,

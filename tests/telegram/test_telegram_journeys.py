@@ -13,6 +13,7 @@ import pytest
 from fakes.telegram_api import Call, FakeTelegram, Person
 from helpers_c2pa import assert_selfiebooth_manifest
 from helpers_images import person
+from helpers_styles import same_model_file
 from PIL import Image
 from telegram_harness import ADMIN, Conversation, running_bot, telegram_config
 
@@ -154,8 +155,17 @@ async def test_the_whole_journey(
         await fake.say(ANN, "/export")
         export = await ann.reply(since, "sendDocument")
         name, weights = export.files["document"]
-        assert name.startswith("selfiebooth-") and name.endswith("-v1.safetensors")
-        assert weights == (await booth.export(who)).data
+        assert name.startswith("selfiebooth-") and name.endswith("-v1-kohya.safetensors")
+        assert same_model_file(weights, (await booth.export(who)).data)
+        assert b'"lora_unet_' in weights[:65536]  # the kohya layout
+        assert "ComfyUI" in export.params["caption"]
+        since = fake.mark()
+        await fake.say(ANN, "/export diffusers")
+        name, weights = (await ann.reply(since, "sendDocument")).files["document"]
+        user = await booth.repo.find_user("telegram", str(ANN.id))
+        lora = await booth.repo.active_lora(user.id) if user is not None else None
+        assert lora is not None and name.endswith("-v1.safetensors")
+        assert weights == await booth.blobs.get(lora.blob)  # the file the bot keeps
 
         confirm = await ann.send("/forget")
         since = await ann.press(confirm, "forget:yes")

@@ -1,0 +1,53 @@
+"""A user's model as a file in the format asked for: the kohya layout that AUTOMATIC1111,
+Forge and ComfyUI load (the default), or the diffusers file the bot keeps.
+
+The kohya file is made by a child process (`python -m engine.kohya`, diffusers' own
+conversion), so that the bot never imports torch; it takes a few seconds, once per
+export.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import sys
+
+from bot.core.types import BoothError
+from engine.kohya import KohyaInfo
+
+__all__ = ["EXPORT_FORMATS", "kohya_file"]
+
+_log = logging.getLogger(__name__)
+
+EXPORT_FORMATS = ("kohya", "diffusers")
+_TIMEOUT = 300.0  # seconds: importing torch and diffusers on a slow disk
+
+
+async def kohya_file(data: bytes, info: KohyaInfo) -> bytes:
+    """`data`, a diffusers-format LoRA, converted to the kohya layout with `info`."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "engine.kohya",
+        json.dumps(dataclasses.asdict(info)),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(process.communicate(data), _TIMEOUT)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise BoothError(
+            "Making the kohya file took too long. Try again, or ask for the diffusers file."
+        ) from None
+    if process.returncode != 0 or not out:
+        _log.error("the kohya conversion failed: %s", err.decode(errors="replace")[-2000:])
+        raise BoothError(
+            "Your model could not be converted to the kohya layout; the diffusers file "
+            "(export format diffusers) loads in diffusers and ComfyUI's diffusers loader."
+        )
+    return out
