@@ -21,7 +21,7 @@ from bot.core.authorization import AdminAuthorization, is_admin
 from bot.core.consent import ConsentText, load_consent_text
 from bot.core.dispatcher import Dispatcher
 from bot.core.erasure import Eraser
-from bot.core.exports import EXPORT_FORMATS, kohya_file
+from bot.core.exports import EXPORT_FORMATS, model_file
 from bot.core.gate import Gate
 from bot.core.likeness import LikenessGuard
 from bot.core.moderation import Moderation
@@ -48,8 +48,7 @@ from engine.intake import (
     FaceAnalyzer,
 )
 from engine.jobs import ImagineRequest, TrainResult
-from engine.kohya import KohyaInfo
-from engine.models.families import FAMILIES, resolve_family
+from engine.models.families import resolve_family
 from engine.safety import ImageFilter, PromptFilter
 from storage import BlobStore, Repository
 from storage.chat_messages import ChatMessages
@@ -329,31 +328,10 @@ class Booth:
         lora = await self.repo.active_lora(user.id)
         if lora is None:
             raise BoothError("You have no trained model to export yet.")
-        data = await self.blobs.get(lora.blob)
-        title = f"selfiebooth-{lora.trigger_word}-v{lora.version}"
-        if fmt == "kohya":
-            job = await self.jobs.get(lora.job_id) if lora.job_id is not None else None
-            trained = job.outcome() if job is not None else None
-            steps = trained.steps if isinstance(trained, TrainResult) else 0
-            family = FAMILIES.get(lora.family)
-            info = KohyaInfo(
-                family=lora.family,
-                base_model=lora.base_model,
-                resolution=family.resolution if family is not None else 0,
-                trigger_word=lora.trigger_word,
-                steps=steps,
-                title=title,
-                date=lora.created_at[:19],
-            )
-            data = await kohya_file(data, info)
-            title += "-kohya"
-        return Export(
-            filename=f"{title}.safetensors",
-            data=data,
-            version=lora.version,
-            trigger_word=lora.trigger_word,
-            format=fmt,
-        )
+        job = await self.jobs.get(lora.job_id) if lora.job_id is not None else None
+        trained = job.outcome() if job is not None else None
+        steps = trained.steps if isinstance(trained, TrainResult) else 0
+        return await model_file(lora, await self.blobs.get(lora.blob), fmt, steps)
 
     async def my_data(self, who: Identity) -> MyData:
         """All that is stored about the user, as counts and dates."""

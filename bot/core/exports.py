@@ -14,10 +14,12 @@ import json
 import logging
 import sys
 
-from bot.core.types import BoothError
+from bot.core.types import BoothError, Export
 from engine.kohya import KohyaInfo
+from engine.models.families import FAMILIES
+from storage.records import LoraRecord
 
-__all__ = ["EXPORT_FORMATS", "kohya_file"]
+__all__ = ["EXPORT_FORMATS", "kohya_file", "model_file"]
 
 _log = logging.getLogger(__name__)
 
@@ -51,3 +53,29 @@ async def kohya_file(data: bytes, info: KohyaInfo) -> bytes:
             "(export format diffusers) loads in diffusers and ComfyUI's diffusers loader."
         )
     return out
+
+
+async def model_file(lora: LoraRecord, data: bytes, fmt: str, steps: int) -> Export:
+    """The model `lora` (its stored file `data`, trained for `steps`) as an Export in
+    `fmt`, one of EXPORT_FORMATS."""
+    title = f"selfiebooth-{lora.trigger_word}-v{lora.version}"
+    if fmt == "kohya":
+        family = FAMILIES.get(lora.family)
+        info = KohyaInfo(
+            family=lora.family,
+            base_model=lora.base_model,
+            resolution=family.resolution if family is not None else 0,
+            trigger_word=lora.trigger_word,
+            steps=steps,
+            title=title,
+            date=lora.created_at[:19],
+        )
+        data = await kohya_file(data, info)
+        title += "-kohya"
+    return Export(
+        filename=f"{title}.safetensors",
+        data=data,
+        version=lora.version,
+        trigger_word=lora.trigger_word,
+        format=fmt,
+    )
