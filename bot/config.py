@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.intake.settings import IntakeSettings
+from engine.logs import LOG_FORMATS
 from engine.models.families import FAMILY_NAMES
 from engine.safety.classifier import MODEL_PATH
 from engine.safety.image_filter import NUDENET_LABELS
@@ -32,10 +33,12 @@ __all__ = [
     "ImageFilterConfig",
     "ModelConfig",
     "ModerationConfig",
+    "OperationsConfig",
     "ProvenanceConfig",
     "Secret",
     "TelegramConfig",
     "TrainingConfig",
+    "listen_address",
     "load_config",
 ]
 
@@ -183,6 +186,13 @@ class ProvenanceConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class OperationsConfig:
+    # "HOST:PORT" of the HTTP endpoint serving /metrics (Prometheus) and /healthz while
+    # `selfiebooth run` works; empty: none. It has no authentication: keep it private.
+    listen: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class TelegramConfig:
     # Point these at your own Bot API server to lift the 20 MB download limit.
     api_base_url: str = "https://api.telegram.org/bot"
@@ -215,6 +225,8 @@ class DiscordConfig:
 class Config:
     data_dir: Path = Path("data")
     log_level: str = "INFO"
+    # "text" (lines for people) or "json" (one object per line, for log shippers).
+    log_format: str = "text"
     consent: ConsentConfig = field(default_factory=ConsentConfig)
     intake: IntakeSettings = field(default_factory=IntakeSettings)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -223,6 +235,7 @@ class Config:
     moderation: ModerationConfig = field(default_factory=ModerationConfig)
     image_filter: ImageFilterConfig = field(default_factory=ImageFilterConfig)
     provenance: ProvenanceConfig = field(default_factory=ProvenanceConfig)
+    operations: OperationsConfig = field(default_factory=OperationsConfig)
     telegram: TelegramConfig = field(default_factory=TelegramConfig)
     discord: DiscordConfig = field(default_factory=DiscordConfig)
     # Secrets: environment only (SELFIEBOOTH_TELEGRAM_TOKEN, SELFIEBOOTH_DISCORD_TOKEN).
@@ -262,6 +275,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "moderation": ModerationConfig,
     "image_filter": ImageFilterConfig,
     "provenance": ProvenanceConfig,
+    "operations": OperationsConfig,
     "telegram": TelegramConfig,
     "discord": DiscordConfig,
 }
@@ -270,6 +284,11 @@ _SECTIONS: dict[str, type[Any]] = {
 _Check = tuple[Callable[[Any], bool], str]
 _CHECKS: dict[str, _Check] = {
     "log_level": (lambda v: v in LOG_LEVELS, f"one of {', '.join(LOG_LEVELS)}"),
+    "log_format": (lambda v: v in LOG_FORMATS, f"one of {', '.join(LOG_FORMATS)}"),
+    "operations.listen": (
+        lambda v: v == "" or _address(v) is not None,
+        '"" (off) or HOST:PORT, such as "127.0.0.1:9464"',
+    ),
     # Chat buttons carry the version shown (Telegram allows 64 bytes of button data).
     "consent.version": (
         lambda v: re.fullmatch(r"[A-Za-z0-9._-]{1,32}", v) is not None,
@@ -456,3 +475,17 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
             raise ConfigError(f"{key} = {value!r} is not allowed; expected a table of numbers")
         return {str(k): float(v) for k, v in value.items()}
     raise ConfigError(f"{key}: unsupported setting type {hint!r}")  # a programming error
+
+
+def _address(value: str) -> tuple[str, int] | None:
+    """HOST:PORT as (host, port), or None when it is not one ([::1]:9464 for IPv6)."""
+    host, _, port = value.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        return None
+    return host, int(port)
+
+
+def listen_address(config: OperationsConfig) -> tuple[str, int] | None:
+    """Where the operations endpoint listens; None when it is off."""
+    return _address(config.listen) if config.listen else None

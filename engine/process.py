@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ class EngineOptions:
     private_key: Path
     device: str = "auto"
     log_level: str = "INFO"
+    log_format: str = "text"  # or "json" (engine.logs)
     start_timeout: float = 600.0  # loading a real SDXL from disk takes minutes
     # The image filter: NudeNet class -> threshold; empty screens nothing.
     blocked_classes: Mapping[str, float] = field(default_factory=dict)
@@ -50,6 +52,7 @@ class EngineProcess:
     def __init__(self, options: EngineOptions) -> None:
         self.options = options
         self._proc: asyncio.subprocess.Process | None = None
+        self._ready = False  # the current process has loaded its model
 
     @property
     def pid(self) -> int | None:
@@ -59,13 +62,28 @@ class EngineProcess:
     def alive(self) -> bool:
         return self._proc is not None and self._proc.returncode is None
 
+    @property
+    def exited(self) -> bool:
+        """The process ended without being stopped (it died, or was killed)."""
+        return self._proc is not None and self._proc.returncode is not None
+
+    def describe(self) -> str:
+        """The process's state in words, for a health check."""
+        if self._proc is None:
+            return "not running; it starts with the next job"
+        if self._proc.returncode is None:
+            state = "running" if self._ready else "starting"
+            return f"{state} (process {self._proc.pid})"
+        return f"ended unexpectedly with exit code {self._proc.returncode}"
+
     async def start(self) -> None:
         o = self.options
+        self._ready = False
         self._proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "engine.worker",
             "--base", o.base, "--family", o.family,
             "--models-dir", str(o.models_dir), "--device", o.device,
-            "--log-level", o.log_level,
+            "--log-level", o.log_level, "--log-format", o.log_format,
             "--blocked-classes", json.dumps(dict(o.blocked_classes)),
             *(["--keep-blocked"] if o.keep_blocked_images else []),
             "--controlnet", o.controlnet, "--inpainting", o.inpainting,
@@ -73,11 +91,13 @@ class EngineProcess:
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             limit=_STREAM_LIMIT,
+            env=_without_secrets(os.environ),
         )  # fmt: skip
         _log.info("engine process %d starting", self._proc.pid)
         event = await asyncio.wait_for(self.next_event(), o.start_timeout)
         if event.get("event") != "ready":
             raise EngineDied(f"the engine said {event!r} instead of ready")
+        self._ready = True
         _log.info("engine process %d ready", self._proc.pid)
 
     async def send(self, command: Command) -> None:
@@ -124,3 +144,8 @@ class EngineProcess:
         if self._proc is None:
             raise EngineDied("the engine process is not running")
         return self._proc
+
+
+def _without_secrets(environ: Mapping[str, str]) -> dict[str, str]:
+    """The engine talks to no chat: it gets no chat token."""
+    return {k: v for k, v in environ.items() if not (k.startswith("SELFIEBOOTH_") and "TOKEN" in k)}

@@ -126,6 +126,8 @@ class Event(TypedDict):
     path: NotRequired[str]  # a sample image
     reason: NotRequired[Literal["cancel", "yield"]]
     error: NotRequired[str]
+    # With "progress" and "done" on CUDA: bytes of GPU memory the engine holds.
+    gpu_memory: NotRequired[int]
     # With "done", by the job's kind:
     generated: NotRequired[Generated]
     trained: NotRequired[Trained]

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Literal, cast
 
 from engine.jobs import ATTACHMENTS, ImagineRequest, TrainRequest, decode_request
+from engine.logs import LOG_FORMATS, configure_logging
 from engine.protocol import (
     BlockedImage,
     Command,
@@ -87,6 +88,7 @@ class Worker:
         device = args.device
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.cuda = device.startswith("cuda")
         self.family = resolve_family(args.base, args.family)
         self.base: str = args.base
         self.models_dir: Path = args.models_dir
@@ -123,6 +125,11 @@ class Worker:
         return self._inpainting_unet
 
     def send(self, event: Event) -> None:
+        if self.cuda and event["event"] in ("progress", "done"):
+            import torch  # loaded already: the model is on the GPU
+
+            # For the bot's metrics: what this process holds of the GPU.
+            event["gpu_memory"] = torch.cuda.memory_reserved()
         with self._out_lock:
             self._out.write(encode(event))
             self._out.flush()
@@ -538,15 +545,19 @@ def _describe(exc: Exception) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
-def _quiet_libraries() -> None:
-    """Progress bars and advice of diffusers and transformers are noise in a bot's log."""
+def _route_library_logs(quiet: bool) -> None:
+    """diffusers and transformers write with handlers of their own: through the root
+    logger, their records take the configured format (one JSON object per line). Their
+    progress bars are noise in a bot's log, and below INFO so is their advice."""
     import diffusers
     import transformers
 
-    diffusers.utils.logging.set_verbosity_error()
-    diffusers.utils.logging.disable_progress_bar()
-    transformers.utils.logging.set_verbosity_error()  # type: ignore[no-untyped-call]
-    transformers.utils.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    for library in (diffusers.utils.logging, transformers.utils.logging):
+        library.disable_default_handler()
+        library.enable_propagation()
+        library.disable_progress_bar()
+        if quiet:
+            library.set_verbosity_error()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -556,6 +567,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models-dir", type=Path, required=True)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--log-format", choices=LOG_FORMATS, default="text")
     # NudeNet class -> threshold, as JSON; "{}" screens nothing.
     parser.add_argument("--blocked-classes", default="{}")
     parser.add_argument("--keep-blocked", action="store_true")
@@ -565,16 +577,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--certificate", type=Path, required=True)
     parser.add_argument("--private-key", type=Path, required=True)
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s engine: %(message)s",
+    configure_logging(
+        args.log_level, args.log_format, fmt="%(asctime)s %(levelname)s engine: %(message)s"
     )
     # The protocol owns the real stdout; everything else printed lands on stderr.
     out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-    if logging.getLogger().getEffectiveLevel() > logging.INFO:
-        _quiet_libraries()
+    _route_library_logs(quiet=logging.getLogger().getEffectiveLevel() > logging.INFO)
     worker = Worker(args, out)
     reader = threading.Thread(target=worker.read_commands, args=(sys.stdin.buffer,), daemon=True)
     reader.start()

@@ -79,6 +79,13 @@ class JobQueue:
         ) as cur:
             return await cur.fetchone() is not None
 
+    async def depth(self) -> dict[str, int]:
+        """Queued jobs by kind."""
+        async with self.db.conn.execute(
+            "SELECT kind, count(*) FROM jobs WHERE status = 'queued' GROUP BY kind"
+        ) as cur:
+            return {str(kind): int(n) for kind, n in await cur.fetchall()}
+
     async def mark_running(self, job_id: int) -> None:
         now = utcnow()
         await self.db.conn.execute(

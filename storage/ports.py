@@ -248,6 +248,10 @@ class JobQueue(Protocol):
 
     async def has_queued(self, kind: str) -> bool: ...
 
+    async def depth(self) -> dict[str, int]:
+        """Queued jobs by kind (kinds with none are left out)."""
+        ...
+
     async def mark_running(self, job_id: int) -> None:
         """A run begins: it counts as an attempt."""
         ...

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import _SECTIONS, Config, ConfigError, Secret, load_config
+from bot.config import _SECTIONS, Config, ConfigError, Secret, listen_address, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -83,6 +83,9 @@ def test_file_values_are_read(tmp_path: Path) -> None:
         ),
         ("[intake]\nbogus = 1\n", "unknown key 'intake.bogus'"),
         ('log_level = "LOUD"\n', "log_level = 'LOUD' is out of range; allowed: one of DEBUG"),
+        ('log_format = "xml"\n', "log_format = 'xml' is out of range; allowed: one of text, json"),
+        ('[operations]\nlisten = "9464"\n', "operations.listen = '9464' is out of range"),
+        ('[operations]\nlisten = "host:99999"\n', 'allowed: "" (off) or HOST:PORT'),
         ('[model]\nfamily = "flux9"\n', "model.family = 'flux9' is out of range"),
         ("intake = 3\n", "intake: expected a table, got 3"),
         ("data_dir = 5\n", "data_dir = 5 is not allowed; expected a path"),
@@ -120,3 +123,12 @@ def test_data_dir_precedence(tmp_path: Path) -> None:
     assert load_config(path, environ={}).data_dir == Path("from-file")
     assert load_config(path, environ=env).data_dir == Path("from-env")
     assert load_config(path, environ=env, data_dir=Path("from-cli")).data_dir == Path("from-cli")
+
+
+def test_the_operations_address_is_read_as_host_and_port(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    assert listen_address(load_config(None, environ={}).operations) is None
+    path.write_text('[operations]\nlisten = "[::1]:9464"\n', encoding="utf-8")
+    assert listen_address(load_config(path, environ={}).operations) == ("::1", 9464)
+    path.write_text('[operations]\nlisten = "0.0.0.0:80"\n', encoding="utf-8")
+    assert listen_address(load_config(path, environ={}).operations) == ("0.0.0.0", 80)

@@ -75,13 +75,16 @@ async def test_only_queued_jobs_have_a_place(backend: Backend, queue: ports.JobQ
     ann, bob = await _users(backend, "ann", "bob")
     first = await queue.enqueue(ann, PICTURE)
     second = await queue.enqueue(bob, PICTURE)
+    await queue.enqueue(bob, TRAINING)
+    assert await queue.depth() == {"imagine": 2, "train": 1}
     await queue.mark_running(first.id)
+    assert await queue.depth() == {"imagine": 1, "train": 1}
     assert await queue.position(first.id) is None
     assert await queue.position(second.id) == 1
     assert await queue.next_job() == await queue.get(second.id)
     await queue.finish(second.id, "succeeded", result=ImagineResult(()))
     assert await queue.position(second.id) is None
-    assert await queue.next_job() is None
+    assert await queue.depth() == {"train": 1}
     assert not await queue.has_queued("imagine")
 
 

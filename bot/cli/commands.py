@@ -17,19 +17,27 @@ from typing import Protocol
 
 from bot.cli.output import follow, format_status, save_images
 from bot.cli.parser import PLATFORM, build_parser
-from bot.config import Config, ConfigError, load_config
+from bot.cli.progress import Progress
+from bot.config import Config, ConfigError, listen_address, load_config
 from bot.core import Booth, BoothError, Identity, ImagineRequest, Upload, open_booth
 from bot.core.options import parse_styles
 from bot.core.summaries import erasure_text
+from bot.doctor import diagnose, report
+from bot.operations import OperationsServer
 from engine.intake.names import shown_name
 from engine.jobs import DEFAULT_ASPECT, STRENGTH
+from engine.logs import configure_logging
 from engine.safety.classifier import MODEL_PATH
 
 __all__ = ["main"]
 
+_log = logging.getLogger("selfiebooth")
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "doctor":  # before the config is read: a bad config is a finding
+        return _doctor(args)
     try:
         config = load_config(args.config, data_dir=args.data_dir)
     except ConfigError as exc:
@@ -42,11 +50,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.command != "run":
         level = max(logging.WARNING, level)
     config = dataclasses.replace(config, log_level=logging.getLevelName(level))
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    tokens = (config.telegram_token, config.discord_token)
+    configure_logging(level, config.log_format, secrets=[t.get() for t in tokens if t])
     try:
         return asyncio.run(_run(args, config))
     except ConfigError as exc:
@@ -54,6 +59,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    findings = asyncio.run(
+        diagnose(args.config, args.data_dir, online=args.online, chats=args.chats)
+    )
+    print(report(findings))
+    return 1 if any(f.level == "FAIL" for f in findings) else 0
 
 
 async def _run(args: argparse.Namespace, config: Config) -> int:
@@ -95,7 +108,9 @@ async def _upload(booth: Booth, who: Identity, args: argparse.Namespace) -> int:
     limit = booth.config.intake.max_file_bytes
     files = [Upload(path.name, _read_limited(path, limit)) for path in args.paths]
     missing = {i for i, path in enumerate(args.paths) if not path.is_file()}
-    verdicts = await booth.upload(who, [f for i, f in enumerate(files) if i not in missing])
+    with Progress("analysing", unit="photo") as progress:
+        present = [f for i, f in enumerate(files) if i not in missing]
+        verdicts = await booth.upload(who, present, progress.update)
     results = iter(verdicts)
     all_ok = not missing
     for i, path in enumerate(args.paths):
@@ -243,37 +258,45 @@ async def _report(booth: Booth, who: Identity, args: argparse.Namespace) -> int:
 async def _work_queue(config: Config) -> int:
     """Work the queue, and serve the chats whose tokens are in the environment."""
     async with open_booth(config, dispatch=True) as booth:
-        front_ends: list[FrontEnd] = []
+        front_ends: dict[str, FrontEnd] = {}
         if config.telegram_token is not None:
             from bot.telegram import TelegramFrontEnd
 
-            front_ends.append(TelegramFrontEnd(booth, config, config.telegram_token))
+            front_ends["telegram"] = TelegramFrontEnd(booth, config, config.telegram_token)
         if config.discord_token is not None:
             from bot.discord import DiscordFrontEnd
 
-            front_ends.append(DiscordFrontEnd(booth, config, config.discord_token))
+            front_ends["discord"] = DiscordFrontEnd(booth, config, config.discord_token)
         started: list[FrontEnd] = []
+        operations = None
         try:
-            for front_end in front_ends:
+            if (address := listen_address(config.operations)) is not None:
+                operations = OperationsServer(booth, front_ends, *address)
+                await operations.start()
+            for front_end in front_ends.values():
                 await front_end.start()
                 started.append(front_end)
             serving = ", ".join(type(f).__name__.removesuffix("FrontEnd") for f in started)
-            print(
-                f"Working the job queue in {config.data_dir}"
-                + (f" and serving {serving}" if serving else " (no chat tokens set)")
-                + "; Ctrl-C stops.",
-                file=sys.stderr,
+            # A log record, not a print: a JSON log stays one object per line.
+            _log.info(
+                "Working the job queue in %s%s; Ctrl-C stops.",
+                config.data_dir,
+                f" and serving {serving}" if serving else " (no chat tokens set)",
             )
             await asyncio.Event().wait()  # until cancelled by Ctrl-C
         finally:
             for front_end in reversed(started):
                 await front_end.stop()
+            if operations is not None:
+                await operations.stop()
     return 0
 
 
 class FrontEnd(Protocol):
     async def start(self) -> None: ...
     async def stop(self) -> None: ...
+    @property
+    def connected(self) -> bool: ...
 
 
 async def _retrain_filter(booth: Booth, operator: Identity, args: list[str]) -> int:

@@ -4,9 +4,9 @@ and a user's status (the demo uses them too)."""
 from __future__ import annotations
 
 import asyncio
-import sys
 from pathlib import Path
 
+from bot.cli.progress import Progress
 from bot.core import Booth, Identity, JobOutcome, UserStatus
 from bot.core.progress_words import eta_text
 from bot.core.summaries import lora_likeness
@@ -24,20 +24,20 @@ async def save_images(outcome: JobOutcome, out: Path) -> list[Path]:
 
 
 async def follow(booth: Booth, who: Identity, job_id: int) -> JobOutcome:
-    """Print a job's progress on stderr until it ends; how it ended."""
-    async for update in booth.updates(who, job_id):
-        if update.outcome is not None:
-            if update.outcome.state != "succeeded":
-                message = update.outcome.message or ""
-                print(f"  {update.outcome.state}: {message}".rstrip(": "), file=sys.stderr)
-            return update.outcome
-        if update.state == "progress":
-            left = eta_text(update.eta)
-            eta = f", {left}" if left else ""
-            loss = f", loss {update.loss:.4f}" if update.loss is not None else ""
-            print(f"  step {update.step}/{update.total}{loss}{eta}", file=sys.stderr)
-        elif update.state in ("paused", "retrying"):
-            print(f"  {update.state}: {update.message or ''}".rstrip(": "), file=sys.stderr)
+    """Show a job's progress on stderr until it ends; how it ended."""
+    with Progress(f"job {job_id}") as progress:
+        async for update in booth.updates(who, job_id):
+            if update.outcome is not None:
+                if update.outcome.state != "succeeded":
+                    message = update.outcome.message or ""
+                    progress.note(f"{update.outcome.state}: {message}".rstrip(": "))
+                return update.outcome
+            if update.state == "progress":
+                loss = f"loss {update.loss:.4f}" if update.loss is not None else ""
+                detail = ", ".join(filter(None, (loss, eta_text(update.eta))))
+                progress.update(update.step, update.total, detail)
+            elif update.state in ("paused", "retrying"):
+                progress.note(f"{update.state}: {update.message or ''}".rstrip(": "))
     return await booth.outcome(who, job_id)
 
 

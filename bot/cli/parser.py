@@ -128,6 +128,19 @@ def build_parser() -> argparse.ArgumentParser:
     forget = command("forget", "delete every row and file about you")
     forget.add_argument("--yes", action="store_true", help="confirm: this cannot be undone")
 
+    doctor = commands.add_parser(
+        "doctor",
+        help="check this machine and config before running the bot",
+        description="check the config, the data directory, the model, CUDA and the tokens "
+        "(never showing their values); each finding says what to do",
+    )
+    doctor.add_argument(
+        "--online", action="store_true", help="ask the hub about a model that is not cached"
+    )
+    doctor.add_argument(
+        "--chats", action="store_true", help="ask Telegram and Discord whether they take the tokens"
+    )
+
     demo = command("demo", "the whole journey on the embedded defaults")
     demo.add_argument("--photos", type=Path, help="a folder of selfies (default: a NASA portrait)")
     return parser

@@ -11,6 +11,7 @@ from bot.core.dispatcher import Dispatcher
 from bot.core.likeness import LikenessGuard
 from bot.core.provenance import signing_pair
 from engine.intake import FaceAnalyzer
+from engine.models.families import resolve_family
 from engine.process import EngineOptions, EngineProcess
 from storage import Database, LocalBlobStore, Repository
 from storage.jobs import JobQueue
@@ -30,6 +31,7 @@ def engine_options(config: Config) -> EngineOptions:
         private_key=private_key,
         device=config.engine.device,
         log_level=config.log_level,
+        log_format=config.log_format,
         start_timeout=config.engine.start_timeout,
         blocked_classes=config.image_filter.blocked_classes if config.image_filter.enabled else {},
         keep_blocked_images=config.moderation.keep_blocked_images,
@@ -68,6 +70,7 @@ async def open_booth(
                 config.work_dir,
                 max_attempts=config.engine.max_attempts,
                 likeness=likeness,
+                family=resolve_family(config.model.base, config.model.family).name,
             )
             await dispatcher.start()
         try:

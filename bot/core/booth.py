@@ -43,7 +43,7 @@ from bot.core.types import (
     UserStatus,
     Verdict,
 )
-from bot.core.uploads import BAD_NAME, FILTER_REFUSED, Uploads
+from bot.core.uploads import BAD_NAME, FILTER_REFUSED, Analyzed, Uploads
 from engine.intake import (
     FaceAnalyzer,
 )
@@ -180,11 +180,15 @@ class Booth:
 
     # photos --------------------------------------------------------------------------
 
-    async def upload(self, who: Identity, files: Sequence[Upload]) -> list[Verdict]:
-        """A verdict for each file, in order. Refused files leave nothing behind."""
+    async def upload(
+        self, who: Identity, files: Sequence[Upload], progress: Analyzed | None = None
+    ) -> list[Verdict]:
+        """A verdict for each file, in order. Refused files leave nothing behind.
+
+        `progress(done, total)` hears of each file analysed (from a worker thread)."""
         user = await self.gate.consenting_user(who)
         async with self._locks[user.id]:
-            return await self.uploads.judge_and_keep(user, files)
+            return await self.uploads.judge_and_keep(user, files, progress)
 
     def oversized(self, name: str, size: int, platform_limit: int | None = None) -> Verdict | None:
         """The refusal of a file by the size a platform announces, before downloading it.

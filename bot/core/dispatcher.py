@@ -15,12 +15,21 @@ import contextlib
 import dataclasses
 import logging
 import shutil
+import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 from bot.core.likeness import LikenessGuard
 from bot.core.sources import release_source
+from bot.core.telemetry import (
+    ENGINE_RESTARTS,
+    GPU_MEMORY,
+    JOB_SECONDS,
+    PICTURES,
+    TRAINING_RATE,
+    job_event,
+)
 from bot.core.types import FINAL_STATES, JobUpdate
 from engine.jobs import (
     ImagineRequest,
@@ -42,6 +51,7 @@ _log = logging.getLogger(__name__)
 # The setting that holds the queue while an admin has paused it (its value: the reason).
 QUEUE_PAUSED = "queue_paused"
 POLL_SECONDS = 2.0
+RESTART_BACKOFF = 60.0
 
 
 class Dispatcher:
@@ -55,6 +65,7 @@ class Dispatcher:
         *,
         max_attempts: int,
         likeness: LikenessGuard | None = None,
+        family: str = "unknown",
     ) -> None:
         self.repo = repo
         self.jobs = jobs
@@ -64,6 +75,7 @@ class Dispatcher:
         self.max_attempts = max_attempts
         # Withholds pictures showing another user's face; None screens nothing.
         self.likeness = likeness
+        self.family = family  # the metrics' label of the configured model family
         self._doorbell: asyncio.Queue[None] = asyncio.Queue()
         self._current: JobRecord | None = None
         self._abandoned: set[int] = set()
@@ -72,6 +84,9 @@ class Dispatcher:
         self._task: asyncio.Task[None] | None = None
         self._listeners: defaultdict[int, set[asyncio.Queue[JobUpdate]]] = defaultdict(set)
         self._next_look: asyncio.Future[None] | None = None
+        # Seconds each job has run so far (a training that yields runs in parts).
+        self._seconds: defaultdict[int, float] = defaultdict(float)
+        self._retry_start = 0.0  # when an engine that failed to start again is tried again
 
     # lifecycle -------------------------------------------------------------------------
 
@@ -108,10 +123,8 @@ class Dispatcher:
         if current is not None and current.id == job_id:
             with contextlib.suppress(EngineDied):
                 await self.engine.send({"op": "cancel", "job_id": job_id})
-        else:
-            await self.jobs.finish(job_id, "cancelled", error="cancelled by the user")
-            await self._release(job_id)
-            self._publish(JobUpdate(job_id, "cancelled"))
+        elif (job := await self.jobs.get(job_id)) is not None and job.status not in FINAL_STATES:
+            await self._end(job, "cancelled", error="cancelled by the user")
 
     def wake(self) -> None:
         """Look at the queue now (after a resume)."""
@@ -128,6 +141,7 @@ class Dispatcher:
         for job in await self.repo.jobs(user_id):
             if job.status == "queued":
                 await self.jobs.finish(job.id, "cancelled", error="erased")
+                job_event("cancelled", job, "erased with its user")
                 self._publish(JobUpdate(job.id, "erased"))
         current = self._current
         if current is not None and current.user_id == user_id:
@@ -164,6 +178,8 @@ class Dispatcher:
             job = None if paused else await self.jobs.next_job()
             if self._next_look is not None and not self._next_look.done():
                 self._next_look.set_result(None)
+            if job is None and not paused and self.engine.exited:
+                await self._restart_engine()
             if job is None:
                 # Other processes (the command line) queue jobs and pause the queue through
                 # the database only: look again now and then even when nobody rings.
@@ -184,6 +200,7 @@ class Dispatcher:
     async def _run(self, job: JobRecord) -> None:
         await self.jobs.mark_running(job.id)
         job = await self.jobs.get(job.id) or job
+        job_event("started", job, f"attempt {job.attempts}", attempt=job.attempts)
         self._current = job
         self._idle.clear()
         try:
@@ -202,7 +219,10 @@ class Dispatcher:
             await self._fail(job, f"this job cannot run: {exc}")
             return
         if not self.engine.alive:
-            await self.engine.start()
+            await self._start_engine()
+        began = time.monotonic()  # loading the model is not the job's time
+        quarters = 0  # the quarters of the run logged so far
+        first_step: list[float] = []
         await self.engine.send(command)
         self._publish(JobUpdate(job.id, "running"))
         if await self.jobs.cancel_requested(job.id):
@@ -214,8 +234,17 @@ class Dispatcher:
             if event.get("job_id") != job.id:
                 continue
             kind = event["event"]
+            if "gpu_memory" in event:
+                GPU_MEMORY.set(event["gpu_memory"])
+            if kind in ("done", "stopped", "failed"):
+                self._seconds[job.id] += time.monotonic() - began
             if kind == "progress":
                 step, total = int(event["step"]), int(event["total"])
+                if step * 4 // total > quarters and step < total:
+                    quarters = step * 4 // total
+                    job_event("progress", job, f"step {step} of {total}", step=step, total=total)
+                if job.kind == "train":
+                    self._training_rate(first_step, step)
                 await self.jobs.set_progress(job.id, step / total)
                 self._publish(
                     JobUpdate(job.id, "progress", step, total, event.get("loss"), event.get("eta"))
@@ -237,34 +266,26 @@ class Dispatcher:
             elif kind == "stopped":
                 if event.get("reason") == "yield":
                     await self.jobs.requeue(job.id, attempt_counts=False)
+                    job_event("requeued", job, "making way for pictures", reason="yield")
                     self._publish(JobUpdate(job.id, "paused", message="making way for pictures"))
                 else:
-                    await self.jobs.finish(job.id, "cancelled", error="cancelled by the user")
-                    await self._release(job.id)
-                    self._publish(JobUpdate(job.id, "cancelled"))
+                    await self._end(job, "cancelled", error="cancelled by the user")
                 return
             elif kind == "failed":
                 await self._fail(job, str(event.get("error", "unknown error")))
                 return
 
     async def _engine_lost(self, job: JobRecord, exc: Exception) -> None:
-        _log.warning(
-            "job %d: engine lost (%s); attempt %d of %d",
-            job.id,
-            exc,
-            job.attempts,
-            self.max_attempts,
-        )
         await self.engine.kill()
         if job.id in self._abandoned:
             self._abandoned.discard(job.id)
+            self._seconds.pop(job.id, None)
+            job_event("cancelled", job, "erased with its user")
             # Followers (chat front ends) hear the end; the rows go with the erasure.
             self._publish(JobUpdate(job.id, "erased"))
             return
         if await self.jobs.cancel_requested(job.id):
-            await self.jobs.finish(job.id, "cancelled", error="cancelled by the user")
-            await self._release(job.id)
-            self._publish(JobUpdate(job.id, "cancelled"))
+            await self._end(job, "cancelled", error="cancelled by the user")
         elif job.attempts >= self.max_attempts:
             message = (
                 f"the engine stopped unexpectedly {job.attempts} times while running this job;"
@@ -273,6 +294,14 @@ class Dispatcher:
             await self._fail(job, message)
         else:
             await self.jobs.requeue(job.id, attempt_counts=True)
+            job_event(
+                "requeued",
+                job,
+                f"the engine was lost ({exc}) in attempt {job.attempts} of {self.max_attempts}",
+                level=logging.WARNING,
+                reason="engine lost",
+                attempt=job.attempts,
+            )
             self._publish(JobUpdate(job.id, "retrying", message=str(exc)))
 
     # inputs and results ----------------------------------------------------------------
@@ -338,14 +367,38 @@ class Dispatcher:
                 if not await self.repo.blob_in_use(key):
                     await self.blobs.delete(key)
             raise
-        await self.jobs.finish(job.id, "succeeded", result=result)
-        await self._release(job.id)
-        self._publish(JobUpdate(job.id, "succeeded", result=result))
+        if isinstance(result, ImagineResult):
+            PICTURES.labels("made").inc(len(result.images))
+            PICTURES.labels("withheld").inc(result.withheld)
+        await self._end(job, "succeeded", result=result)
 
     async def _fail(self, job: JobRecord, error: str) -> None:
-        await self.jobs.finish(job.id, "failed", error=error)
+        await self._end(job, "failed", error=error)
+
+    async def _end(
+        self,
+        job: JobRecord,
+        state: str,
+        *,
+        error: str | None = None,
+        result: JobResult | None = None,
+    ) -> None:
+        """A job is over: its row, its files, a log line and the metrics, its followers."""
+        await self.jobs.finish(job.id, state, error=error, result=result)
         await self._release(job.id)
-        self._publish(JobUpdate(job.id, "failed", message=error))
+        seconds = self._seconds.pop(job.id, 0.0)
+        if state == "succeeded":
+            JOB_SECONDS.labels(job.kind, self.family).observe(seconds)
+        job_event(
+            state,
+            job,
+            error or f"{seconds:.1f} s in the engine",
+            level=logging.WARNING if state == "failed" else logging.INFO,
+            seconds=round(seconds, 3),
+            error=error,
+        )
+        message = error if state == "failed" else None
+        self._publish(JobUpdate(job.id, state, message=message, result=result))
 
     async def _store_result(
         self,
@@ -436,6 +489,33 @@ class Dispatcher:
             job = await self.jobs.get(int(suffix)) if suffix.isdigit() else None
             if job is None or job.status in FINAL_STATES:
                 await asyncio.to_thread(shutil.rmtree, path, True)
+
+    async def _start_engine(self) -> None:
+        if self.engine.exited:
+            ENGINE_RESTARTS.inc()
+            _log.warning("starting the engine process again: the last one ended unexpectedly")
+        await self.engine.start()
+
+    async def _restart_engine(self) -> None:
+        """An engine that died between jobs is started again at once, so that health
+        checks and the next job find it ready; a failed start is tried again later."""
+        if time.monotonic() < self._retry_start:
+            return
+        try:
+            await self._start_engine()
+        except (EngineDied, TimeoutError, OSError) as exc:
+            self._retry_start = time.monotonic() + RESTART_BACKOFF
+            await self.engine.kill()
+            _log.error("the engine process did not start again: %s", exc)
+
+    def _training_rate(self, run: list[float], step: int) -> None:
+        """Steps per second of this run since its first step; `run` holds that step and
+        its time once it is known."""
+        now = time.monotonic()
+        if not run:
+            run.extend((step, now))
+        elif step > run[0] and now > run[1]:
+            TRAINING_RATE.labels(self.family).set((step - run[0]) / (now - run[1]))
 
     def _cleanup(self, job_id: int) -> None:
         shutil.rmtree(self.job_dir(job_id), ignore_errors=True)

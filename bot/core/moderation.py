@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bot.config import ModerationConfig
+from bot.core.telemetry import REFUSALS
 from bot.core.types import RateLimited, Suspended
 from engine.jobs import ImagineRequest
 from engine.safety import PromptFilter, PromptVerdict
@@ -124,6 +125,7 @@ class Moderation:
 
     async def strike(self, user: User, verdict: PromptVerdict, prompt: str, negative: str) -> bool:
         """Record a refused prompt for review; True when it suspended the user."""
+        REFUSALS.labels(verdict.category or "unknown").inc()
         await self.repo.add_strike(user.id, verdict.category or "unknown", utcnow())
         await self.repo.add_review_item(
             "prompt",

@@ -23,6 +23,7 @@ from bot.core.moderation import Moderation
 from bot.core.outcomes import own_job
 from bot.core.sources import Sources
 from bot.core.styles import StyleLibrary, asked_style
+from bot.core.telemetry import REFUSALS, job_event
 from bot.core.types import (
     BoothError,
     Identity,
@@ -381,6 +382,7 @@ class Requests:
 
     async def _submit(self, user: User, request: JobRequest) -> JobTicket:
         job = await self.jobs.enqueue(user.id, request)
+        job_event("queued", job)
         if self.dispatcher is not None:
             await self.dispatcher.submitted(job)
         return JobTicket(job.id, job.kind, await self.jobs.position(job.id))
@@ -421,6 +423,7 @@ class Requests:
             if word == user.trigger_word:
                 continue
             if await self.repo.find_user_by_trigger(word) is not None:
+                REFUSALS.labels("other person").inc()
                 raise BoothError(
                     "Your prompt names another person's model. You can only make pictures "
                     "of yourself, with your own model."

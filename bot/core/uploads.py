@@ -34,7 +34,10 @@ from storage.records import PhotoRecord, User
 if TYPE_CHECKING:
     from PIL import Image
 
-__all__ = ["BAD_NAME", "FILTER_REFUSED", "Uploads"]
+__all__ = ["BAD_NAME", "FILTER_REFUSED", "Analyzed", "Uploads"]
+
+# Told (done, total) as each uploaded file has been analysed.
+Analyzed = Callable[[int, int], None]
 
 _log = logging.getLogger(__name__)
 
@@ -72,14 +75,18 @@ class Uploads:
     def analyzer(self) -> FaceAnalyzer:
         return self._analyzer()
 
-    async def judge_and_keep(self, user: User, files: Sequence[Upload]) -> list[Verdict]:
+    async def judge_and_keep(
+        self, user: User, files: Sequence[Upload], progress: Analyzed | None = None
+    ) -> list[Verdict]:
         """A verdict for each file, in order; the accepted ones are stored.
 
         The caller holds the user's turn: each upload judges against the photos kept.
         """
         reasons: list[str | None] = [_name_problem(f.name) for f in files]
         todo = [i for i, reason in enumerate(reasons) if reason is None]
-        results = await asyncio.to_thread(self._analyze_all, [files[i].data for i in todo])
+        results = await asyncio.to_thread(
+            self._analyze_all, [files[i].data for i in todo], progress
+        )
         analyses: list[PhotoAnalysis | None] = [None] * len(files)
         for i, result in zip(todo, results, strict=True):
             if isinstance(result, PhotoRefused):
@@ -121,7 +128,9 @@ class Uploads:
             f"send a photo of at most {limit / 1048576:.3g} MB",
         )
 
-    def _analyze_all(self, blobs: list[bytes]) -> list[PhotoAnalysis | PhotoRefused]:
+    def _analyze_all(
+        self, blobs: list[bytes], progress: Analyzed | None
+    ) -> list[PhotoAnalysis | PhotoRefused]:
         out: list[PhotoAnalysis | PhotoRefused] = []
         for data in blobs:
             try:
@@ -136,6 +145,8 @@ class Uploads:
                 )
             except PhotoRefused as refusal:
                 out.append(refusal)
+            if progress is not None:
+                progress(len(out), len(blobs))
         return out
 
     def _screen_upload(self, image: Image.Image) -> None:

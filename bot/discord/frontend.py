@@ -100,6 +100,14 @@ class DiscordFrontEnd:
         self._connection.add_done_callback(_gateway_ended)
         await self._resume_owed()
 
+    @property
+    def connected(self) -> bool:
+        """Logged in, with a gateway session that has been ready and still runs."""
+        client, connection = self.client, self._connection
+        if client is None or connection is None or connection.done():
+            return False
+        return client.is_ready() and not client.is_closed()
+
     async def stop(self) -> None:
         # Job watches and their live messages; the jobs go on in the core.
         await self.context.tasks.cancel_all()

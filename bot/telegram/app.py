@@ -36,6 +36,7 @@ from bot.telegram.handlers import UPLOAD_LIMIT_LOCAL, UPLOAD_LIMIT_OFFICIAL, Han
 from bot.telegram.jobs import JobDesk
 from bot.telegram.texts import ADMIN_COMMAND, COMMANDS
 from bot.telegram.uploads import OFFICIAL_API, Intake, platform_limit
+from engine.logs import RedactSecrets
 
 __all__ = ["TelegramFrontEnd"]
 
@@ -46,21 +47,6 @@ BATCH_DELAY = 1.5
 # Updates handled at once: one user's slow upload must not hold up everyone else.
 CONCURRENT_UPDATES = 16
 UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY]
-
-
-class _RedactToken(logging.Filter):
-    """A Bot API URL holds the token, and httpx (each request) and PTB (its base URLs, at
-    debug level) log URLs: cut the token out of their records."""
-
-    def __init__(self, token: str) -> None:
-        super().__init__()
-        self.token = token
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if self.token in message:
-            record.msg, record.args = message.replace(self.token, "<token>"), None
-        return True
 
 
 class TelegramFrontEnd:
@@ -76,8 +62,11 @@ class TelegramFrontEnd:
             )
         self.config = config
         self.booth = booth
-        self._redact = _RedactToken(raw)
-        # A filter holds for its own logger only, not its children: give it to each of them.
+        # A Bot API URL holds the token, and httpx (each request) and PTB (its base URLs, at
+        # debug level) log URLs. `selfiebooth` redacts it on its log handler; this is for
+        # whatever other handlers the host program has. A filter holds for its own logger
+        # only, not its children: give it to each of them.
+        self._redact = RedactSecrets([raw])
         names = dict.fromkeys(["httpx", "telegram", *logging.root.manager.loggerDict])
         self._redacted = [
             logging.getLogger(name) for name in names if name.split(".")[0] in ("httpx", "telegram")
@@ -182,6 +171,12 @@ class TelegramFrontEnd:
             await updater.start_polling(allowed_updates=UPDATES, bootstrap_retries=3)
         await self.desk.reattach()
         _log.info("Telegram front end started as @%s", app.bot.username)
+
+    @property
+    def connected(self) -> bool:
+        """Fetching updates (polling) or taking them (webhook)."""
+        app = self.application
+        return app.running and app.updater is not None and app.updater.running
 
     async def stop(self) -> None:
         app = self.application
