@@ -28,6 +28,11 @@ On the tiny model on the CPU (the default) one run measures and prints:
    --plain-clip, although the project's trainer and diffusers' script both clip). Only
    the loop is timed, the same way for both: from the end of the first step to the end
    of the last. The two alternate A B B A. Ratio project/plain; the goal is at least 1.0.
+4. Training methods, steps per second of `train` with method lora, textual_inversion and
+   pivotal, and a plain textual-inversion loop written here as diffusers'
+   textual_inversion.py steps (the token added and the whole input-embedding table
+   trainable, the caption encoded at every step, the other rows restored after each
+   step), against the project's textual inversion. `--methods-only` runs this part alone.
 
 `--full sd15` / `--full sdxl` instead measure the full-size architecture with random
 weights on a CUDA GPU (see bench/_full.py): training steps/s at batch 1 and native
@@ -155,6 +160,104 @@ def train_project(
     request = TrainingRequest(images, TRIGGER, out, seed=0, steps=steps)
     result = train(pipe, family, request, progress=progress)
     return steps_per_second(stamps), Lora(result.path, result.sha256)
+
+
+def train_method(
+    pipe: Pipeline, family: Family, images: tuple[Image.Image, ...], steps: int, method: str
+) -> float:
+    stamps: list[float] = []
+
+    def progress(step: int, total: int, loss: float, eta: float) -> None:
+        stamps.append(time.perf_counter())
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "model.safetensors"
+        request = TrainingRequest(images, TRIGGER, out, seed=0, steps=steps, method=method)
+        train(pipe, family, request, progress=progress)
+    return steps_per_second(stamps)
+
+
+def train_plain_inversion(
+    pipe: Any, family: Family, images: tuple[Image.Image, ...], steps: int
+) -> float:
+    """diffusers' textual_inversion.py per step: the whole embedding table trainable,
+    the caption encoded with it, the rows of the other tokens put back after the step."""
+    recipe = family.recipe
+    tokenizer, encoder, unet, vae = pipe.tokenizer, pipe.text_encoder, pipe.unet, pipe.vae
+    generator = torch.Generator("cpu").manual_seed(1)
+    with torch.no_grad():
+        pixels = torch.stack(
+            [
+                torch.from_numpy(np.asarray(img, dtype=np.float32) / 127.5 - 1.0).permute(2, 0, 1)
+                for img in images
+            ]
+        )
+        latents = vae.encode(pixels).latent_dist.sample(generator) * vae.config.scaling_factor
+    tokenizer.add_tokens([TRIGGER])
+    encoder.resize_token_embeddings(len(tokenizer))
+    token_id = tokenizer.convert_tokens_to_ids(TRIGGER)
+    ids = tokenizer(
+        f"a photo of {TRIGGER} person",
+        padding="max_length",
+        max_length=tokenizer.model_max_length,
+        truncation=True,
+        return_tensors="pt",
+    ).input_ids.expand(recipe.batch_size, -1)
+    unet.requires_grad_(False)
+    encoder.requires_grad_(False)
+    table = encoder.get_input_embeddings().weight
+    table.requires_grad_(True)
+    original = table.detach().clone()
+    keep = torch.ones(len(tokenizer), dtype=torch.bool)
+    keep[token_id] = False
+    optimizer = torch.optim.AdamW([table], lr=5e-3)
+    scheduler = DDPMScheduler.from_config(pipe.scheduler.config)  # type: ignore[no-untyped-call]
+    stamps: list[float] = []
+    for _ in range(steps):
+        index = torch.randint(len(latents), (recipe.batch_size,), generator=generator)
+        model_input = latents[index]
+        noise = torch.randn(model_input.shape, generator=generator)
+        timesteps = torch.randint(
+            scheduler.config.num_train_timesteps, (recipe.batch_size,), generator=generator
+        )
+        noisy = scheduler.add_noise(model_input, noise, timesteps)
+        hidden = encoder(ids)[0]
+        pred = unet(noisy, timesteps, encoder_hidden_states=hidden, return_dict=False)[0]
+        loss = F.mse_loss(pred.float(), noise.float(), reduction="mean")
+        torch.autograd.backward(loss)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            table[keep] = original[keep]
+        float(loss.detach())
+        stamps.append(time.perf_counter())
+    return steps_per_second(stamps)
+
+
+def bench_methods(
+    family: Family, models: Path, images: tuple[Image.Image, ...], steps: int, rounds: int
+) -> None:
+    kinds = ("lora", "textual_inversion", "pivotal", "plain inversion")
+    rates: dict[str, list[float]] = {kind: [] for kind in kinds}
+    for round_ in range(rounds):
+        for kind in kinds if round_ % 2 == 0 else tuple(reversed(kinds)):
+            pipe = load_pipeline("tiny", family, "cpu", models_dir=models)
+            if kind == "plain inversion":
+                rates[kind].append(train_plain_inversion(pipe, family, images, steps))
+            else:
+                rates[kind].append(train_method(pipe, family, images, steps, kind))
+            del pipe
+    median = {kind: statistics.median(found) for kind, found in rates.items()}
+    print(
+        f"\n4. training methods: {steps} steps at batch {family.recipe.batch_size}, "
+        f"{family.resolution}px; median of {rounds} runs each"
+    )
+    for kind in kinds:
+        print(f"   {kind:<20}{median[kind]:8.2f} steps/s   {runs(rates[kind])}")
+    ratio = median["textual_inversion"] / median["plain inversion"]
+    print(f"   ratio inversion/plain {ratio:6.3f}   {verdict(ratio, TRAIN_GOAL, at_most=False)}")
+    fastest = max(kinds[:3], key=median.__getitem__)
+    print(f"   fastest per step: {fastest}")
 
 
 def train_plain(
@@ -500,6 +603,12 @@ def run_tiny(args: argparse.Namespace) -> int:
         f"selfiebooth engine bench: tiny model on cpu, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads, {os.cpu_count()} cpus, {platform.python_version()}"
     )
+    if args.methods_only:
+        with tempfile.TemporaryDirectory(prefix="selfiebooth-bench-") as tmp:
+            images = training_images(family.resolution)
+            bench_methods(family, Path(tmp), images, args.train_steps, args.train_rounds)
+        print(f"\ntotal {time.perf_counter() - began:.1f} s")
+        return 0
     with tempfile.TemporaryDirectory(prefix="selfiebooth-bench-") as tmp:
         work = Path(tmp)
         # The engine runs `python -m engine.worker`: from inside bench/ that would find this file.
@@ -581,6 +690,7 @@ def run_tiny(args: argparse.Namespace) -> int:
             f"   ratio project/plain {project / plain:8.3f}   "
             f"{verdict(project / plain, TRAIN_GOAL, at_most=False)}"
         )
+        bench_methods(family, models, images, args.train_steps, args.train_rounds)
     print(f"\ntotal {time.perf_counter() - began:.1f} s")
     return 0
 
@@ -601,6 +711,9 @@ def main(argv: list[str] | None = None) -> int:
         help="clip gradients in the plain training loop too (the project's trainer does)",
     )
     parser.add_argument("--switch-reps", type=int, default=20, help="a/b switches (20)")
+    parser.add_argument(
+        "--methods-only", action="store_true", help="only part 4: the training methods"
+    )
     parser.add_argument(
         "--threads",
         type=int,

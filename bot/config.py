@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.intake.settings import IntakeSettings
+from engine.jobs import TRAINING_METHODS
 from engine.logs import LOG_FORMATS
 from engine.models.families import FAMILY_NAMES
 from engine.safety.classifier import MODEL_PATH
@@ -135,6 +136,9 @@ class TrainingConfig:
     # Measure how much the model looks like the user at four points of the training
     # (validation pictures, dlib descriptors), and keep the weights that look most alike.
     likeness: bool = True
+    # What is learned: "lora" (the UNet's LoRA), "textual_inversion" (an embedding of the
+    # trigger word only) or "pivotal" (both together).
+    method: str = "lora"
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,6 +323,10 @@ _CHECKS: dict[str, _Check] = {
     "training.checkpoint_every": (lambda v: v >= 0, "0 (every tenth of the run) or more"),
     "training.sample_every": (lambda v: v >= 0, "0 (none) or more"),
     "training.class_images": (lambda v: 1 <= v <= 1000, "1 to 1000"),
+    "training.method": (
+        lambda v: v in TRAINING_METHODS,
+        f"one of {', '.join(TRAINING_METHODS)}",
+    ),
     "training.prior_loss_weight": (lambda v: 0 < v <= 10, "above 0, at most 10"),
     "moderation.strikes_to_suspend": (lambda v: 1 <= v <= 100, "1 to 100"),
     "moderation.strike_window_hours": (lambda v: 0 < v <= 24 * 365, "above 0, at most 8760"),

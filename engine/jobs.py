@@ -39,6 +39,7 @@ __all__ = [
     "STYLE_NAME",
     "STYLE_WEIGHT",
     "TOOLS",
+    "TRAINING_METHODS",
     "UPSCALE",
     "UPSCALE_STRENGTH",
     "Bound",
@@ -69,7 +70,10 @@ __all__ = [
 # 3: imagine requests gained mask (inpainting), edges (edge control) and upscale.
 # 4: train requests gained likeness (the reference it is measured against), and train
 # results the likeness measured.
-FORMAT = 4
+# 5: train requests gained method (lora, textual_inversion or pivotal).
+FORMAT = 5
+# How a training learns the face (engine.training.embedding.METHODS).
+TRAINING_METHODS = ("lora", "textual_inversion", "pivotal")
 # A face descriptor (dlib): the likeness reference of a training.
 DESCRIPTOR_SIZE = 128
 # dlib's threshold for "the same person" (its face recognition model's documentation):
@@ -348,10 +352,15 @@ class TrainRequest:
     # The mean face descriptor of the user's accepted photos: the model's likeness is
     # measured against it, and the checkpoint most like them kept. None: not measured.
     likeness: tuple[float, ...] | None = None
+    method: str = "lora"
 
     def check(self) -> None:
         if not self.crops:
             raise RequestError("a training needs at least one photo")
+        if self.method not in TRAINING_METHODS:
+            raise RequestError(
+                f"method must be one of {', '.join(TRAINING_METHODS)}, got {self.method!r}"
+            )
         if self.likeness is not None and (
             len(self.likeness) != DESCRIPTOR_SIZE or not all(map(math.isfinite, self.likeness))
         ):
@@ -449,6 +458,7 @@ def encode(value: JobRequest | JobResult) -> str:
             "recipe": dict(value.recipe) if value.recipe is not None else None,
             "prior": _plain(value.prior),
             "likeness": list(value.likeness) if value.likeness is not None else None,
+            "method": value.method,
         }
     elif isinstance(value, ImagineResult):
         body |= {
@@ -515,6 +525,8 @@ def decode_request(kind: str, text: str) -> JobRequest:
         recipe={str(k): v for k, v in recipe.items()} if recipe is not None else None,
         prior=_Reader(prior, "prior").build(Prior) if prior else None,
         likeness=tuple(read.numbers("likeness")) if data.get("likeness") is not None else None,
+        # Formats 0 to 4 trained LoRAs only.
+        method=read.get("method", str) if "method" in data else "lora",
     )
 
 

@@ -6,6 +6,12 @@ The keys are diffusers' own conversion (`convert_unet_state_dict_to_peft`, then
 `convert_state_dict_to_kohya`); the alphas are then set to the trained ones, since
 diffusers writes the rank there, which would rescale a LoRA trained with another alpha.
 
+A model with a learned trigger token (engine.training.embedding) exports it as A1111
+reads embeddings: textual inversion as an embedding file of its own (`emb_params`, or
+`clip_l` and `clip_g` for SDXL), named after the token, since A1111 and Forge call an
+embedding by its file name; pivotal tuning as the kohya LoRA with the vectors bundled
+in, under `bundle_emb.<token>.*`, which A1111 and Forge load with the LoRA.
+
     python -m engine.kohya '{"family": "sd15", ...}' < lora.safetensors > kohya.safetensors
 
 The bot runs it as a child process, so that the bot never imports torch
@@ -21,7 +27,10 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["KohyaInfo", "to_kohya"]
+__all__ = ["KohyaInfo", "model_method", "to_kohya"]
+
+# engine.training.embedding.EMBEDDING_PREFIX, without importing torch here.
+_EMBEDDING = "embedding."
 
 # family -> (ss_base_model_version, modelspec.architecture, modelspec.implementation)
 _ARCHITECTURES = {
@@ -64,6 +73,13 @@ def to_kohya(data: bytes, info: KohyaInfo) -> bytes:
     adapter = json.loads(_metadata(data).get("lora_adapter_metadata", "{}"))
     rank, alpha = adapter.get("unet.r"), adapter.get("unet.lora_alpha")
     tensors = load(data)
+    vectors = {
+        k.removeprefix(_EMBEDDING): tensors.pop(k)
+        for k in list(tensors)
+        if k.startswith(_EMBEDDING)
+    }
+    if vectors and not tensors:  # textual inversion: A1111's embedding file
+        return bytes(save(vectors, metadata=_embedding_metadata(info)))
     try:
         kohya: dict[str, torch.Tensor] = convert_state_dict_to_kohya(  # type: ignore[no-untyped-call]
             convert_unet_state_dict_to_peft(tensors)  # type: ignore[no-untyped-call]
@@ -78,7 +94,32 @@ def to_kohya(data: bytes, info: KohyaInfo) -> bytes:
             trained = alpha if alpha is not None else int(value)
             kohya[key] = torch.tensor(float(trained), dtype=torch.float32)
     rank = rank or next(v.shape[0] for k, v in kohya.items() if k.endswith("lora_down.weight"))
+    for slot, vector in vectors.items():
+        kohya[f"bundle_emb.{info.trigger_word}.{slot}"] = vector
     return bytes(save(kohya, metadata=_kohya_metadata(info, int(rank), alpha or rank)))
+
+
+def model_method(data: bytes) -> str:
+    """How the model file `data` was trained, from its header: "lora",
+    "textual_inversion" or "pivotal"."""
+    (length,) = struct.unpack("<Q", data[:8])
+    keys = [k for k in json.loads(data[8 : 8 + length]) if k != "__metadata__"]
+    embedded = [k for k in keys if k.startswith(_EMBEDDING)]
+    if not embedded:
+        return "lora"
+    return "textual_inversion" if len(embedded) == len(keys) else "pivotal"
+
+
+def _embedding_metadata(info: KohyaInfo) -> dict[str, str]:
+    architecture = _ARCHITECTURES[info.family][1]
+    return {
+        "modelspec.sai_model_spec": "1.0.1",
+        "modelspec.architecture": architecture.replace("/lora", "/textual-inversion"),
+        "modelspec.title": info.title,
+        "modelspec.date": info.date,
+        "modelspec.trigger_phrase": info.trigger_word,
+        "ss_training_comment": f"selfiebooth textual inversion; {info.steps} steps",
+    }
 
 
 def _metadata(data: bytes) -> dict[str, str]:

@@ -190,6 +190,7 @@ class Worker:
             recipe=TrainingRecipe.from_dict(dict(asked.recipe)) if asked.recipe else None,
             checkpoint_every=asked.checkpoint_every,
             sample_every=asked.sample_every,
+            method=asked.method,
         )
         if asked.prior is not None:
             request = dataclasses.replace(

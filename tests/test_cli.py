@@ -12,6 +12,7 @@ from diffusers import UNet2DConditionModel
 from helpers_c2pa import assert_selfiebooth_manifest, with_other_pixels
 from helpers_images import person
 from PIL import Image
+from safetensors import safe_open
 
 from bot.config import load_config
 
@@ -289,3 +290,30 @@ def test_admin_commands_from_the_shell_are_audited(tmp_path: Path) -> None:
     unknown = selfiebooth(tmp_path, "admin", "frobnicate")
     assert unknown.returncode == 1 and "no admin command 'frobnicate'" in unknown.stderr
     assert "ban USER" in selfiebooth(tmp_path, "admin", "help").stdout
+
+
+def test_pivotal_tuning_from_the_shell_generates_and_exports_both(
+    tmp_path: Path, faces: Path
+) -> None:
+    config = tmp_path / "pivotal.toml"
+    config.write_text('[training]\nmethod = "pivotal"\nsteps = 4\nlikeness = false\n')
+    data = tmp_path / "data"
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return selfiebooth(data, "--config", str(config), *args)
+
+    assert run("consent", "--accept").returncode == 0
+    assert run("upload", *map(str, person(faces, "paul_allen"))).returncode == 0
+    trained = run("train", "--wait")
+    assert "Model version 1 is ready" in trained.stdout, trained.stderr
+    imagined = run("imagine", "a lego figure", "--steps", "2", "--count", "1", "--out", str(data))
+    assert imagined.returncode == 0, imagined.stderr
+
+    exported = run("export", "--out", str(tmp_path / "export")).stdout
+    trigger = exported.split("trigger word '")[1].split("'")[0]
+    with safe_open(exported.split()[0], framework="numpy") as kohya:
+        keys = list(kohya.keys())
+    # A1111 and Forge load the LoRA and the trigger's embedding bundled in it.
+    bundled = [k for k in keys if k.startswith("bundle_emb.")]
+    assert bundled == [f"bundle_emb.{trigger}.emb_params"]
+    assert all(k.startswith("lora_unet_") for k in keys if k not in bundled)

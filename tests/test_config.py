@@ -83,6 +83,7 @@ def test_file_values_are_read(tmp_path: Path) -> None:
         ),
         ("[intake]\nbogus = 1\n", "unknown key 'intake.bogus'"),
         ('log_level = "LOUD"\n', "log_level = 'LOUD' is out of range; allowed: one of DEBUG"),
+        ('[training]\nmethod = "dreambooth"\n', "allowed: one of lora, textual_inversion, pivotal"),
         ('log_format = "xml"\n', "log_format = 'xml' is out of range; allowed: one of text, json"),
         ('[operations]\nlisten = "9464"\n', "operations.listen = '9464' is out of range"),
         ('[operations]\nlisten = "host:99999"\n', 'allowed: "" (off) or HOST:PORT'),

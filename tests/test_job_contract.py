@@ -70,6 +70,7 @@ REQUESTS = [
         recipe={"rank": 16, "learning_rate": 1e-4},
         prior=Prior(class_images=100, weight=1.0),
         likeness=tuple(n / 256 for n in range(128)),
+        method="pivotal",
     ),
 ]
 RESULTS = [
@@ -138,6 +139,10 @@ def test_rows_written_before_versions_still_read() -> None:
     assert decoded == TrainRequest(
         ("a" * 64,), "zovaka", "tiny", 3, 0, 1, prior=Prior(class_images=4, weight=1.0)
     )
+    assert isinstance(decoded, TrainRequest) and decoded.method == "lora"  # before format 5
+    unknown = TrainRequest(("a" * 64,), "zovaka", "tiny", 3, 0, 1, method="hypernetwork")
+    with pytest.raises(RequestError, match="method must be one of lora, textual_inversion"):
+        unknown.check()
     old_result = {"images": ["a" * 64], "prompt": "zovaka person, a portrait", "withheld": 1}
     assert decode_result("imagine", json.dumps(old_result)) == ImagineResult(
         ("a" * 64,), withheld=1, model_prompt="zovaka person, a portrait"

@@ -6,6 +6,8 @@ front end sends it with every generated picture, so it lives in the core.
 
 from __future__ import annotations
 
+from bot.core.types import Export
+
 __all__ = ["export_caption", "image_caption", "samples_caption"]
 
 # Telegram captions hold 1024 characters, Discord messages 2000; stay far below both.
@@ -30,13 +32,28 @@ def samples_caption(job_id: int) -> str:
     )
 
 
-def export_caption(version: int, trigger_word: str, fmt: str) -> str:
+def export_caption(export: Export) -> str:
     """What a user is told with their model file, in either format (bot.core.exports)."""
-    if fmt == "kohya":
-        use = "in the kohya layout: put it in the LoRA folder of AUTOMATIC1111, Forge or ComfyUI"
-    else:
+    if export.format != "kohya":
         use = "as diffusers keeps it: load it with pipeline.load_lora_weights"
+        if export.method != "lora":
+            use += (
+                f" and its embedding.* vectors with pipeline.load_textual_inversion"
+                f" (token '{export.trigger_word}')"
+            )
+    elif export.method == "textual_inversion":
+        use = (
+            "an embedding: put it in the embeddings folder of AUTOMATIC1111, Forge or ComfyUI "
+            "(in ComfyUI write 'embedding:" + export.trigger_word + "')"
+        )
+    elif export.method == "pivotal":
+        use = (
+            "in the kohya layout with your trigger's embedding inside: put it in the LoRA "
+            "folder of AUTOMATIC1111 or Forge"
+        )
+    else:
+        use = "in the kohya layout: put it in the LoRA folder of AUTOMATIC1111, Forge or ComfyUI"
     return (
-        f"Your model, version {version}, {use}, and write '{trigger_word} person' in the "
-        "prompt. It is a likeness of you: keep it private."
+        f"Your model, version {export.version}, {use}, and write '{export.trigger_word} person' "
+        "in the prompt. It is a likeness of you: keep it private."
     )

@@ -15,7 +15,7 @@ import logging
 import sys
 
 from bot.core.types import BoothError, Export
-from engine.kohya import KohyaInfo
+from engine.kohya import KohyaInfo, model_method
 from engine.models.families import FAMILIES
 from storage.records import LoraRecord
 
@@ -59,6 +59,8 @@ async def model_file(lora: LoraRecord, data: bytes, fmt: str, steps: int) -> Exp
     """The model `lora` (its stored file `data`, trained for `steps`) as an Export in
     `fmt`, one of EXPORT_FORMATS."""
     title = f"selfiebooth-{lora.trigger_word}-v{lora.version}"
+    method = model_method(data)
+    filename = f"{title}.safetensors"
     if fmt == "kohya":
         family = FAMILIES.get(lora.family)
         info = KohyaInfo(
@@ -71,11 +73,14 @@ async def model_file(lora: LoraRecord, data: bytes, fmt: str, steps: int) -> Exp
             date=lora.created_at[:19],
         )
         data = await kohya_file(data, info)
-        title += "-kohya"
+        # A1111 and Forge name an embedding by its file: the trigger word itself.
+        inversion = method == "textual_inversion"
+        filename = f"{lora.trigger_word}.safetensors" if inversion else f"{title}-kohya.safetensors"
     return Export(
-        filename=f"{title}.safetensors",
+        filename=filename,
         data=data,
         version=lora.version,
         trigger_word=lora.trigger_word,
         format=fmt,
+        method=method,
     )

@@ -140,6 +140,7 @@ class Requests:
                 if training.likeness
                 else None
             ),
+            method=training.method,
         )
         return await self._submit(user, request)
 

@@ -174,6 +174,7 @@ class Export:
     version: int
     trigger_word: str
     format: str = "kohya"
+    method: str = "lora"  # how it was trained (engine.jobs.TRAINING_METHODS)
 
 
 @dataclass(frozen=True, slots=True)

@@ -343,7 +343,7 @@ class Actions:
                 size = TOO_BIG.format(size=len(export.data) / 1048576, limit=limit / 1048576)
                 raise BoothError(f"Your model file is {size}.")
             await answer.show(
-                export_caption(export.version, export.trigger_word, export.format),
+                export_caption(export),
                 files=[discord.File(io.BytesIO(export.data), export.filename)],
             )
 

@@ -193,7 +193,7 @@ class Handlers:
                 f"Your model is {len(export.data) / 1048576:.0f} MB, more than this bot may "
                 f"send through Telegram ({self.upload_limit / 1048576:.0f} MB)."
             )
-        caption = export_caption(export.version, export.trigger_word, export.format)
+        caption = export_caption(export)
         await patiently(
             self.pacer,
             chat_id,

@@ -6,6 +6,11 @@ and up to two styles together, each at its weight. Each file is checked against 
 sha256 before it is loaded, and a style file is also checked from its header to be a
 LoRA that fits this model (engine.models.styles). Not thread-safe: one engine process
 generates with one pipeline at a time.
+
+A user's model trained by textual inversion or pivotal tuning also holds the embedding
+of their trigger token (engine.training.embedding). Its vectors are kept in memory, and
+the token is in the tokenizers only while that user's model is active: no other
+generation can name it.
 """
 
 from __future__ import annotations
@@ -15,11 +20,16 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
 
 from engine.generation.spec import LoraRef, StyleLora
 from engine.models.pipeline import Pipeline
 from engine.models.styles import check_fits, inspect_style, model_layers
-from engine.training.export import file_sha256
+from engine.training.embedding import EMBEDDING_PREFIX, load_embeddings, unload_embeddings
+from engine.training.export import TRIGGER_KEY, file_sha256
 
 __all__ = ["DEFAULT_CAPACITY", "LoraCache"]
 
@@ -40,7 +50,11 @@ class LoraCache:
         self.pipeline = pipeline
         self.capacity = capacity
         self.family = family  # how a style that does not fit names the model
-        self._loaded: OrderedDict[str, str] = OrderedDict()  # sha256 -> adapter name
+        # sha256 -> adapter name ("" for a model that is an embedding only)
+        self._loaded: OrderedDict[str, str] = OrderedDict()
+        # sha256 -> the trigger token and its vectors, of models that have an embedding
+        self._embeddings: dict[str, tuple[str, dict[str, torch.Tensor]]] = {}
+        self._token: tuple[str, str] | None = None  # (sha256, trigger) in the tokenizers
         self.loads = 0  # files read so far (for stats and tests)
         self._prefix = ""
         self._siblings: dict[Pipeline, LoraCache] = {}
@@ -77,6 +91,7 @@ class LoraCache:
             wanted.append((lora.sha256, lora.path, lora.scale, False))
         wanted += [(style.sha256, style.path, style.weight, True) for style in styles]
         if not wanted:
+            self._use_embedding(None)
             if self._loaded:
                 self.pipeline.disable_lora()
             return
@@ -88,14 +103,40 @@ class LoraCache:
                 name = self._load(path, sha256, style=style, keep=keep)
             self._loaded.move_to_end(sha256)
             names.append(name)
+        weights = [weight for (*_, weight, _), name in zip(wanted, names, strict=True) if name]
+        self._use_embedding(lora.sha256 if lora is not None else None)
+        if not any(names):  # an embedding alone: the UNet runs without adapters
+            if any(self._loaded.values()):
+                self.pipeline.disable_lora()
+            return
         self.pipeline.enable_lora()
-        self.pipeline.set_adapters(names, adapter_weights=[weight for *_, weight, _ in wanted])
+        self.pipeline.set_adapters([name for name in names if name], adapter_weights=weights)
+
+    def _use_embedding(self, sha256: str | None) -> None:
+        """Put the trigger token of model `sha256` in the tokenizers (if it has one), and
+        no other user's."""
+        entry = self._embeddings.get(sha256) if sha256 is not None else None
+        wanted = (sha256, entry[0]) if sha256 is not None and entry is not None else None
+        if self._token == wanted and (
+            wanted is None or wanted[1] in self.pipeline.tokenizer.get_vocab()
+        ):
+            return
+        if self._token is not None:
+            unload_embeddings(self.pipeline, self._token[1])
+            self._token = None
+        if wanted is not None and entry is not None:
+            load_embeddings(self.pipeline, entry[0], entry[1])
+            self._token = wanted
 
     def evict(self, sha256: str) -> None:
         """Drop an adapter (its user was forgotten, or it was retrained)."""
         name = self._loaded.pop(sha256, None)
-        if name is not None:
+        if name:
             self.pipeline.delete_adapters(name)
+        self._embeddings.pop(sha256, None)
+        if self._token is not None and self._token[0] == sha256:
+            unload_embeddings(self.pipeline, self._token[1])
+            self._token = None
 
     def clear(self) -> None:
         """Unload every adapter: training needs a pipeline without them."""
@@ -117,11 +158,40 @@ class LoraCache:
                 break
             self.evict(oldest)
         name = f"{self._prefix}lora_{sha256[:16]}"
-        self.pipeline.load_lora_weights(str(path), adapter_name=name)
+        with safe_open(str(path), framework="pt") as f:
+            keys = list(f.keys())
+            embedding = {k: f.get_tensor(k) for k in keys if k.startswith(EMBEDDING_PREFIX)}
+            trigger = (f.metadata() or {}).get(TRIGGER_KEY)
+        if not embedding:
+            self.pipeline.load_lora_weights(str(path), adapter_name=name)
+        else:
+            if trigger is None or style:
+                raise ValueError(f"{path} holds an embedding for no trigger word")
+            self._embeddings[sha256] = (trigger, embedding)
+            if len(embedding) == len(keys):
+                name = ""  # textual inversion: nothing for the UNet
+            else:
+                self._load_beside_embedding(path, name)
         self._loaded[sha256] = name
         self.loads += 1
         _log.info("loaded %s %s as adapter %s", "style" if style else "LoRA", sha256[:12], name)
         return name
+
+    def _load_beside_embedding(self, path: Path, name: str) -> None:
+        """The LoRA of a pivotal model file: `load_lora_weights` wants LoRA keys only,
+        so the file's embedding is left out and its LoRA metadata (rank, alpha) passed on."""
+        pipeline: Any = self.pipeline
+        state, alphas, metadata = pipeline.lora_state_dict(str(path), return_lora_metadata=True)
+        for key in [k for k in state if k.startswith(EMBEDDING_PREFIX)]:
+            del state[key]
+        type(pipeline).load_lora_into_unet(
+            state,
+            network_alphas=alphas,
+            unet=pipeline.unet,
+            adapter_name=name,
+            metadata=metadata,
+            _pipeline=pipeline,
+        )
 
     def _check_style(self, path: Path) -> None:
         """A style from elsewhere is read as a LoRA that fits this model, or refused."""

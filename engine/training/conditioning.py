@@ -33,8 +33,15 @@ class Conditioning:
         return kwargs
 
 
-@torch.no_grad()
-def encode_captions(pipeline: Pipeline, captions: list[str], resolution: int) -> Conditioning:
+def encode_captions(
+    pipeline: Pipeline, captions: list[str], resolution: int, *, grad: bool = False
+) -> Conditioning:
+    """The captions' conditioning; with `grad`, differentiable (a learned token in them)."""
+    with torch.set_grad_enabled(grad):
+        return _encode(pipeline, captions, resolution)
+
+
+def _encode(pipeline: Pipeline, captions: list[str], resolution: int) -> Conditioning:
     device = pipeline.unet.device
     if isinstance(pipeline, StableDiffusionXLPipeline):
         hidden, _, pooled, _ = pipeline.encode_prompt(

@@ -56,6 +56,9 @@ class TrainingRequest:
     # turn every person into the user. Empty: off.
     class_images: tuple[Image.Image, ...] = ()
     prior_loss_weight: float = 1.0
+    # engine.training.embedding.METHODS: "lora", "textual_inversion" (the trigger's
+    # embedding only) or "pivotal" (both).
+    method: str = "lora"
     # The likeness is measured this many times, evenly spread, the last at the end; the
     # best-scoring step's weights are the ones kept (0: not measured; the last step's).
     validations: int = 0

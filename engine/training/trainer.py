@@ -2,6 +2,10 @@
 train_dreambooth_lora.py: validate, load and freeze, add the adapter, train, save only
 the adapter as safetensors.
 
+`method` picks what is learned: the LoRA (the default), the trigger's embedding alone
+(textual inversion), or both together (pivotal tuning); engine.training.embedding. With
+an embedding the captions are encoded at every step, since the token in them learns.
+
 Prior preservation is optional (`TrainingRequest.class_images`): with a rank-limited
 LoRA and few steps the drift it guards against is small, and it doubles the cost of a
 step, so it is off unless configured.
@@ -32,7 +36,13 @@ from engine.models.recipe import TrainingRecipe
 from engine.training.checkpoint import CheckpointState, load_checkpoint, save_checkpoint
 from engine.training.conditioning import Conditioning, encode_captions
 from engine.training.data import LatentCache, captions_for, encode_images
-from engine.training.export import save_lora
+from engine.training.embedding import (
+    INVERSION_LEARNING_RATE,
+    METHODS,
+    PIVOTAL_LEARNING_RATE,
+    TriggerEmbedding,
+)
+from engine.training.export import save_model
 from engine.training.likeness import LikenessScore, best_step
 from engine.training.samples import render_sample
 from engine.training.spec import (
@@ -82,10 +92,10 @@ def train(
     device = pipeline.unet.device
     on_cuda = device.type == "cuda"
 
+    learns_lora = request.method in ("lora", "pivotal")
     # Caches: the frozen VAE and text encoder run once, before the loop.
     latents = encode_images(pipeline, request.images)
     captions = captions_for(request.trigger, request.class_word)
-    conditioning = encode_captions(pipeline, captions, family.resolution)
     prior = _Prior.encode(pipeline, request, family) if request.class_images else None
     noise_scheduler = DDPMScheduler.from_config(pipeline.scheduler.config)  # type: ignore[no-untyped-call]
 
@@ -99,17 +109,29 @@ def train(
     if on_cuda:
         unet.set_attn_processor(AttnProcessor2_0())  # type: ignore[no-untyped-call]
         unet.enable_gradient_checkpointing()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(request.seed)  # LoRA A matrices are drawn from the global RNG
-        unet.add_adapter(_lora_config(recipe, family), adapter_name=ADAPTER)
+    embedding = None
+    if request.method != "lora":
+        embedding = TriggerEmbedding(pipeline, request.trigger, request.class_word)
+    conditioning = None if embedding else encode_captions(pipeline, captions, family.resolution)
+    if learns_lora:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(request.seed)  # LoRA A matrices are drawn from the global RNG
+            unet.add_adapter(_lora_config(recipe, family), adapter_name=ADAPTER)
     try:
-        if on_cuda:
+        if on_cuda and learns_lora:
             cast_training_params(unet, dtype=torch.float32)
         params = {n: p for n, p in unet.named_parameters() if p.requires_grad}
+        groups: list[dict[str, Any]] = []
+        if params:
+            groups.append({"params": list(params.values()), "lr": recipe.learning_rate})
+        if embedding is not None:
+            params |= embedding.params()
+            rate = PIVOTAL_LEARNING_RATE if learns_lora else INVERSION_LEARNING_RATE
+            groups.append({"params": list(embedding.vectors.values()), "lr": rate})
         # A LoRA is many small tensors, where one kernel call per tensor dominates: the fused
         # optimizer and the multi-tensor clip make that one call for all of them. torch
         # picks neither by itself on a CPU.
-        optimizer = torch.optim.AdamW(params.values(), lr=recipe.learning_rate, fused=True)
+        optimizer = torch.optim.AdamW(groups, lr=recipe.learning_rate, fused=True)
         generator = torch.Generator("cpu").manual_seed(request.seed)
 
         start = 0
@@ -138,7 +160,16 @@ def train(
             if should_stop is not None and should_stop():
                 raise TrainingStopped(step - 1, checkpoint(step - 1))
             caption = torch.randint(len(captions), (recipe.batch_size,), generator=generator)
-            loss = _denoising_loss(unet, noise_scheduler, latents, conditioning, caption, generator)
+            if embedding is None:
+                assert conditioning is not None
+                loss = _denoising_loss(
+                    unet, noise_scheduler, latents, conditioning, caption, generator
+                )
+            else:
+                batch = [captions[int(i)] for i in caption]
+                live = encode_captions(pipeline, batch, family.resolution, grad=True)
+                rows = torch.arange(len(batch))
+                loss = _denoising_loss(unet, noise_scheduler, latents, live, rows, generator)
             if prior is not None:
                 # One caption for the class: "a photo of a person".
                 prior_caption = torch.zeros(recipe.batch_size, dtype=torch.long)
@@ -181,14 +212,23 @@ def train(
                 for name, param in params.items():
                     param.copy_(kept[name])
             _log.info("keeping the weights of step %d: they look most like the user", chosen)
-        path, sha256 = save_lora(pipeline, ADAPTER, request.output)
+        path, sha256 = save_model(
+            pipeline,
+            ADAPTER if learns_lora else None,
+            embedding.tensors() if embedding is not None else {},
+            request.trigger,
+            request.output,
+        )
         loss_mean = sum(losses) / len(losses) if losses else float("nan")
         _log.info("trained %s: %d steps, loss %.4f", path, total, loss_mean)
         likeness = dict(scores).get(chosen) if scores else None
         return TrainingResult(path, sha256, total, loss_mean, recipe, likeness, chosen)
     finally:
         unet.eval()
-        unet.delete_adapters(ADAPTER)
+        if learns_lora:
+            unet.delete_adapters(ADAPTER)
+        if embedding is not None:
+            embedding.close()
         if on_cuda:
             unet.disable_gradient_checkpointing()
         unet.requires_grad_(False)
@@ -274,6 +314,8 @@ def _check_request(request: TrainingRequest, family: Family, total: int) -> None
     for i, img in enumerate(request.images):
         if img.size != (res, res):
             raise ValueError(f"image {i} is {img.size[0]}x{img.size[1]}, need {res}x{res}")
+    if request.method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {request.method!r}")
     if not request.trigger or not request.trigger.isalnum():
         raise ValueError(f"trigger must be one alphanumeric word, got {request.trigger!r}")
     if total < 1:
