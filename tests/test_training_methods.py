@@ -23,6 +23,7 @@ from engine.models import FAMILIES, Family
 from engine.models.loader import load_pipeline
 from engine.models.pipeline import Pipeline
 from engine.training import TrainingRequest, TrainingStopped, latest_checkpoint, train
+from engine.training.conditioning import LiveCaptions, encode_captions
 from engine.training.embedding import load_embeddings
 from engine.training.export import TRIGGER_KEY, file_sha256
 
@@ -182,3 +183,19 @@ def test_exports_carry_the_embedding_as_a1111_reads_it(pipe: Pipeline, tmp_path:
     pipe.load_lora_weights(lora, adapter_name="kohya")
     pipe.load_textual_inversion(bundled[f"bundle_emb.{TRIGGER}.emb_params"], token=TRIGGER)
     assert torch.allclose(_image(pipe), ours, atol=1e-4)
+
+
+def test_live_captions_encode_as_the_pipeline_does(pipe: Pipeline) -> None:
+    """With a learned token the captions are encoded at every step, outside
+    `encode_prompt`: the same conditioning as the pipeline's own, SD and SDXL."""
+    captions = ["a photo of sbx7 person", "sbx7 person, smiling"]
+    xl = _tiny_xl(pipe.tokenizer)
+    for model in (pipe, xl):
+        cached = encode_captions(model, captions, 64)
+        with torch.no_grad():
+            live = LiveCaptions(model, captions, 64)(torch.tensor([1, 0]))
+        assert torch.allclose(live.hidden, cached.hidden[[1, 0]], atol=1e-6)
+        if cached.pooled is not None:
+            assert live.pooled is not None
+            assert torch.allclose(live.pooled, cached.pooled[[1, 0]], atol=1e-6)
+        assert (cached.pooled is None) == (model is pipe)

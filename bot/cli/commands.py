@@ -9,6 +9,7 @@ import asyncio
 import dataclasses
 import logging
 import shlex
+import signal
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -279,17 +280,33 @@ async def _work_queue(config: Config) -> int:
             serving = ", ".join(type(f).__name__.removesuffix("FrontEnd") for f in started)
             # A log record, not a print: a JSON log stays one object per line.
             _log.info(
-                "Working the job queue in %s%s; Ctrl-C stops.",
+                "Working the job queue in %s%s; Ctrl-C or SIGTERM stops.",
                 config.data_dir,
                 f" and serving {serving}" if serving else " (no chat tokens set)",
             )
-            await asyncio.Event().wait()  # until cancelled by Ctrl-C
+            await _until_stopped()
         finally:
             for front_end in reversed(started):
                 await front_end.stop()
             if operations is not None:
                 await operations.stop()
     return 0
+
+
+async def _until_stopped() -> None:
+    """Until Ctrl-C or SIGTERM (systemd, Docker): the caller then stops everything in
+    order, and a running job goes back to the queue. Handlers of our own, as an inherited
+    "ignore SIGINT" (a shell's background job) would otherwise leave no way but SIGKILL."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+    _log.info("Stopping: the chats, then the engine; a running job resumes at the next start.")
 
 
 class FrontEnd(Protocol):

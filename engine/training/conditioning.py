@@ -13,7 +13,7 @@ from diffusers import StableDiffusionXLPipeline
 
 from engine.models.pipeline import Pipeline
 
-__all__ = ["Conditioning", "encode_captions"]
+__all__ = ["Conditioning", "LiveCaptions", "encode_captions"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,15 +33,46 @@ class Conditioning:
         return kwargs
 
 
-def encode_captions(
-    pipeline: Pipeline, captions: list[str], resolution: int, *, grad: bool = False
-) -> Conditioning:
-    """The captions' conditioning; with `grad`, differentiable (a learned token in them)."""
-    with torch.set_grad_enabled(grad):
-        return _encode(pipeline, captions, resolution)
+class LiveCaptions:
+    """Captions tokenized once and encoded at every step, with gradients: a token in them
+    is being learned (engine.training.embedding). The same outputs as `encode_prompt`:
+    SD 1.x the last hidden state; SDXL both encoders' penultimate ones side by side and
+    the second's pooled projection."""
+
+    def __init__(self, pipeline: Pipeline, captions: list[str], resolution: int) -> None:
+        self.resolution = resolution
+        self.xl = isinstance(pipeline, StableDiffusionXLPipeline)
+        pairs = [(pipeline.tokenizer, pipeline.text_encoder)]
+        if self.xl:
+            pairs.append((pipeline.tokenizer_2, pipeline.text_encoder_2))  # type: ignore[attr-defined]
+        device = pipeline.unet.device
+        self.encoders = []
+        for tokenizer, encoder in pairs:
+            ids = tokenizer(
+                captions,
+                padding="max_length",
+                max_length=tokenizer.model_max_length,
+                truncation=True,
+                return_tensors="pt",
+            ).input_ids
+            self.encoders.append((encoder, ids.to(device)))
+
+    def __call__(self, index: torch.Tensor) -> Conditioning:
+        """The conditioning of the captions at `index`, in that order."""
+        if not self.xl:
+            encoder, ids = self.encoders[0]
+            return Conditioning(encoder(ids[index])[0], None, self.resolution)
+        hidden, pooled = [], None
+        for encoder, ids in self.encoders:
+            out = encoder(ids[index], output_hidden_states=True)
+            if out[0].ndim == 2:
+                pooled = out[0]
+            hidden.append(out.hidden_states[-2])
+        return Conditioning(torch.concat(hidden, dim=-1), pooled, self.resolution)
 
 
-def _encode(pipeline: Pipeline, captions: list[str], resolution: int) -> Conditioning:
+@torch.no_grad()
+def encode_captions(pipeline: Pipeline, captions: list[str], resolution: int) -> Conditioning:
     device = pipeline.unet.device
     if isinstance(pipeline, StableDiffusionXLPipeline):
         hidden, _, pooled, _ = pipeline.encode_prompt(

@@ -34,7 +34,7 @@ from engine.models.families import Family
 from engine.models.pipeline import Pipeline
 from engine.models.recipe import TrainingRecipe
 from engine.training.checkpoint import CheckpointState, load_checkpoint, save_checkpoint
-from engine.training.conditioning import Conditioning, encode_captions
+from engine.training.conditioning import Conditioning, LiveCaptions, encode_captions
 from engine.training.data import LatentCache, captions_for, encode_images
 from engine.training.embedding import (
     INVERSION_LEARNING_RATE,
@@ -113,6 +113,7 @@ def train(
     if request.method != "lora":
         embedding = TriggerEmbedding(pipeline, request.trigger, request.class_word)
     conditioning = None if embedding else encode_captions(pipeline, captions, family.resolution)
+    live = LiveCaptions(pipeline, captions, family.resolution) if embedding else None
     if learns_lora:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(request.seed)  # LoRA A matrices are drawn from the global RNG
@@ -160,16 +161,15 @@ def train(
             if should_stop is not None and should_stop():
                 raise TrainingStopped(step - 1, checkpoint(step - 1))
             caption = torch.randint(len(captions), (recipe.batch_size,), generator=generator)
-            if embedding is None:
+            if live is None:
                 assert conditioning is not None
                 loss = _denoising_loss(
                     unet, noise_scheduler, latents, conditioning, caption, generator
                 )
             else:
-                batch = [captions[int(i)] for i in caption]
-                live = encode_captions(pipeline, batch, family.resolution, grad=True)
-                rows = torch.arange(len(batch))
-                loss = _denoising_loss(unet, noise_scheduler, latents, live, rows, generator)
+                rows = torch.arange(len(caption))
+                encoded = live(caption.to(unet.device))
+                loss = _denoising_loss(unet, noise_scheduler, latents, encoded, rows, generator)
             if prior is not None:
                 # One caption for the class: "a photo of a person".
                 prior_caption = torch.zeros(recipe.batch_size, dtype=torch.long)

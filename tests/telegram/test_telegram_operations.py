@@ -193,8 +193,8 @@ async def test_metrics_health_and_logs_of_a_running_bot(
     assert up["checks"]["engine"] != body["checks"]["engine"]
     assert counter(await running.metrics(), "selfiebooth_engine_restarts_total") == 1
 
-    running.process.send_signal(signal.SIGINT)
-    await asyncio.wait_for(running.process.wait(), 60)
+    running.process.send_signal(signal.SIGTERM)  # as systemd and Docker stop it
+    assert await asyncio.wait_for(running.process.wait(), 60) == 0
     text = running.log.read_text(encoding="utf-8")
     assert TOKEN not in text and TOKEN.split(":")[1] not in text and BOT_TOKEN not in text
     records = [json.loads(line) for line in text.splitlines() if line.strip()]
@@ -206,4 +206,5 @@ async def test_metrics_health_and_logs_of_a_running_bot(
     started = next(r for r in records if r.get("event") == "started" and r["kind"] == "train")
     assert isinstance(started["user"], int) and isinstance(started["job_id"], int)
     assert started["attempt"] == 1 and started["level"] == "INFO"
+    assert any(r["message"].startswith("Stopping: ") for r in records)
     assert str(ANN.id) not in json.dumps([r for r in records if "job_id" in r])
