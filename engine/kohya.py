@@ -101,9 +101,14 @@ def to_kohya(data: bytes, info: KohyaInfo) -> bytes:
 
 def model_method(data: bytes) -> str:
     """How the model file `data` was trained, from its header: "lora",
-    "textual_inversion" or "pivotal"."""
-    (length,) = struct.unpack("<Q", data[:8])
-    keys = [k for k in json.loads(data[8 : 8 + length]) if k != "__metadata__"]
+    "textual_inversion" or "pivotal" ("lora" when the header cannot be read: the
+    conversion then says what is wrong with the file)."""
+    try:
+        (length,) = struct.unpack("<Q", data[:8])
+        header = json.loads(data[8 : 8 + length])
+    except (struct.error, ValueError):
+        return "lora"
+    keys = [k for k in header if k != "__metadata__"]
     embedded = [k for k in keys if k.startswith(_EMBEDDING)]
     if not embedded:
         return "lora"

@@ -28,8 +28,7 @@ LOG_FORMATS = ("text", "json")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # The record attributes job events set (bot.core.telemetry), written as JSON keys.
 EVENT_FIELDS = (
-    "event", "job_id", "kind", "user", "family", "state", "step", "total", "seconds",
-    "attempt", "reason", "error", "pictures", "withheld", "category",
+    "event", "job_id", "kind", "user", "step", "total", "seconds", "attempt", "reason", "error",
 )  # fmt: skip
 
 

@@ -51,18 +51,15 @@ def encoder_slots(pipeline: Pipeline) -> list[tuple[str, Any, Any]]:
 
 
 class TriggerEmbedding:
-    """The trigger's token added to `pipeline`, with a trainable vector per encoder.
-
-    Use it as a context manager: on exit the token leaves the tokenizers again, and the
-    encoders shrink back to their vocabulary."""
+    """The trigger's token added to `pipeline`, with a trainable vector per encoder;
+    `close` takes the token out of the tokenizers again and shrinks the encoders back."""
 
     def __init__(self, pipeline: Pipeline, trigger: str, init_word: str = "person") -> None:
         self.pipeline = pipeline
         self.trigger = trigger
         self.vectors: dict[str, torch.nn.Parameter] = {}
         self._hooks: list[torch.utils.hooks.RemovableHandle] = []
-        self._slots = encoder_slots(pipeline)
-        for name, tokenizer, encoder in self._slots:
+        for name, tokenizer, encoder in encoder_slots(pipeline):
             if trigger in tokenizer.get_vocab():
                 raise ValueError(f"the tokenizer already has a token {trigger!r}")
             encoder.requires_grad_(False)  # only the new vector learns
@@ -94,12 +91,6 @@ class TriggerEmbedding:
             hook.remove()
         self._hooks.clear()
         unload_embeddings(self.pipeline, self.trigger)
-
-    def __enter__(self) -> TriggerEmbedding:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def _substitute(

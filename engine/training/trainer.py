@@ -109,15 +109,15 @@ def train(
     if on_cuda:
         unet.set_attn_processor(AttnProcessor2_0())  # type: ignore[no-untyped-call]
         unet.enable_gradient_checkpointing()
+    if learns_lora:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(request.seed)  # LoRA A matrices are drawn from the global RNG
+            unet.add_adapter(_lora_config(recipe, family), adapter_name=ADAPTER)
     embedding = None
     if request.method != "lora":
         embedding = TriggerEmbedding(pipeline, request.trigger, request.class_word)
     conditioning = None if embedding else encode_captions(pipeline, captions, family.resolution)
     live = LiveCaptions(pipeline, captions, family.resolution) if embedding else None
-    if learns_lora:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(request.seed)  # LoRA A matrices are drawn from the global RNG
-            unet.add_adapter(_lora_config(recipe, family), adapter_name=ADAPTER)
     try:
         if on_cuda and learns_lora:
             cast_training_params(unet, dtype=torch.float32)
