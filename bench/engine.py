@@ -150,31 +150,35 @@ def lora_config(family: Family) -> LoraConfig:
 
 
 def train_project(
-    pipe: Pipeline, family: Family, images: tuple[Image.Image, ...], steps: int, out: Path
+    pipe: Pipeline,
+    family: Family,
+    images: tuple[Image.Image, ...],
+    steps: int,
+    out: Path,
+    method: str = "lora",
 ) -> tuple[float, Lora]:
     stamps: list[float] = []
 
     def progress(step: int, total: int, loss: float, eta: float) -> None:
         stamps.append(time.perf_counter())
 
-    request = TrainingRequest(images, TRIGGER, out, seed=0, steps=steps)
+    request = TrainingRequest(images, TRIGGER, out, seed=0, steps=steps, method=method)
     result = train(pipe, family, request, progress=progress)
     return steps_per_second(stamps), Lora(result.path, result.sha256)
 
 
-def train_method(
-    pipe: Pipeline, family: Family, images: tuple[Image.Image, ...], steps: int, method: str
-) -> float:
-    stamps: list[float] = []
-
-    def progress(step: int, total: int, loss: float, eta: float) -> None:
-        stamps.append(time.perf_counter())
-
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "model.safetensors"
-        request = TrainingRequest(images, TRIGGER, out, seed=0, steps=steps, method=method)
-        train(pipe, family, request, progress=progress)
-    return steps_per_second(stamps)
+@torch.no_grad()
+def encode_latents(
+    vae: Any, images: tuple[Image.Image, ...], generator: torch.Generator
+) -> torch.Tensor:
+    """The images' scaled VAE latents, as diffusers' training scripts make them."""
+    pixels = torch.stack(
+        [
+            torch.from_numpy(np.asarray(img, dtype=np.float32) / 127.5 - 1.0).permute(2, 0, 1)
+            for img in images
+        ]
+    )
+    return vae.encode(pixels).latent_dist.sample(generator) * vae.config.scaling_factor  # type: ignore[no-any-return]
 
 
 def train_plain_inversion(
@@ -185,14 +189,7 @@ def train_plain_inversion(
     recipe = family.recipe
     tokenizer, encoder, unet, vae = pipe.tokenizer, pipe.text_encoder, pipe.unet, pipe.vae
     generator = torch.Generator("cpu").manual_seed(1)
-    with torch.no_grad():
-        pixels = torch.stack(
-            [
-                torch.from_numpy(np.asarray(img, dtype=np.float32) / 127.5 - 1.0).permute(2, 0, 1)
-                for img in images
-            ]
-        )
-        latents = vae.encode(pixels).latent_dist.sample(generator) * vae.config.scaling_factor
+    latents = encode_latents(vae, images, generator)
     tokenizer.add_tokens([TRIGGER])
     encoder.resize_token_embeddings(len(tokenizer))
     token_id = tokenizer.convert_tokens_to_ids(TRIGGER)
@@ -253,7 +250,8 @@ def bench_methods(
             if kind == "plain inversion":
                 rates[kind].append(train_plain_inversion(pipe, family, images, steps, clip=clip))
             else:
-                rates[kind].append(train_method(pipe, family, images, steps, kind))
+                out = models / f"{kind}-{round_}.safetensors"
+                rates[kind].append(train_project(pipe, family, images, steps, out, kind)[0])
             del pipe
     median = {kind: statistics.median(found) for kind, found in rates.items()}
     print(
@@ -285,14 +283,8 @@ def train_plain(
     recipe = family.recipe
     unet, vae = pipe.unet, pipe.vae
     generator = torch.Generator("cpu").manual_seed(1)
+    latents = encode_latents(vae, images, generator)
     with torch.no_grad():
-        pixels = torch.stack(
-            [
-                torch.from_numpy(np.asarray(img, dtype=np.float32) / 127.5 - 1.0).permute(2, 0, 1)
-                for img in images
-            ]
-        )
-        latents = vae.encode(pixels).latent_dist.sample(generator) * vae.config.scaling_factor
         tokens = pipe.tokenizer(
             f"a photo of {TRIGGER} person",
             padding="max_length",
