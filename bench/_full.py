@@ -1,11 +1,14 @@
-"""Full-size SD1.5 / SDXL architectures with random weights, for `bench/engine.py --full`.
+"""Full-size SD1.5 / SDXL / FLUX.1-dev architectures with random weights, for
+`bench/engine.py --full`.
 
 The arithmetic of a diffusion model does not depend on its weights, so the real
 architectures built from their published configs (written out below: the `unet/`,
 `vae/` and `text_encoder*/` config.json of stable-diffusion-v1-5 and
-stable-diffusion-xl-base-1.0) give honest speed and memory figures without a download.
-The tokenizer is the byte-level one of `engine.models.tiny`; prompts are padded to 77
-tokens either way, so the text encoders do the same work.
+stable-diffusion-xl-base-1.0, the `transformer/`, `vae/` and `text_encoder_2/` ones of
+FLUX.1-dev) give honest speed and memory figures without a download. The tokenizer is
+the byte-level one of `engine.models.tiny`; prompts are padded to 77 tokens either way,
+so the text encoders do the same work. FLUX's T5 tokenizer is the tiny FLUX one, padding
+to FLUX.1-dev's 512 tokens.
 
 Training and generation go through the project's own code (`engine.training.train`,
 `engine.generation.generate`), so the figures are the engine's: the family's half
@@ -28,23 +31,34 @@ import torch
 from diffusers import (
     AutoencoderKL,
     EulerDiscreteScheduler,
+    FlowMatchEulerDiscreteScheduler,
+    FluxPipeline,
+    FluxTransformer2DModel,
     PNDMScheduler,
     StableDiffusionPipeline,
     StableDiffusionXLPipeline,
     UNet2DConditionModel,
 )
 from PIL import Image
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+from transformers import (
+    CLIPTextConfig,
+    CLIPTextModel,
+    CLIPTextModelWithProjection,
+    CLIPTokenizer,
+    T5Config,
+    T5EncoderModel,
+)
 
 from engine.generation import GenerationRequest, LoraCache, LoraRef, generate
 from engine.models.families import FAMILIES, Family, dtype_for
-from engine.models.pipeline import Pipeline
+from engine.models.pipeline import FLUX_MAX_SEQUENCE, Pipeline, denoiser
 from engine.models.tiny import bytes_to_unicode
+from engine.models.tiny_flux import t5_tokenizer
 from engine.training import TrainingRequest, train
 
 __all__ = ["FULL_FAMILIES", "FullFigures", "build_full", "measure", "run_full"]
 
-FULL_FAMILIES = ("sd15", "sdxl")
+FULL_FAMILIES = ("sd15", "sdxl", "flux")
 TRIGGER = "sbx7"
 PROMPT = f"a photo of {TRIGGER} person as an astronaut, detailed, studio lighting"
 
@@ -167,6 +181,67 @@ EXPECTED_PARAMS: dict[str, dict[str, int]] = {
         "text_encoder": 123_060_480,
         "text_encoder_2": 694_659_840,
     },
+    "flux": {
+        "transformer": 11_901_408_320,
+        "vae": 83_819_683,
+        "text_encoder": 123_060_480,
+        "text_encoder_2": 4_762_310_656,
+    },
+}
+
+
+# FLUX.1-dev's transformer/, vae/ and text_encoder_2/ (T5 v1.1 XXL's encoder) configs,
+# and its scheduler's.
+_FLUX_TRANSFORMER: dict[str, Any] = {
+    "attention_head_dim": 128,
+    "axes_dims_rope": [16, 56, 56],
+    "guidance_embeds": True,
+    "in_channels": 64,
+    "joint_attention_dim": 4096,
+    "num_attention_heads": 24,
+    "num_layers": 19,
+    "num_single_layers": 38,
+    "patch_size": 1,
+    "pooled_projection_dim": 768,
+}
+_FLUX_VAE: dict[str, Any] = {
+    "act_fn": "silu",
+    "block_out_channels": [128, 256, 512, 512],
+    "down_block_types": ["DownEncoderBlock2D"] * 4,
+    "in_channels": 3,
+    "latent_channels": 16,
+    "layers_per_block": 2,
+    "mid_block_add_attention": True,
+    "norm_num_groups": 32,
+    "out_channels": 3,
+    "sample_size": 1024,
+    "scaling_factor": 0.3611,
+    "shift_factor": 0.1159,
+    "up_block_types": ["UpDecoderBlock2D"] * 4,
+    "use_post_quant_conv": False,
+    "use_quant_conv": False,
+}
+_T5_XXL: dict[str, Any] = {
+    "d_ff": 10240,
+    "d_kv": 64,
+    "d_model": 4096,
+    "feed_forward_proj": "gated-gelu",
+    "layer_norm_epsilon": 1e-6,
+    "num_heads": 64,
+    "num_layers": 24,
+    "relative_attention_max_distance": 128,
+    "relative_attention_num_buckets": 32,
+    "tie_word_embeddings": False,
+    "vocab_size": 32128,
+}
+_FLUX_SCHEDULER: dict[str, Any] = {
+    "base_image_seq_len": 256,
+    "base_shift": 0.5,
+    "max_image_seq_len": 4096,
+    "max_shift": 1.15,
+    "num_train_timesteps": 1000,
+    "shift": 3.0,
+    "use_dynamic_shifting": True,
 }
 
 
@@ -199,7 +274,13 @@ def build_full(name: str, device: torch.device, work_dir: Path) -> dict[str, Any
     tokenizer = _tokenizer(work_dir / "tokenizer")
     parts: dict[str, Any] = {"tokenizer": tokenizer}
     with torch.device(device):
-        if name == "sd15":
+        if name == "flux":
+            parts["transformer"] = FluxTransformer2DModel.from_config(_FLUX_TRANSFORMER)  # type: ignore[no-untyped-call]
+            parts["vae"] = AutoencoderKL.from_config(_FLUX_VAE)  # type: ignore[no-untyped-call]
+            parts["text_encoder"] = CLIPTextModel(_text_config(_CLIP_L, tokenizer))
+            parts["text_encoder_2"] = T5EncoderModel(T5Config(**_T5_XXL))
+            parts["tokenizer_2"] = t5_tokenizer(FLUX_MAX_SEQUENCE)
+        elif name == "sd15":
             parts["unet"] = UNet2DConditionModel.from_config(_SD15_UNET)  # type: ignore[no-untyped-call]
             parts["vae"] = AutoencoderKL.from_config(_SD15_VAE)  # type: ignore[no-untyped-call]
             parts["text_encoder"] = CLIPTextModel(_text_config(_CLIP_L, tokenizer))
@@ -212,7 +293,9 @@ def build_full(name: str, device: torch.device, work_dir: Path) -> dict[str, Any
             )
             parts["tokenizer_2"] = tokenizer
     # Outside the device context: schedulers keep their tables on the CPU.
-    if name == "sd15":
+    if name == "flux":
+        parts["scheduler"] = FlowMatchEulerDiscreteScheduler.from_config(_FLUX_SCHEDULER)  # type: ignore[no-untyped-call]
+    elif name == "sd15":
         parts["scheduler"] = PNDMScheduler.from_config(  # type: ignore[no-untyped-call]
             {**_SCHEDULER, "skip_prk_steps": True, "set_alpha_to_one": False}
         )
@@ -232,8 +315,10 @@ def param_counts(parts: dict[str, Any]) -> dict[str, int]:
 
 
 def assemble(name: str, parts: dict[str, Any]) -> Pipeline:
-    if name == "sd15":
-        pipe: Any = StableDiffusionPipeline(  # type: ignore[no-untyped-call]
+    if name == "flux":
+        pipe: Any = FluxPipeline(**parts)  # type: ignore[no-untyped-call]
+    elif name == "sd15":
+        pipe = StableDiffusionPipeline(  # type: ignore[no-untyped-call]
             **parts, safety_checker=None, feature_extractor=None, requires_safety_checker=False
         )
     else:
@@ -277,7 +362,7 @@ def measure(
     gen_reps: int,
 ) -> FullFigures:
     """Train a LoRA with the project's trainer, then generate with it, timing both."""
-    device = pipe.unet.device
+    device = denoiser(pipe).device
     weights = _gib(torch.cuda.memory_allocated(device)) if device.type == "cuda" else 0.0
     res = family.resolution
     images = tuple(Image.new("RGB", (res, res), c) for c in ((200, 150, 120), (90, 60, 40)))
@@ -387,8 +472,8 @@ def _dry_run(name: str, work: Path, models_dir: Path) -> int:
         return 1
     print("  parameter counts match the published checkpoints")
     # The measuring code itself, on the tiny model on this CPU (no memory figures).
-    tiny = FAMILIES["tiny"]
-    pipe = load_pipeline("tiny", tiny, "cpu", models_dir=models_dir)
+    tiny = FAMILIES["tiny-flux" if name == "flux" else "tiny"]
+    pipe = load_pipeline(tiny.name, tiny, "cpu", models_dir=models_dir)
     figures = measure(pipe, tiny, work, train_steps=3, gen_steps=2, gen_reps=1)
     print_figures("  measuring code on tiny/cpu (not a figure)", figures, 3, 2)
     return 0

@@ -33,8 +33,13 @@ On the tiny model on the CPU (the default) one run measures and prints:
    textual_inversion.py steps (the token added and the whole input-embedding table
    trainable, the caption encoded at every step, the other rows restored after each
    step), against the project's textual inversion. `--methods-only` runs this part alone.
+5. FLUX on the tiny FLUX model: training steps/s of `train` against a plain
+   flow-matching loop written here as diffusers' train_dreambooth_lora_flux.py steps
+   (cached latents and prompt, packed latents, guidance 1, the same LoRA targets), and
+   seconds per picture of `generate` with the LoRA against a plain `pipe(...)` call with
+   the same LoRA loaded, in this process. `--flux-only` runs this part alone.
 
-`--full sd15` / `--full sdxl` instead measure the full-size architecture with random
+`--full sd15` / `--full sdxl` / `--full flux` instead measure the full-size architecture with random
 weights on a CUDA GPU (see bench/_full.py): training steps/s at batch 1 and native
 resolution, peak GPU memory, seconds per image at 30 steps. Without CUDA it says so and
 exits 2; `--dry-run` builds the configs on the meta device, checks their parameter counts
@@ -46,7 +51,7 @@ another process takes a core, which would swamp the differences measured here.
 
 Usage (from the repository root):
     python bench/engine.py [--gen-steps 30] [--gen-reps 7] [--train-steps 40] [--threads 1]
-    python bench/engine.py --full sd15|sdxl [--dry-run]
+    python bench/engine.py --full sd15|sdxl|flux [--dry-run]
 """
 
 from __future__ import annotations
@@ -82,17 +87,19 @@ from diffusers import (  # noqa: E402
     AutoPipelineForInpainting,
     AutoPipelineForText2Image,
     DDPMScheduler,
+    FlowMatchEulerDiscreteScheduler,
+    FluxPipeline,
 )
 from peft import LoraConfig  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from engine.generation import LoraCache, LoraRef  # noqa: E402
+from engine.generation import GenerationRequest, LoraCache, LoraRef, generate  # noqa: E402
 from engine.generation.tools import canny_edges  # noqa: E402
 from engine.jobs import ImagineRequest, ModelRef, StyleRef, encode  # noqa: E402
 from engine.models.controlnet import tiny_controlnet  # noqa: E402
 from engine.models.families import FAMILIES, Family  # noqa: E402
 from engine.models.loader import load_pipeline  # noqa: E402
-from engine.models.pipeline import Pipeline  # noqa: E402
+from engine.models.pipeline import Pipeline, t5_length  # noqa: E402
 from engine.process import EngineOptions, EngineProcess  # noqa: E402
 from engine.protocol import GenerateCommand  # noqa: E402
 from engine.provenance.certificates import development_pair  # noqa: E402
@@ -268,6 +275,136 @@ def bench_methods(
     )
     fastest = max(kinds[:3], key=median.__getitem__)
     print(f"   fastest per step: {fastest}")
+
+
+def train_plain_flux(
+    pipe: Any, family: Family, images: tuple[Image.Image, ...], steps: int, out: Path
+) -> tuple[float, Lora]:
+    """train_dreambooth_lora_flux.py per step, latents and prompt cached: uniform
+    sigmas, x_t = (1 - sigma) x + sigma noise, the velocity noise - x as the target."""
+    recipe = family.recipe
+    transformer, vae = pipe.transformer, pipe.vae
+    generator = torch.Generator("cpu").manual_seed(1)
+    latents = encode_latents(vae, images, generator)
+    latents = latents - vae.config.shift_factor * vae.config.scaling_factor
+    with torch.no_grad():
+        hidden, pooled, text_ids = pipe.encode_prompt(
+            f"a photo of {TRIGGER} person", prompt_2=None, max_sequence_length=t5_length(pipe)
+        )
+    hidden = hidden.expand(recipe.batch_size, -1, -1)
+    pooled = pooled.expand(recipe.batch_size, -1)
+    scheduler = FlowMatchEulerDiscreteScheduler.from_config(pipe.scheduler.config)  # type: ignore[no-untyped-call]
+    batch, channels, height, width = recipe.batch_size, *latents.shape[1:]
+    image_ids = FluxPipeline._prepare_latent_image_ids(
+        batch, height // 2, width // 2, "cpu", torch.float32
+    )
+    guidance = torch.ones(batch)
+
+    transformer.requires_grad_(False)
+    torch.manual_seed(0)
+    transformer.add_adapter(lora_config(family), adapter_name="plain")
+    params = [p for p in transformer.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=recipe.learning_rate)
+    stamps: list[float] = []
+    transformer.train()
+    for _ in range(steps):
+        index = torch.randint(len(latents), (batch,), generator=generator)
+        model_input = latents[index]
+        noise = torch.randn(model_input.shape, generator=generator)
+        u = torch.randint(scheduler.config.num_train_timesteps, (batch,), generator=generator)
+        sigmas = scheduler.sigmas[u].view(batch, 1, 1, 1)
+        noisy = (1.0 - sigmas) * model_input + sigmas * noise
+        packed = FluxPipeline._pack_latents(noisy, batch, channels, height, width)
+        pred = transformer(
+            hidden_states=packed,
+            timestep=scheduler.timesteps[u] / 1000,
+            guidance=guidance,
+            pooled_projections=pooled,
+            encoder_hidden_states=hidden,
+            txt_ids=text_ids,
+            img_ids=image_ids,
+            return_dict=False,
+        )[0]
+        pred = FluxPipeline._unpack_latents(pred, height * 8, width * 8, 8)
+        loss = F.mse_loss(pred.float(), (noise - model_input).float(), reduction="mean")
+        torch.autograd.backward(loss)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)  # the script's --max_grad_norm 1.0
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        float(loss.detach())
+        stamps.append(time.perf_counter())
+    transformer.eval()
+    path, sha256 = save_lora(pipe, "plain", out)
+    transformer.delete_adapters("plain")
+    return steps_per_second(stamps), Lora(path, sha256)
+
+
+def bench_flux(models: Path, steps: int, rounds: int, gen_steps: int, gen_reps: int) -> None:
+    family = FAMILIES["tiny-flux"]
+    images = training_images(family.resolution)
+    rates: dict[str, list[float]] = {"project": [], "plain": []}
+    lora: Lora | None = None
+    for round_ in range(rounds):
+        for which in ("project", "plain") if round_ % 2 == 0 else ("plain", "project"):
+            pipe = load_pipeline("tiny-flux", family, "cpu", models_dir=models)
+            out = models / f"flux-{which}-{round_}.safetensors"
+            if which == "project":
+                rate, lora = train_project(pipe, family, images, steps, out)
+            else:
+                rate, _ = train_plain_flux(pipe, family, images, steps, out)
+            rates[which].append(rate)
+            del pipe
+    assert lora is not None
+    project = statistics.median(rates["project"])
+    plain = statistics.median(rates["plain"])
+    print(
+        f"\n5. FLUX (tiny): training {steps} steps at batch {family.recipe.batch_size}, "
+        f"{family.resolution}px; median of {rounds} runs each"
+    )
+    print(f"   project train()     {project:8.2f} steps/s   {runs(rates['project'])}")
+    print(f"   plain diffusers+peft{plain:8.2f} steps/s   {runs(rates['plain'])}")
+    print(
+        f"   ratio project/plain {project / plain:8.3f}   "
+        f"{verdict(project / plain, TRAIN_GOAL, at_most=False)}"
+    )
+
+    pipe = load_pipeline("tiny-flux", family, "cpu", models_dir=models)
+    request = GenerationRequest(
+        f"a photo of {TRIGGER} person", lora=lora.ref(), steps=gen_steps, guidance=3.5
+    )
+    plain_pipe = load_pipeline("tiny-flux", family, "cpu", models_dir=models)
+    plain_pipe.load_lora_weights(str(lora.path), adapter_name="user")
+
+    def plain_call(seed: int) -> None:
+        plain_pipe(
+            request.prompt,
+            num_inference_steps=gen_steps,
+            guidance_scale=3.5,
+            generator=torch.Generator("cpu").manual_seed(seed),
+            max_sequence_length=t5_length(plain_pipe),
+            width=family.resolution,
+            height=family.resolution,
+        )
+
+    times: dict[str, list[float]] = {"project": [], "plain": []}
+    for rep in range(gen_reps + 1):
+        project_s = timed(lambda rep=rep: generate(pipe, replace(request, seed=rep)))
+        plain_s = timed(lambda rep=rep: plain_call(rep))
+        if rep:  # the first of each is a warm-up
+            times["project"].append(project_s)
+            times["plain"].append(plain_s)
+    project_s = statistics.median(times["project"])
+    plain_s = statistics.median(times["plain"])
+    print(
+        f"   generation, {gen_steps} steps, 1 image with the LoRA; median of {gen_reps} "
+        "after a warm-up"
+    )
+    print(f"   project generate()  {project_s:8.3f} s      {spread(times['project'])}")
+    print(f"   plain pipe()        {plain_s:8.3f} s      {spread(times['plain'])}")
+    print(
+        f"   ratio project/plain {project_s / plain_s:8.3f}   "
+        f"{verdict(project_s / plain_s, GEN_GOAL, at_most=True)}"
+    )
 
 
 def train_plain(
@@ -607,6 +744,13 @@ def run_tiny(args: argparse.Namespace) -> int:
         f"selfiebooth engine bench: tiny model on cpu, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads, {os.cpu_count()} cpus, {platform.python_version()}"
     )
+    if args.flux_only:
+        with tempfile.TemporaryDirectory(prefix="selfiebooth-bench-") as tmp:
+            bench_flux(
+                Path(tmp), args.train_steps, args.train_rounds, args.gen_steps, args.gen_reps
+            )
+        print(f"\ntotal {time.perf_counter() - began:.1f} s")
+        return 0
     if args.methods_only:
         with tempfile.TemporaryDirectory(prefix="selfiebooth-bench-") as tmp:
             images = training_images(family.resolution)
@@ -704,6 +848,7 @@ def run_tiny(args: argparse.Namespace) -> int:
         bench_methods(
             family, models, images, args.train_steps, args.train_rounds, clip=args.plain_clip
         )
+        bench_flux(models, args.train_steps, args.train_rounds, args.gen_steps, args.gen_reps)
     print(f"\ntotal {time.perf_counter() - began:.1f} s")
     return 0
 
@@ -727,6 +872,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--methods-only", action="store_true", help="only part 4: the training methods"
     )
+    parser.add_argument("--flux-only", action="store_true", help="only part 5: FLUX")
     parser.add_argument(
         "--threads",
         type=int,
@@ -734,7 +880,7 @@ def main(argv: list[str] | None = None) -> int:
         help="CPU threads of this process and of the engine (1; 0: torch's default)",
     )
     parser.add_argument(
-        "--full", choices=("sd15", "sdxl"), help="full-size architecture on a CUDA GPU"
+        "--full", choices=("sd15", "sdxl", "flux"), help="full-size architecture on a CUDA GPU"
     )
     parser.add_argument(
         "--dry-run", action="store_true", help="with --full: check the configs, no GPU needed"

@@ -21,7 +21,8 @@ from typing import Any
 from engine.intake.settings import IntakeSettings
 from engine.jobs import TRAINING_METHODS
 from engine.logs import LOG_FORMATS
-from engine.models.families import FAMILY_NAMES
+from engine.models.families import FAMILY_NAMES, resolve_family
+from engine.models.memory import QUANTIZE_MODES
 from engine.safety.classifier import MODEL_PATH
 from engine.safety.image_filter import NUDENET_LABELS
 
@@ -112,6 +113,13 @@ class EngineConfig:
     max_jobs_per_user: int = 3
     # Seconds the engine may take to load its model.
     start_timeout: float = 600.0
+    # Memory options for large models on a GPU (FLUX.1 is 12B parameters): keep each
+    # model on the CPU until it runs (diffusers' model CPU offload), recompute
+    # activations in the backward pass instead of keeping them (training), and store
+    # FLUX's transformer in fp8 ("fp8", through torchao, which must be installed).
+    cpu_offload: bool = False
+    gradient_checkpointing: bool = True
+    quantize: str = "none"
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,6 +316,7 @@ _CHECKS: dict[str, _Check] = {
         '"auto", "cpu", "cuda" or "cuda:N"',
     ),
     "engine.max_attempts": (lambda v: 1 <= v <= 20, "1 to 20"),
+    "engine.quantize": (lambda v: v in QUANTIZE_MODES, f"one of {', '.join(QUANTIZE_MODES)}"),
     "moderation.classifier_file": (
         lambda v: v == "" or v.endswith(".safetensors"),
         '"" (the packaged model) or a .safetensors file',
@@ -410,11 +419,45 @@ def load_config(
     for key, file in (("certificate", signing.certificate), ("private_key", signing.private_key)):
         if file and not Path(file).expanduser().is_file():
             raise ConfigError(f"provenance.{key} = {file!r}: there is no such file")
+    _check_family(config)
     return dataclasses.replace(
         config,
         telegram_token=_secret(env, "telegram_token"),
         discord_token=_secret(env, "discord_token"),
     )
+
+
+def _check_family(config: Config) -> None:
+    """What the configured model family cannot do, refused before anything starts."""
+    model = config.model
+    try:
+        family = resolve_family(model.base, model.family)
+    except ValueError as exc:
+        raise ConfigError(f"model.family = {model.family!r}: {exc}") from None
+    if config.training.method not in family.methods:
+        raise ConfigError(
+            f"training.method = {config.training.method!r}: {family.name} models are trained "
+            f"by {', '.join(family.methods)} only"
+        )
+    if family.pipeline != "flux":
+        if config.engine.quantize != "none":
+            raise ConfigError(
+                f"engine.quantize = {config.engine.quantize!r} is for FLUX's transformer; "
+                f'{family.name} models run unquantized: set it to "none"'
+            )
+        return
+    # The tools' SD models (a ControlNet made from the UNet, an inpainting UNet) have no
+    # FLUX counterpart here; "auto" only ever meant the tiny SD model's own ControlNet.
+    if model.controlnet not in ("", "auto"):
+        raise ConfigError(
+            f"model.controlnet = {model.controlnet!r}: edge control is for SD 1.x and SDXL "
+            'models; with FLUX set it to ""'
+        )
+    if model.inpainting:
+        raise ConfigError(
+            f"model.inpainting = {model.inpainting!r}: FLUX inpaints with the base model "
+            'itself; set it to ""'
+        )
 
 
 def _secret(env: Mapping[str, str], key: str) -> Secret | None:

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine.models.memory import MemoryOptions
 from engine.protocol import Command, Event, decode_event, encode
 
 __all__ = ["EngineDied", "EngineOptions", "EngineProcess"]
@@ -46,6 +47,7 @@ class EngineOptions:
     keep_blocked_images: bool = False  # write blocked results for admin review
     controlnet: str = "auto"  # edge control's ControlNet (bot.config.ModelConfig.controlnet)
     inpainting: str = ""  # /edit's dedicated inpainting base (ModelConfig.inpainting)
+    memory: MemoryOptions = field(default_factory=MemoryOptions)  # engine.models.memory
 
 
 class EngineProcess:
@@ -88,6 +90,9 @@ class EngineProcess:
             *(["--keep-blocked"] if o.keep_blocked_images else []),
             "--controlnet", o.controlnet, "--inpainting", o.inpainting,
             "--certificate", str(o.certificate), "--private-key", str(o.private_key),
+            "--quantize", o.memory.quantize,
+            *(["--cpu-offload"] if o.memory.cpu_offload else []),
+            *([] if o.memory.gradient_checkpointing else ["--no-gradient-checkpointing"]),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             limit=_STREAM_LIMIT,

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, BinaryIO, Literal, cast
 
 from engine.jobs import ATTACHMENTS, ImagineRequest, TrainRequest, decode_request
 from engine.logs import LOG_FORMATS, configure_logging
+from engine.models.memory import QUANTIZE_MODES, MemoryOptions, whole_on_device
 from engine.protocol import (
     BlockedImage,
     Command,
@@ -89,10 +90,18 @@ class Worker:
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.cuda = device.startswith("cuda")
+        self.device = torch.device(device)
         self.family = resolve_family(args.base, args.family)
         self.base: str = args.base
         self.models_dir: Path = args.models_dir
-        self.pipeline = load_pipeline(args.base, self.family, device, models_dir=args.models_dir)
+        self.memory = MemoryOptions(
+            cpu_offload=args.cpu_offload,
+            gradient_checkpointing=not args.no_gradient_checkpointing,
+            quantize=args.quantize,
+        )
+        self.pipeline = load_pipeline(
+            args.base, self.family, device, models_dir=args.models_dir, memory=self.memory
+        )
         self.adapters = LoraCache.for_pipeline(self.pipeline)
         self.adapters.family = self.family.name
         classes: dict[str, float] = json.loads(args.blocked_classes)
@@ -226,17 +235,19 @@ class Worker:
             request = dataclasses.replace(request, validations=VALIDATIONS)
             validate = self.validator(job_id, request, asked.likeness, rendered)
         try:
-            result = train(
-                self.pipeline,
-                self.family,
-                request,
-                checkpoint_dir=checkpoints,
-                resume_from=latest_checkpoint(checkpoints) if checkpoints.is_dir() else None,
-                progress=progress,
-                on_sample=on_sample,
-                should_stop=lambda: job_id in self.interrupts,
-                validate=validate,
-            )
+            with whole_on_device(self.pipeline, self.device, self.memory):
+                result = train(
+                    self.pipeline,
+                    self.family,
+                    request,
+                    checkpoint_dir=checkpoints,
+                    resume_from=latest_checkpoint(checkpoints) if checkpoints.is_dir() else None,
+                    progress=progress,
+                    on_sample=on_sample,
+                    should_stop=lambda: job_id in self.interrupts,
+                    validate=validate,
+                    checkpointing=self.memory.gradient_checkpointing,
+                )
         except TrainingStopped:
             raise JobInterrupted(self.interrupts.get(job_id, "cancel")) from None
         trained: Trained = {
@@ -307,7 +318,12 @@ class Worker:
             path = folder / f"{n:04d}.png"
             if path.exists():
                 continue
-            request = GenerationRequest(f"a photo of a {class_word}", seed=n, steps=25)
+            request = GenerationRequest(
+                f"a photo of a {class_word}",
+                seed=n,
+                steps=self.family.steps or 25,
+                guidance=7.0 if self.family.guidance is None else self.family.guidance,
+            )
             png = generate(self.pipeline, request, adapters=self.adapters).images[0].png
             tmp = path.with_suffix(".tmp")
             tmp.write_bytes(png)
@@ -577,6 +593,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--inpainting", default="")
     parser.add_argument("--certificate", type=Path, required=True)
     parser.add_argument("--private-key", type=Path, required=True)
+    parser.add_argument("--quantize", choices=QUANTIZE_MODES, default="none")
+    parser.add_argument("--cpu-offload", action="store_true")
+    parser.add_argument("--no-gradient-checkpointing", action="store_true")
     args = parser.parse_args(argv)
     configure_logging(
         args.log_level, args.log_format, fmt="%(asctime)s %(levelname)s engine: %(message)s"

@@ -317,3 +317,41 @@ def test_pivotal_tuning_from_the_shell_generates_and_exports_both(
     bundled = [k for k in keys if k.startswith("bundle_emb.")]
     assert bundled == [f"bundle_emb.{trigger}.emb_params"]
     assert all(k.startswith("lora_unet_") for k in keys if k not in bundled)
+
+
+def test_a_flux_journey_from_the_shell(tmp_path: Path, faces: Path) -> None:
+    config = tmp_path / "flux.toml"
+    config.write_text('[model]\nbase = "tiny-flux"\n[training]\nsteps = 4\nlikeness = false\n')
+    data = tmp_path / "data"
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return selfiebooth(data, "--config", str(config), *args)
+
+    assert run("consent", "--accept").returncode == 0
+    assert run("upload", *map(str, person(faces, "paul_allen"))).returncode == 0
+    trained = run("train", "--wait")
+    assert "Model version 1 is ready" in trained.stdout, trained.stderr
+    refused = run("imagine", "me in a field", "--negative", "blur")
+    assert refused.returncode == 1 and "takes no negative prompt" in refused.stderr
+
+    pictures = []
+    for seed, out in (("7", "a"), ("7", "b"), ("8", "c")):
+        made = run("imagine", "me as a knight", "--seed", seed, "--out", str(tmp_path / out))
+        assert made.returncode == 0, made.stderr
+        [png] = sorted((tmp_path / out).glob("*.png"))
+        with Image.open(png) as image:
+            # FLUX.1-dev's defaults where the user set none: 28 steps at guidance 3.5.
+            parameters = json.loads(image.text["parameters"])
+            assert (parameters["steps"], parameters["guidance"]) == (28, 3.5)
+            pictures.append(np.asarray(image.convert("RGB"), dtype=np.int16))
+    # The same seed gives the same picture up to each job's invisible watermark.
+    same = np.abs(pictures[0] - pictures[1]).mean()
+    other = np.abs(pictures[0] - pictures[2]).mean()
+    assert same * 10 < other, (same, other)
+
+    exported = run("export", "--out", str(tmp_path / "export"))
+    assert exported.returncode == 0, exported.stderr
+    assert "FLUX LoRA in the diffusers layout" in exported.stdout
+    with safe_open(exported.stdout.split()[0], framework="numpy") as lora:
+        keys = list(lora.keys())
+    assert keys and all(k.startswith("transformer.") for k in keys)

@@ -28,9 +28,16 @@ def _weights(pipe: Pipeline) -> dict[str, torch.Tensor]:
 
 
 def test_families_know_resolution_targets_and_recipe() -> None:
-    assert {f: FAMILIES[f].resolution for f in FAMILIES} == {"tiny": 256, "sd15": 512, "sdxl": 1024}
+    assert {f: FAMILIES[f].resolution for f in FAMILIES} == {
+        "tiny": 256,
+        "sd15": 512,
+        "sdxl": 1024,
+        "flux": 1024,
+        "tiny-flux": 256,
+    }
     for family in FAMILIES.values():
-        assert family.lora_targets == ("to_k", "to_q", "to_v", "to_out.0")
+        unet = family.pipeline != "flux"
+        assert (family.lora_targets == ("to_k", "to_q", "to_v", "to_out.0")) is unet
         assert family.recipe.min_steps <= family.recipe.max_steps
     assert resolve_family("stabilityai/stable-diffusion-xl-base-1.0").name == "sdxl"
     assert resolve_family("runwayml/stable-diffusion-v1-5").name == "sd15"
@@ -112,5 +119,5 @@ def test_a_tiny_cache_of_an_older_version_is_rebuilt(tmp_path: Path) -> None:
 
 
 def test_tiny_base_needs_the_tiny_family(models_dir: Path) -> None:
-    with pytest.raises(ValueError, match="needs family \"tiny\", got 'sd15'"):
+    with pytest.raises(ValueError, match="base 'tiny' needs family 'tiny', got 'sd15'"):
         load_pipeline("tiny", FAMILIES["sd15"], "cpu", models_dir=models_dir)

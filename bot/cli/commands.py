@@ -21,12 +21,13 @@ from bot.cli.parser import PLATFORM, build_parser
 from bot.cli.progress import Progress
 from bot.config import Config, ConfigError, listen_address, load_config
 from bot.core import Booth, BoothError, Identity, ImagineRequest, Upload, open_booth
+from bot.core.captions import export_caption
 from bot.core.options import parse_styles
 from bot.core.summaries import erasure_text
 from bot.doctor import diagnose, report
 from bot.operations import OperationsServer
 from engine.intake.names import shown_name
-from engine.jobs import DEFAULT_ASPECT, STRENGTH
+from engine.jobs import DEFAULT_ASPECT, GUIDANCE, STEPS, STRENGTH
 from engine.logs import configure_logging
 from engine.safety.classifier import MODEL_PATH
 
@@ -197,16 +198,15 @@ def _picture_request(args: argparse.Namespace) -> tuple[ImagineRequest, set[str]
         args.prompt,
         negative=args.negative,
         seed=args.seed,
-        steps=args.steps,
-        guidance=args.guidance,
+        steps=STEPS.default if args.steps is None else args.steps,
+        guidance=GUIDANCE.default if args.guidance is None else args.guidance,
         aspect_ratio=args.aspect or DEFAULT_ASPECT,
         styles=parse_styles(" ".join(args.style)),
         strength=STRENGTH.default if args.strength is None else args.strength,
     )
-    chosen = {"aspect_ratio"} if args.aspect else set()
-    if args.strength is not None:
-        chosen.add("strength")
-    return request, chosen
+    given = {"aspect_ratio": args.aspect, "strength": args.strength}
+    given |= {"steps": args.steps, "guidance": args.guidance}
+    return request, {name for name, value in given.items() if value is not None}
 
 
 async def _read(path: Path, option: str) -> bytes:
@@ -247,6 +247,7 @@ async def _export(booth: Booth, who: Identity, args: argparse.Namespace) -> int:
     path = args.out / export.filename
     await asyncio.to_thread(path.write_bytes, export.data)
     print(f"{path} (model version {export.version}; trigger word {export.trigger_word!r})")
+    print(export_caption(export))
     return 0
 
 

@@ -153,13 +153,13 @@ def _picture_options(
     seed, steps, guidance = jobs.SEED, jobs.STEPS, jobs.GUIDANCE
     sub.add_argument("--seed", type=int, help=f"{seed.range}: the same seed gives the same picture")
     sub.add_argument(
-        "--steps", type=int, default=steps.default,
-        help=f"denoising steps, {steps.range} (%(default)s)",
+        "--steps", type=int, default=None,
+        help=f"denoising steps, {steps.range} (the model's default: {steps.default} for SD)",
     )  # fmt: skip
     sub.add_argument("--negative", default="", metavar="TEXT", help="what to avoid")
     sub.add_argument(
-        "--guidance", type=float, default=guidance.default,
-        help=f"{guidance.range} (%(default)s)",
+        "--guidance", type=float, default=None,
+        help=f"{guidance.range} (the model's default: {guidance.default:g} for SD)",
     )  # fmt: skip
     sub.add_argument(
         "--aspect", metavar="W:H",

@@ -12,6 +12,7 @@ from bot.core.likeness import LikenessGuard
 from bot.core.provenance import signing_pair
 from engine.intake import FaceAnalyzer
 from engine.models.families import resolve_family
+from engine.models.memory import MemoryOptions
 from engine.process import EngineOptions, EngineProcess
 from storage import Database, LocalBlobStore, Repository
 from storage.jobs import JobQueue
@@ -37,6 +38,11 @@ def engine_options(config: Config) -> EngineOptions:
         keep_blocked_images=config.moderation.keep_blocked_images,
         controlnet=config.model.controlnet,
         inpainting=config.model.inpainting,
+        memory=MemoryOptions(
+            cpu_offload=config.engine.cpu_offload,
+            gradient_checkpointing=config.engine.gradient_checkpointing,
+            quantize=config.engine.quantize,
+        ),
     )
 
 

@@ -36,6 +36,12 @@ def export_caption(export: Export) -> str:
     """What a user is told with their model file, in either format (bot.core.exports)."""
     if export.format != "kohya":
         use = "as diffusers keeps it: load it with pipeline.load_lora_weights"
+        if export.family_pipeline == "flux":
+            use = (
+                "a FLUX LoRA in the diffusers layout (FLUX models have no kohya file here): "
+                "put it in ComfyUI's or Forge's LoRA folder, or load it in diffusers with "
+                "pipeline.load_lora_weights"
+            )
         if export.method != "lora":
             use += (
                 f" and its embedding.* vectors with pipeline.load_textual_inversion"

@@ -1,6 +1,10 @@
 """A user's model as a file in the format asked for: the kohya layout that AUTOMATIC1111,
 Forge and ComfyUI load (the default), or the diffusers file the bot keeps.
 
+A FLUX LoRA always leaves in the diffusers layout, which ComfyUI, Forge and diffusers
+load as it is: kohya's FLUX layout names the original model's fused layers (one qkv
+projection where diffusers has three), a conversion this bot does not make.
+
 The kohya file is made by a child process (`python -m engine.kohya`, diffusers' own
 conversion), so that the bot never imports torch; it takes a few seconds, once per
 export.
@@ -61,8 +65,10 @@ async def model_file(lora: LoraRecord, data: bytes, fmt: str, steps: int) -> Exp
     title = f"selfiebooth-{lora.trigger_word}-v{lora.version}"
     method = model_method(data)
     filename = f"{title}.safetensors"
+    family = FAMILIES.get(lora.family)
+    if family is not None and family.pipeline == "flux":
+        fmt = "diffusers"
     if fmt == "kohya":
-        family = FAMILIES.get(lora.family)
         info = KohyaInfo(
             family=lora.family,
             base_model=lora.base_model,
@@ -83,4 +89,5 @@ async def model_file(lora: LoraRecord, data: bytes, fmt: str, steps: int) -> Exp
         trigger_word=lora.trigger_word,
         format=fmt,
         method=method,
+        family_pipeline=family.pipeline if family is not None else "sd",
     )

@@ -12,6 +12,7 @@ import logging
 import re
 import secrets
 from collections.abc import Awaitable, Callable, Collection
+from typing import Any
 
 import numpy as np
 
@@ -159,6 +160,7 @@ class Requests:
         names the request's fields and flags the user set (an aspect ratio they chose is
         kept; without one, a picture's own is used).
         """
+        request = self._with_family_defaults(request, chosen)
         edges = "edges" in chosen
         if picture is None and (edges or "strength" in chosen):
             option = "--edges" if edges else f"--strength {request.strength:g}"
@@ -198,6 +200,7 @@ class Requests:
     ) -> JobTicket:
         """Repaint part of `picture` as `request.prompt` says: the `region` found from its
         faces (bot.core.masks.REGIONS), or where the user's `mask` is white."""
+        request = self._with_family_defaults(request, chosen)
         if region is not None and region not in REGIONS:
             raise BoothError(
                 f"There is no region {region!r} to repaint: {' or '.join(REGIONS)}, or "
@@ -213,6 +216,24 @@ class Requests:
             )
 
         return await self._queue(who, request, attach)
+
+    def _with_family_defaults(
+        self, request: ImagineRequest, chosen: Collection[str]
+    ) -> ImagineRequest:
+        """`request` with the model family's steps and guidance where the user set none
+        (FLUX.1-dev: 28 at 3.5; schnell: 4 and no guidance); what FLUX cannot take refused."""
+        family = self.family
+        if family.pipeline == "flux" and request.negative.strip():
+            raise BoothError(
+                "This bot's model (FLUX) takes no negative prompt: say what you want in the "
+                "prompt instead, and leave --no out."
+            )
+        defaults: dict[str, Any] = {}
+        if family.steps is not None and "steps" not in chosen:
+            defaults["steps"] = family.steps
+        if family.guidance is not None and "guidance" not in chosen:
+            defaults["guidance"] = family.guidance
+        return dataclasses.replace(request, **defaults) if defaults else request
 
     async def upscale(self, who: Identity, job_id: int, index: int) -> JobTicket:
         """Picture `index` (1-based) of a generation, twice as large: enlarged, then

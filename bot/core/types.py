@@ -175,6 +175,7 @@ class Export:
     trigger_word: str
     format: str = "kohya"
     method: str = "lora"  # how it was trained (engine.jobs.TRAINING_METHODS)
+    family_pipeline: str = "sd"  # engine.models.families.Family.pipeline of its base
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,10 +46,10 @@ async def _styles(interaction: _Interaction, style: str) -> tuple[StyleRef, ...]
 
 def _chosen(interaction: _Interaction, strength: float | None) -> set[str]:
     """The request fields the user set: an aspect ratio they chose is kept over a
-    picture's own."""
+    picture's own, and steps and guidance they chose over the model's defaults."""
     data: dict[str, Any] = dict(interaction.data or {})
     given = {str(option.get("name")) for option in data.get("options", [])}
-    chosen = {"aspect_ratio"} if "aspect_ratio" in given else set()
+    chosen = given & {"aspect_ratio", "steps", "guidance"}
     if strength is not None:
         chosen.add("strength")
     return chosen

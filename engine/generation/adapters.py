@@ -197,6 +197,6 @@ class LoraCache:
         """A style from elsewhere is read as a LoRA that fits this model, or refused."""
         components = {
             name: getattr(self.pipeline, name, None)
-            for name in ("unet", "text_encoder", "text_encoder_2")
+            for name in ("unet", "transformer", "text_encoder", "text_encoder_2")
         }
         check_fits(inspect_style(path), model_layers(components), self.family)

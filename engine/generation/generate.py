@@ -15,13 +15,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from diffusers import ControlNetModel, UNet2DConditionModel
+from diffusers import ControlNetModel, FluxPipeline, UNet2DConditionModel
 from PIL import Image
 
 from engine.generation.adapters import LoraCache
 from engine.generation.png import encode_png_with_metadata
 from engine.generation.preview import latents_to_preview
-from engine.generation.sizes import native_resolution, size_for
+from engine.generation.sizes import native_resolution, size_for, size_multiple
 from engine.generation.spec import (
     MAX_IMAGES,
     GeneratedImage,
@@ -41,7 +41,7 @@ from engine.generation.tools import (
     image_to_image,
     inpainting,
 )
-from engine.models.pipeline import Pipeline
+from engine.models.pipeline import Pipeline, denoiser, is_flux, text_options
 from engine.provenance import embed
 
 __all__ = ["NO_CONTROLNET", "generate", "with_styles", "with_trigger"]
@@ -93,7 +93,9 @@ def generate(
     adapters.activate(request.lora, request.styles)
 
     prompt = with_styles(with_trigger(request.prompt, request.lora), request.styles)
-    width, height = size_for(native_resolution(pipeline), request.aspect_ratio)
+    flux = is_flux(pipeline)
+    multiple = size_multiple(pipeline)
+    width, height = size_for(native_resolution(pipeline), request.aspect_ratio, multiple)
     seed = request.seed if request.seed is not None else secrets.randbelow(2**32 - MAX_IMAGES)
     # CPU generators give the same noise on any device, so a seed means the same picture.
     generators = [torch.Generator("cpu").manual_seed(seed + i) for i in range(request.count)]
@@ -106,8 +108,8 @@ def generate(
         total = min(int(request.steps * request.strength), request.steps)
         inputs = {"strength": request.strength}
         if request.upscale > 1:
-            # Multiples of 8 (the latents' scale), as close to the factor as that allows.
-            width, height = (side * request.upscale // 8 * 8 for side in source.size)
+            # Multiples of the latents' scale, as close to the factor as that allows.
+            width, height = (side * request.upscale // multiple * multiple for side in source.size)
             inputs["image"] = source.convert("RGB").resize(
                 (width, height), Image.Resampling.LANCZOS
             )
@@ -121,6 +123,8 @@ def generate(
             inputs |= {"width": width, "height": height}
         else:
             run = image_to_image(pipeline)
+            if flux:  # FLUX's image-to-image sizes its latents by these, not the picture
+                inputs |= {"width": width, "height": height}
     elif request.edges is not None:
         if controlnet is None:
             raise ValueError(NO_CONTROLNET)
@@ -128,6 +132,8 @@ def generate(
         inputs["image"] = canny_edges(request.edges, width, height)
     elif request.variation_seed is not None:
         inputs["latents"] = _variation_latents(pipeline, request, seed, width, height)
+
+    scale = int(pipeline.vae_scale_factor)
 
     def on_step_end(
         pipe: object, step: int, timestep: object, kwargs: dict[str, object]
@@ -139,9 +145,10 @@ def generate(
         wanted = preview is not None and preview_every and done % preview_every == 0
         if wanted and done < total and isinstance(latents, torch.Tensor):
             assert preview is not None
-            image = latents_to_preview(
-                latents, sdxl=_is_sdxl(pipeline), scale=int(pipeline.vae_scale_factor)
-            )
+            if flux:
+                image = _flux_preview(pipeline, latents, height, width)
+            else:
+                image = latents_to_preview(latents, sdxl=_is_sdxl(pipeline), scale=scale)
             preview(done, image)
         return kwargs
 
@@ -155,6 +162,7 @@ def generate(
         generator=generators,
         callback_on_step_end=on_step_end,
         output_type="pil",
+        **text_options(pipeline),
         **inputs,
     )
     parameters: dict[str, str | int | float] = {
@@ -194,12 +202,17 @@ def _variation_latents(
     """Starting noise between the varied picture's and each new seed's.
 
     Drawn exactly as the pipeline draws it (CPU generator, batch of one, the UNet's dtype),
-    so strength 0 gives back the varied picture itself.
+    so strength 0 gives back the varied picture itself; FLUX's packed into 2x2 patches
+    after blending, as its pipeline packs its own.
     """
     assert request.variation_seed is not None
     scale = int(pipeline.vae_scale_factor)
-    shape = (1, int(pipeline.unet.config.in_channels), height // scale, width // scale)
-    dtype = pipeline.unet.dtype
+    net = denoiser(pipeline)
+    channels = int(net.config.in_channels)
+    if is_flux(pipeline):
+        channels //= 4
+    shape = (1, channels, height // scale, width // scale)
+    dtype = net.dtype
 
     def noise(s: int) -> torch.Tensor:
         return torch.randn(shape, generator=torch.Generator("cpu").manual_seed(s), dtype=dtype)
@@ -208,7 +221,26 @@ def _variation_latents(
     blended = [
         _slerp(base, noise(seed + i), request.variation_strength) for i in range(request.count)
     ]
-    return torch.cat(blended).to(pipeline.unet.device)
+    latents = torch.cat(blended)
+    if is_flux(pipeline):
+        latents = FluxPipeline._pack_latents(latents, request.count, channels, *shape[2:])
+    return latents.to(net.device)
+
+
+def _flux_preview(
+    pipeline: Pipeline, latents: torch.Tensor, height: int, width: int
+) -> Image.Image:
+    """The first picture of a FLUX batch decoded by the VAE: no fixed projection of its
+    latent channels to RGB is known here, as there is for SD's four."""
+    scale = int(pipeline.vae_scale_factor)
+    vae = pipeline.vae
+    first = FluxPipeline._unpack_latents(latents[:1], height, width, scale)
+    first = first / vae.config.scaling_factor + vae.config.shift_factor
+    decoded = vae.decode(first.to(vae.dtype), return_dict=False)[0]
+    image = pipeline.image_processor.postprocess(decoded, output_type="pil")[0]  # type: ignore[attr-defined]
+    if not isinstance(image, Image.Image):
+        raise TypeError(f"the VAE gave a {type(image).__name__}, not a PIL image")
+    return image
 
 
 def _slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:

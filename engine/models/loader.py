@@ -1,6 +1,7 @@
 """Loading a base model as a diffusers pipeline on a device, in its family's dtype.
 
-"tiny" is the pipeline built offline by `engine.models.tiny`; anything else is a hub model
+"tiny" and "tiny-flux" are the pipelines built offline by `engine.models.tiny` and
+`engine.models.tiny_flux`; anything else is a hub model
 id or a local directory handed to `from_pretrained` with the family's pipeline class. This
 is the one place that knows which class that is.
 """
@@ -12,25 +13,37 @@ from pathlib import Path
 from typing import Any, cast
 
 import torch
-from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+from diffusers import FluxPipeline, StableDiffusionPipeline, StableDiffusionXLPipeline
 
 from engine.models.families import Family, dtype_for
+from engine.models.memory import MemoryOptions, place
 from engine.models.pipeline import Pipeline
 from engine.models.tiny import load_tiny
+from engine.models.tiny_flux import load_tiny_flux
 
 __all__ = ["Pipeline", "load_pipeline", "pipeline_class"]
 
 _log = logging.getLogger(__name__)
 
 
-def pipeline_class(family: Family) -> type[StableDiffusionPipeline | StableDiffusionXLPipeline]:
+_Loaded = StableDiffusionPipeline | StableDiffusionXLPipeline | FluxPipeline
+
+
+def pipeline_class(family: Family) -> type[_Loaded]:
     if family.pipeline == "sdxl":
         return StableDiffusionXLPipeline
+    if family.pipeline == "flux":
+        return FluxPipeline
     return StableDiffusionPipeline
 
 
 def load_pipeline(
-    base: str, family: Family, device: torch.device | str, *, models_dir: Path
+    base: str,
+    family: Family,
+    device: torch.device | str,
+    *,
+    models_dir: Path,
+    memory: MemoryOptions | None = None,
 ) -> Pipeline:
     """`base` loaded for `family` on `device`; the tiny model lives in `models_dir / "tiny"`.
 
@@ -40,10 +53,11 @@ def load_pipeline(
     device = torch.device(device)
     dtype = dtype_for(family, device)
     pipe: Any
-    if base == "tiny":
-        if family.name != "tiny":
-            raise ValueError(f'base "tiny" needs family "tiny", got {family.name!r}')
-        pipe = load_tiny(models_dir / "tiny", dtype=dtype)
+    if base in ("tiny", "tiny-flux"):
+        if family.name != base:
+            raise ValueError(f"base {base!r} needs family {base!r}, got {family.name!r}")
+        load = load_tiny if base == "tiny" else load_tiny_flux
+        pipe = load(models_dir / base, dtype=dtype)
     else:
         cls = pipeline_class(family)
         kwargs: dict[str, object] = {"dtype": dtype}
@@ -53,12 +67,12 @@ def load_pipeline(
         local = Path(base).expanduser()
         source = str(local) if local.is_dir() else base
         pipe = cls.from_pretrained(source, **kwargs)  # type: ignore[no-untyped-call]
-    if not isinstance(pipe, StableDiffusionPipeline | StableDiffusionXLPipeline):
+    if not isinstance(pipe, pipeline_class(family)):
         raise TypeError(
             f"{base!r} loaded as {type(pipe).__name__}, not a family {family.name!r} pipeline"
         )
     loaded = cast(Pipeline, pipe)
-    loaded.to(device)
+    place(loaded, device, memory or MemoryOptions())
     loaded.set_progress_bar_config(disable=True)
     _log.info("loaded %s (%s) on %s as %s", base, family.name, device, dtype)
     return loaded

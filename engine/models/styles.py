@@ -16,7 +16,10 @@ peft/diffusers (`unet.<module>.lora_A.weight`, `text_encoder.<module>.lora.down.
 and kohya with diffusers module names (`lora_unet_<module_with_underscores>.lora_down.weight`,
 `lora_te_...`, `lora_te1_...`, `lora_te2_...`). Kohya SDXL files that use the original
 repository's block names (`lora_unet_input_blocks_...`, which diffusers renames as it
-loads them) are checked by their widths only.
+loads them) are checked by their widths only. FLUX styles are read in the diffusers
+layout (`transformer.<module>.lora_A.weight`); kohya's FLUX files name the original
+model's fused blocks (`lora_unet_double_blocks_...`), which this check does not map, so
+they are refused with the layer that does not fit.
 
 Two checks of fit: `check_family` needs only the family (the bot process, as an admin
 adds a style: the components and the cross-attention width), `check_fits` needs the
@@ -53,6 +56,7 @@ _PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pickle")
 # Components a LoRA file may name, by its prefixes (peft/diffusers form, kohya form).
 _COMPONENTS = {
     "unet": "unet",
+    "transformer": "transformer",
     "text_encoder": "text_encoder",
     "text_encoder_2": "text_encoder_2",
     "lora_unet": "unet",
@@ -75,7 +79,7 @@ class LoraLayer:
     """One layer a LoRA changes: its component, its module name in that component's
     form (dots for peft files, underscores for kohya ones), and its pair's shapes."""
 
-    component: str  # unet, text_encoder, text_encoder_2
+    component: str  # unet (FLUX: transformer), text_encoder, text_encoder_2
     module: str
     down: tuple[int, ...]  # (rank, in) or (rank, in, kh, kw)
     up: tuple[int, ...]  # (out, rank) or (out, rank, 1, 1)
@@ -266,13 +270,15 @@ def check_family(style: StyleFile, family: Family) -> None:
     another width. Torch-free and weight-free; the engine checks every layer later."""
     name = style.path.name
     components: tuple[str, ...] = ("unet", "text_encoder", "text_encoder_2")
-    if family.pipeline != "sdxl":
+    if family.pipeline == "flux":
+        components = ("transformer", "text_encoder")
+    elif family.pipeline != "sdxl":
         components = components[:2]
     for layer in style.layers:
         if layer.component not in components:
             raise StyleError(
                 f"{name!r} changes the {layer.component}, which {family.name} models do not "
-                f"have: it is a LoRA for another family (SDXL?); add one made for {family.name}"
+                f"have: it is a LoRA for another family; add one made for {family.name}"
             )
         if layer.component == "unet" and _is_cross_attention_input(layer.module):
             width = layer.down[1]

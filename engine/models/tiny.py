@@ -13,6 +13,7 @@ import json
 import logging
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -27,8 +28,12 @@ __all__ = [
     "TINY_VERSION",
     "build_tiny",
     "bytes_to_unicode",
+    "clip_config",
+    "clip_tokenizer",
+    "ensure_built",
     "ensure_tiny",
     "load_tiny",
+    "tiny_vae",
 ]
 
 _log = logging.getLogger(__name__)
@@ -71,12 +76,53 @@ def _write_tokenizer_files(directory: Path) -> Path:
     return vocab
 
 
-def build_tiny(work_dir: Path) -> Pipeline:
-    """Build the tiny pipeline from configs with seeded random weights (no files read)."""
+def clip_tokenizer(work_dir: Path) -> CLIPTokenizer:
+    """The byte-level CLIP tokenizer of the tiny models, its files written in `work_dir`."""
     vocab = _write_tokenizer_files(work_dir / "tokenizer-src")
     tokenizer = CLIPTokenizer.from_pretrained(
         vocab.parent, model_max_length=77, local_files_only=True
     )
+    if not isinstance(tokenizer, CLIPTokenizer):
+        raise TypeError(f"the tiny vocabulary loaded as a {type(tokenizer).__name__}")
+    return tokenizer
+
+
+def clip_config(tokenizer: CLIPTokenizer, **config: Any) -> CLIPTextConfig:
+    """A small CLIP text encoder's config over `tokenizer`, `config` added."""
+    eos = int(tokenizer.convert_tokens_to_ids(_EOS))  # type: ignore[arg-type]
+    return CLIPTextConfig(
+        bos_token_id=int(tokenizer.convert_tokens_to_ids(_BOS)),  # type: ignore[arg-type]
+        eos_token_id=eos,
+        pad_token_id=eos,
+        hidden_size=32,
+        intermediate_size=37,
+        num_attention_heads=4,
+        max_position_embeddings=77,
+        vocab_size=len(tokenizer),
+        **config,
+    )
+
+
+def tiny_vae(**config: Any) -> AutoencoderKL:
+    """The tiny models' VAE (random weights from the global RNG), `config` added."""
+    # Four blocks: a scale factor of 8, as SD's VAE. Few channels (and groups of 8 for
+    # the group norms) keep decoding a 256 px image at about 30 ms on a CPU.
+    return AutoencoderKL(  # type: ignore[no-untyped-call]
+        block_out_channels=(8, 8, 16, 32),
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        latent_channels=4,
+        norm_num_groups=8,
+        sample_size=256,
+        **config,
+    )
+
+
+def build_tiny(work_dir: Path) -> Pipeline:
+    """Build the tiny pipeline from configs with seeded random weights (no files read)."""
+    tokenizer = clip_tokenizer(work_dir)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(TINY_SEED)
         unet = UNet2DConditionModel(  # type: ignore[no-untyped-call]
@@ -89,32 +135,8 @@ def build_tiny(work_dir: Path) -> Pipeline:
             up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
             cross_attention_dim=32,
         )
-        # Four blocks: a scale factor of 8, as SD's VAE. Few channels (and groups of 8 for
-        # the group norms) keep decoding a 256 px image at about 30 ms on a CPU.
-        vae = AutoencoderKL(  # type: ignore[no-untyped-call]
-            block_out_channels=(8, 8, 16, 32),
-            in_channels=3,
-            out_channels=3,
-            down_block_types=("DownEncoderBlock2D",) * 4,
-            up_block_types=("UpDecoderBlock2D",) * 4,
-            latent_channels=4,
-            norm_num_groups=8,
-            sample_size=256,
-        )
-        text_encoder = CLIPTextModel(
-            CLIPTextConfig(
-                bos_token_id=tokenizer.convert_tokens_to_ids(_BOS),
-                eos_token_id=tokenizer.convert_tokens_to_ids(_EOS),
-                pad_token_id=tokenizer.convert_tokens_to_ids(_EOS),
-                hidden_size=32,
-                intermediate_size=37,
-                layer_norm_eps=1e-05,
-                num_attention_heads=4,
-                num_hidden_layers=5,
-                max_position_embeddings=77,
-                vocab_size=len(tokenizer),
-            )
-        )
+        vae = tiny_vae()
+        text_encoder = CLIPTextModel(clip_config(tokenizer, num_hidden_layers=5))
     scheduler = DDIMScheduler(  # type: ignore[no-untyped-call]
         beta_start=0.00085,
         beta_end=0.012,
@@ -138,15 +160,21 @@ def build_tiny(work_dir: Path) -> Pipeline:
 
 def ensure_tiny(cache_dir: Path) -> Path:
     """Build and save the tiny pipeline into `cache_dir` unless this version is there."""
-    if _is_current(cache_dir):
+    return ensure_built(cache_dir, build_tiny, TINY_VERSION)
+
+
+def ensure_built(cache_dir: Path, build: Callable[[Path], Any], version: int) -> Path:
+    """Save the pipeline `build(work_dir)` makes into `cache_dir`, unless `version` of it
+    is there already; safe when several processes do it at once."""
+    if _is_current(cache_dir, version):
         return cache_dir
     cache_dir.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache_dir.parent, prefix=".tiny-") as tmp:
         staging = Path(tmp) / "pipeline"
-        pipe: Any = build_tiny(Path(tmp))
+        pipe: Any = build(Path(tmp))
         pipe.save_pretrained(staging, safe_serialization=True)
-        (staging / _STAMP).write_text(json.dumps({"version": TINY_VERSION}), encoding="utf-8")
-        if cache_dir.exists() and not _is_current(cache_dir):
+        (staging / _STAMP).write_text(json.dumps({"version": version}), encoding="utf-8")
+        if cache_dir.exists() and not _is_current(cache_dir, version):
             # An older build: moved aside first, so that the rename below stays atomic.
             stale = Path(tmp) / "stale"
             try:
@@ -158,19 +186,19 @@ def ensure_tiny(cache_dir: Path) -> Path:
         try:
             staging.rename(cache_dir)  # atomic: a reader never sees half a pipeline
         except OSError:
-            if not _is_current(cache_dir):
+            if not _is_current(cache_dir, version):
                 raise
             shutil.rmtree(staging)  # another process finished first
     _log.info("built the tiny pipeline in %s", cache_dir)
     return cache_dir
 
 
-def _is_current(cache_dir: Path) -> bool:
+def _is_current(cache_dir: Path, version: int) -> bool:
     try:
         stamp = json.loads((cache_dir / _STAMP).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return (cache_dir / "model_index.json").is_file() and stamp == {"version": TINY_VERSION}
+    return (cache_dir / "model_index.json").is_file() and stamp == {"version": version}
 
 
 def load_tiny(cache_dir: Path, dtype: torch.dtype = torch.float32) -> Pipeline:

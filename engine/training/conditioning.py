@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from diffusers import StableDiffusionXLPipeline
 
-from engine.models.pipeline import Pipeline
+from engine.models.pipeline import Pipeline, denoiser
 
 __all__ = ["Conditioning", "LiveCaptions", "encode_captions"]
 
@@ -45,7 +45,7 @@ class LiveCaptions:
         pairs = [(pipeline.tokenizer, pipeline.text_encoder)]
         if self.xl:
             pairs.append((pipeline.tokenizer_2, pipeline.text_encoder_2))  # type: ignore[attr-defined]
-        device = pipeline.unet.device
+        device = denoiser(pipeline).device
         self.encoders = []
         for tokenizer, encoder in pairs:
             ids = tokenizer(
@@ -73,7 +73,7 @@ class LiveCaptions:
 
 @torch.no_grad()
 def encode_captions(pipeline: Pipeline, captions: list[str], resolution: int) -> Conditioning:
-    device = pipeline.unet.device
+    device = denoiser(pipeline).device
     if isinstance(pipeline, StableDiffusionXLPipeline):
         hidden, _, pooled, _ = pipeline.encode_prompt(
             captions, device=device, num_images_per_prompt=1, do_classifier_free_guidance=False

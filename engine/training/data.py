@@ -45,6 +45,7 @@ class LatentCache:
     mean: torch.Tensor
     std: torch.Tensor
     scaling_factor: float
+    shift_factor: float = 0.0  # FLUX's VAE centres its latents before scaling them
 
     def __len__(self) -> int:
         return int(self.mean.shape[1])
@@ -56,7 +57,7 @@ class LatentCache:
         mean = self.mean[flip.long(), index]
         std = self.std[flip.long(), index]
         eps = torch.randn(mean.shape, generator=generator).to(mean.device, mean.dtype)
-        return (mean + std * eps) * self.scaling_factor
+        return (mean + std * eps - self.shift_factor) * self.scaling_factor
 
 
 @torch.no_grad()
@@ -73,4 +74,5 @@ def encode_images(pipeline: Pipeline, images: Sequence[Image.Image]) -> LatentCa
     n = len(images)
     mean = torch.cat(means).reshape(2, n, *means[0].shape[1:])
     std = torch.cat(stds).reshape(2, n, *stds[0].shape[1:])
-    return LatentCache(mean, std, float(vae.config.scaling_factor))
+    shift = float(getattr(vae.config, "shift_factor", None) or 0.0)
+    return LatentCache(mean, std, float(vae.config.scaling_factor), shift)

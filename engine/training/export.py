@@ -1,5 +1,6 @@
 """Saving what a training learned as one model file (safetensors): the LoRA in the
-diffusers format, the trigger's embedding (engine.training.embedding), or both."""
+diffusers format (of the UNet, or of FLUX's transformer), the trigger's embedding
+(engine.training.embedding), or both."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from peft.utils import get_peft_model_state_dict
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from engine.models.pipeline import Pipeline
+from engine.models.pipeline import Pipeline, denoiser, is_flux
 
 __all__ = ["TRIGGER_KEY", "file_sha256", "save_lora", "save_model"]
 
@@ -50,9 +51,11 @@ def save_model(
 
 
 def save_lora(pipeline: Pipeline, adapter: str, output: Path) -> tuple[Path, str]:
-    """Write `adapter` of the UNet to `output` as train_dreambooth_lora.py does; return
-    the path and its sha256. The file loads with `pipeline.load_lora_weights(output)`."""
-    unet = pipeline.unet
+    """Write `adapter` of the UNet (FLUX: the transformer) to `output` as
+    train_dreambooth_lora.py does; return the path and its sha256. The file loads with
+    `pipeline.load_lora_weights(output)`."""
+    unet = denoiser(pipeline)
+    component = "transformer" if is_flux(pipeline) else "unet"
     peft_state = get_peft_model_state_dict(unet, adapter_name=adapter)
     layers = convert_state_dict_to_diffusers(peft_state)  # type: ignore[no-untyped-call]
     config = unet.peft_config[adapter].to_dict()
@@ -62,10 +65,9 @@ def save_lora(pipeline: Pipeline, adapter: str, output: Path) -> tuple[Path, str
     with tempfile.TemporaryDirectory(dir=output.parent, prefix=".lora-") as tmp:
         type(pipeline).save_lora_weights(
             tmp,
-            unet_lora_layers=layers,
             weight_name=output.name,
             safe_serialization=True,
-            unet_lora_adapter_metadata=config,
+            **{f"{component}_lora_layers": layers, f"{component}_lora_adapter_metadata": config},
         )
         (Path(tmp) / output.name).replace(output)
     return output, file_sha256(output)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from PIL import Image
 
-from engine.models.pipeline import Pipeline
+from engine.models.pipeline import Pipeline, denoiser, text_options
 from engine.training.spec import TrainingRequest
 
 __all__ = [
@@ -27,11 +27,12 @@ VALIDATION_STEPS = 12
 @torch.no_grad()
 def render_sample(pipeline: Pipeline, request: TrainingRequest, *, seed: int) -> Image.Image:
     """One image of "a photo of <trigger> <class>" with the adapter being trained."""
-    pipeline.unet.eval()
+    denoiser(pipeline).eval()
     result = pipeline(
         f"a photo of {request.trigger} {request.class_word}",
         num_inference_steps=SAMPLE_STEPS,
         generator=torch.Generator("cpu").manual_seed(seed),
+        **text_options(pipeline),
     )
     image = result.images[0]
     if not isinstance(image, Image.Image):
@@ -42,12 +43,13 @@ def render_sample(pipeline: Pipeline, request: TrainingRequest, *, seed: int) ->
 @torch.no_grad()
 def render_validation(pipeline: Pipeline, request: TrainingRequest) -> list[Image.Image]:
     """The validation pictures: "a photo of <trigger> <class>" at VALIDATION_SEEDS."""
-    pipeline.unet.eval()
+    denoiser(pipeline).eval()
     result = pipeline(
         f"a photo of {request.trigger} {request.class_word}",
         num_inference_steps=VALIDATION_STEPS,
         num_images_per_prompt=len(VALIDATION_SEEDS),
         generator=[torch.Generator("cpu").manual_seed(seed) for seed in VALIDATION_SEEDS],
+        **text_options(pipeline),
     )
     images = list(result.images)
     if not all(isinstance(image, Image.Image) for image in images):

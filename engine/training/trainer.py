@@ -1,6 +1,7 @@
 """DreamBooth-style LoRA training of a user's face, in the shape of diffusers'
 train_dreambooth_lora.py: validate, load and freeze, add the adapter, train, save only
-the adapter as safetensors.
+the adapter as safetensors. The UNet of SD 1.x and SDXL learns to predict noise; FLUX's
+transformer learns the flow (engine.training.flow).
 
 `method` picks what is learned: the LoRA (the default), the trigger's embedding alone
 (textual inversion), or both together (pivotal tuning); engine.training.embedding. With
@@ -25,13 +26,13 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from diffusers import DDPMScheduler
+from diffusers import DDPMScheduler, FlowMatchEulerDiscreteScheduler
 from diffusers.models.attention_processor import AttnProcessor2_0
 from diffusers.training_utils import cast_training_params
 from peft import LoraConfig
 
 from engine.models.families import Family
-from engine.models.pipeline import Pipeline
+from engine.models.pipeline import Pipeline, denoiser
 from engine.models.recipe import TrainingRecipe
 from engine.training.checkpoint import CheckpointState, load_checkpoint, save_checkpoint
 from engine.training.conditioning import Conditioning, LiveCaptions, encode_captions
@@ -43,6 +44,7 @@ from engine.training.embedding import (
     TriggerEmbedding,
 )
 from engine.training.export import save_model
+from engine.training.flow import encode_flux_captions, flow_matching_loss
 from engine.training.likeness import LikenessScore, best_step
 from engine.training.samples import render_sample
 from engine.training.spec import (
@@ -75,6 +77,7 @@ def train(
     on_sample: SampleFn | None = None,
     should_stop: StopFn | None = None,
     validate: ValidateFn | None = None,
+    checkpointing: bool = True,
 ) -> TrainingResult:
     """Train a LoRA of `request.images` and write it to `request.output`.
 
@@ -85,29 +88,37 @@ def train(
     With `validate` and `request.validations`, the likeness is measured at that many
     steps spread evenly (the last one at the end), and the weights of the step that
     scored best are the ones written (the last step's when none has a score).
+
+    `checkpointing` is gradient checkpointing on CUDA (engine.models.memory).
     """
     recipe = request.recipe or family.recipe
     total = request.steps if request.steps is not None else recipe.total_steps(len(request.images))
     _check_request(request, family, total)
-    device = pipeline.unet.device
+    unet = denoiser(pipeline)  # FLUX: the transformer
+    device = unet.device
     on_cuda = device.type == "cuda"
+    flux = family.pipeline == "flux"
 
     learns_lora = request.method in ("lora", "pivotal")
     # Caches: the frozen VAE and text encoder run once, before the loop.
     latents = encode_images(pipeline, request.images)
     captions = captions_for(request.trigger, request.class_word)
     prior = _Prior.encode(pipeline, request, family) if request.class_images else None
-    noise_scheduler = DDPMScheduler.from_config(pipeline.scheduler.config)  # type: ignore[no-untyped-call]
+    # A fresh copy: generating a sample during training changes the pipeline's own.
+    scheduler_class = FlowMatchEulerDiscreteScheduler if flux else DDPMScheduler
+    noise_scheduler = scheduler_class.from_config(pipeline.scheduler.config)  # type: ignore[no-untyped-call]
+    objective: Any = flow_matching_loss if flux else _denoising_loss
 
-    unet = pipeline.unet
     if getattr(unet, "peft_config", None):
         raise ValueError(
             f"the pipeline has LoRA adapters loaded ({', '.join(unet.peft_config)}): "
             "train on a pipeline without them"
         )
     unet.requires_grad_(False)
-    if on_cuda:
+    if on_cuda and not flux:  # FLUX's own attention processors use SDPA already
         unet.set_attn_processor(AttnProcessor2_0())  # type: ignore[no-untyped-call]
+    checkpointing = checkpointing and on_cuda
+    if checkpointing:
         unet.enable_gradient_checkpointing()
     if learns_lora:
         with torch.random.fork_rng(devices=[]):
@@ -116,7 +127,11 @@ def train(
     embedding = None
     if request.method != "lora":
         embedding = TriggerEmbedding(pipeline, request.trigger, request.class_word)
-    conditioning = None if embedding else encode_captions(pipeline, captions, family.resolution)
+    conditioning: Any = None
+    if flux:
+        conditioning = encode_flux_captions(pipeline, captions)
+    elif embedding is None:
+        conditioning = encode_captions(pipeline, captions, family.resolution)
     live = LiveCaptions(pipeline, captions, family.resolution) if embedding else None
     try:
         if on_cuda and learns_lora:
@@ -163,17 +178,15 @@ def train(
             caption = torch.randint(len(captions), (recipe.batch_size,), generator=generator)
             if live is None:
                 assert conditioning is not None
-                loss = _denoising_loss(
-                    unet, noise_scheduler, latents, conditioning, caption, generator
-                )
+                loss = objective(unet, noise_scheduler, latents, conditioning, caption, generator)
             else:
                 rows = torch.arange(len(caption))
                 encoded = live(caption.to(unet.device))
-                loss = _denoising_loss(unet, noise_scheduler, latents, encoded, rows, generator)
+                loss = objective(unet, noise_scheduler, latents, encoded, rows, generator)
             if prior is not None:
                 # One caption for the class: "a photo of a person".
                 prior_caption = torch.zeros(recipe.batch_size, dtype=torch.long)
-                prior_loss = _denoising_loss(
+                prior_loss = objective(
                     unet,
                     noise_scheduler,
                     prior.latents,
@@ -229,7 +242,7 @@ def train(
             unet.delete_adapters(ADAPTER)
         if embedding is not None:
             embedding.close()
-        if on_cuda:
+        if checkpointing:
             unet.disable_gradient_checkpointing()
         unet.requires_grad_(False)
 
@@ -244,15 +257,16 @@ class _Prior:
     """The class images and their caption, cached like the instance data."""
 
     latents: LatentCache
-    conditioning: Conditioning
+    conditioning: Any  # Conditioning, or FluxConditioning
 
     @classmethod
     def encode(cls, pipeline: Pipeline, request: TrainingRequest, family: Family) -> _Prior:
-        caption = f"a photo of a {request.class_word}"
-        return cls(
-            encode_images(pipeline, request.class_images),
-            encode_captions(pipeline, [caption], family.resolution),
-        )
+        captions = [f"a photo of a {request.class_word}"]
+        if family.pipeline == "flux":
+            conditioning: Any = encode_flux_captions(pipeline, captions)
+        else:
+            conditioning = encode_captions(pipeline, captions, family.resolution)
+        return cls(encode_images(pipeline, request.class_images), conditioning)
 
 
 def _denoising_loss(
@@ -316,6 +330,11 @@ def _check_request(request: TrainingRequest, family: Family, total: int) -> None
             raise ValueError(f"image {i} is {img.size[0]}x{img.size[1]}, need {res}x{res}")
     if request.method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {request.method!r}")
+    if request.method not in family.methods:
+        raise ValueError(
+            f"{family.name} models are trained by {', '.join(family.methods)} only, "
+            f"not {request.method}"
+        )
     if not request.trigger or not request.trigger.isalnum():
         raise ValueError(f"trigger must be one alphanumeric word, got {request.trigger!r}")
     if total < 1:

@@ -249,3 +249,51 @@ async def test_the_bot_restarts_between_training_and_pictures(
 
 def _job(progress: Call) -> int:
     return int(progress.text.split("(job ")[1].split(")")[0])
+
+
+async def test_a_flux_journey_in_the_chat(
+    config: Config, fake: FakeTelegram, faces: Path, analyzer: FaceAnalyzer
+) -> None:
+    cfg = telegram_config(config, fake)
+    cfg = dataclasses.replace(
+        cfg,
+        model=dataclasses.replace(cfg.model, base="tiny-flux"),
+        training=dataclasses.replace(cfg.training, steps=4, likeness=False),
+    )
+    ann = Conversation(fake, ANN)
+    async with running_bot(cfg, analyzer) as (booth, _):
+        await ann.accept()
+        await ann.upload_documents(
+            [(p.name, p.read_bytes()) for p in person(faces, "guido_van_rossum")[:4]]
+        )
+        progress = await ann.send("/train")
+        await ann.job_done(progress, "Model version 1 is ready")
+
+        refused = await ann.send("/imagine me on the moon --no glasses")
+        assert "takes no negative prompt" in refused.text
+        since = fake.mark()
+        await fake.say(ANN, "/imagine me on the moon --seed 42 --ar 3:2")
+        photo = await ann.reply(since, "sendPhoto")
+        job_id = int(photo.params["caption"].split("job ")[1].split(")")[0])
+        job = await booth.jobs.get(job_id)
+        assert job is not None
+        request = job.request()
+        assert isinstance(request, ImagineRequest)
+        # FLUX.1-dev's defaults where the user set none.
+        assert (request.steps, request.guidance, request.seed) == (28, 3.5, 42)
+        _, (width, height) = pixels(photo.files["photo"][1])
+        assert width > height and width % 16 == 0 and height % 16 == 0
+        since = fake.mark()
+        await fake.say(ANN, "/imagine me as a statue --steps 3 --guidance 2")
+        photo = await ann.reply(since, "sendPhoto")
+        chosen = await booth.jobs.get(int(photo.params["caption"].split("job ")[1].split(")")[0]))
+        assert chosen is not None
+        assert (chosen.request().steps, chosen.request().guidance) == (3, 2.0)  # type: ignore[union-attr]
+
+        since = fake.mark()
+        await fake.say(ANN, "/export")
+        export = await ann.reply(since, "sendDocument")
+        name, weights = export.files["document"]
+        assert name.endswith("-v1.safetensors")  # no kohya file: the diffusers layout
+        assert b'"transformer.' in weights[:65536]
+        assert "FLUX LoRA in the diffusers layout" in export.params["caption"]
