@@ -40,6 +40,7 @@ __all__ = [
     "Secret",
     "TelegramConfig",
     "TrainingConfig",
+    "WebConfig",
     "listen_address",
     "load_config",
 ]
@@ -205,6 +206,19 @@ class OperationsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class WebConfig:
+    # "HOST:PORT" of the admin web console (bot.web) while `selfiebooth run` works; empty:
+    # none. The same address as [operations] listen serves both from one server.
+    listen: str = ""
+    # The console's address as admins' browsers reach it (behind a reverse proxy: its
+    # https URL); sign-in links start with it. Empty: http://LISTEN.
+    public_url: str = ""
+
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.listen}").rstrip("/")
+
+
+@dataclass(frozen=True, slots=True)
 class TelegramConfig:
     # Point these at your own Bot API server to lift the 20 MB download limit.
     api_base_url: str = "https://api.telegram.org/bot"
@@ -248,6 +262,7 @@ class Config:
     image_filter: ImageFilterConfig = field(default_factory=ImageFilterConfig)
     provenance: ProvenanceConfig = field(default_factory=ProvenanceConfig)
     operations: OperationsConfig = field(default_factory=OperationsConfig)
+    web: WebConfig = field(default_factory=WebConfig)
     telegram: TelegramConfig = field(default_factory=TelegramConfig)
     discord: DiscordConfig = field(default_factory=DiscordConfig)
     # Secrets: environment only (SELFIEBOOTH_TELEGRAM_TOKEN, SELFIEBOOTH_DISCORD_TOKEN).
@@ -288,6 +303,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "image_filter": ImageFilterConfig,
     "provenance": ProvenanceConfig,
     "operations": OperationsConfig,
+    "web": WebConfig,
     "telegram": TelegramConfig,
     "discord": DiscordConfig,
 }
@@ -300,6 +316,14 @@ _CHECKS: dict[str, _Check] = {
     "operations.listen": (
         lambda v: v == "" or _address(v) is not None,
         '"" (off) or HOST:PORT, such as "127.0.0.1:9464"',
+    ),
+    "web.listen": (
+        lambda v: v == "" or _address(v) is not None,
+        '"" (off) or HOST:PORT, such as "127.0.0.1:8080"',
+    ),
+    "web.public_url": (
+        lambda v: v == "" or re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", v) is not None,
+        '"" or the http(s) URL the console is reached at, such as "https://admin.example.org"',
     ),
     # Chat buttons carry the version shown (Telegram allows 64 bytes of button data).
     "consent.version": (
@@ -537,6 +561,6 @@ def _address(value: str) -> tuple[str, int] | None:
     return host, int(port)
 
 
-def listen_address(config: OperationsConfig) -> tuple[str, int] | None:
-    """Where the operations endpoint listens; None when it is off."""
+def listen_address(config: OperationsConfig | WebConfig) -> tuple[str, int] | None:
+    """Where the operations endpoint (or the web console) listens; None when it is off."""
     return _address(config.listen) if config.listen else None

@@ -1,5 +1,6 @@
-"""The operations endpoint of `selfiebooth run`: Prometheus metrics (/metrics) and a
-health check (/healthz) over HTTP, on the address `[operations] listen` names.
+"""The HTTP side of `selfiebooth run`: Prometheus metrics (/metrics) and a health check
+(/healthz) on the address `[operations] listen` names, and the admin web console
+(bot.web) on `[web] listen`; one server when both name the same address.
 
 /healthz answers 200 when the database answers a query, the engine process is running
 (or not started yet: it starts with the first job), and every chat served is connected;
@@ -15,11 +16,12 @@ from typing import Protocol
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from bot.config import Config, listen_address
 from bot.core import Booth
 from bot.core.telemetry import QUEUE_DEPTH, REGISTRY
 from engine.jobs import KINDS
 
-__all__ = ["Chat", "OperationsServer"]
+__all__ = ["Chat", "HttpServer", "OperationsServer", "http_servers"]
 
 _log = logging.getLogger(__name__)
 
@@ -29,23 +31,46 @@ class Chat(Protocol):
     def connected(self) -> bool: ...
 
 
-class OperationsServer:
-    def __init__(self, booth: Booth, chats: Mapping[str, Chat], host: str, port: int) -> None:
-        self.booth = booth
-        self.chats = chats
-        self.host, self.port = host, port
-        app = web.Application()
-        app.router.add_get("/metrics", self._metrics)
-        app.router.add_get("/healthz", self._healthz)
+class HttpServer:
+    """One aiohttp application served on one address."""
+
+    def __init__(self, app: web.Application, host: str, port: int, what: str) -> None:
+        self.host, self.port, self.what = host, port, what
         self._runner = web.AppRunner(app, access_log=None)
 
     async def start(self) -> None:
         await self._runner.setup()
         await web.TCPSite(self._runner, self.host, self.port).start()
-        _log.info("metrics and health checks on http://%s:%d/", self.host, self.port)
+        _log.info("%s on http://%s:%d/", self.what, self.host, self.port)
 
     async def stop(self) -> None:
         await self._runner.cleanup()
+
+
+def http_servers(booth: Booth, chats: Mapping[str, Chat], config: Config) -> list[HttpServer]:
+    """The servers the config asks for: operations and the console, one per address."""
+    apps: dict[tuple[str, int], tuple[web.Application, list[str]]] = {}
+    if (address := listen_address(config.operations)) is not None:
+        app, what = apps.setdefault(address, (web.Application(), []))
+        OperationsServer(booth, chats).add_routes(app)
+        what.append("metrics and health checks")
+    if (address := listen_address(config.web)) is not None:
+        from bot.web import add_console_routes  # jinja2 is loaded only for the console
+
+        app, what = apps.setdefault(address, (web.Application(), []))
+        add_console_routes(app, booth)
+        what.append("the admin web console")
+    return [HttpServer(app, *address, " and ".join(what)) for address, (app, what) in apps.items()]
+
+
+class OperationsServer:
+    def __init__(self, booth: Booth, chats: Mapping[str, Chat]) -> None:
+        self.booth = booth
+        self.chats = chats
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/healthz", self._healthz)
 
     async def health(self) -> tuple[bool, dict[str, str]]:
         """Whether all is well, and what each check found."""

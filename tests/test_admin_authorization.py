@@ -53,6 +53,7 @@ OPERATIONS: dict[str, Operation] = {
     "trace": lambda c, who: c.trace(who, b"not an image"),
     "audit": lambda c, who: c.audit_log(who),
     "console": lambda c, who: c.run(who, "stats"),
+    "web": lambda c, who: c.web_link(who),
 }
 
 
@@ -62,6 +63,7 @@ async def admin_booth(config: Config) -> AsyncIterator[Booth]:
         config,
         telegram=dataclasses.replace(config.telegram, admin_ids=("1001",)),
         discord=dataclasses.replace(config.discord, admin_ids=("2002",)),
+        web=dataclasses.replace(config.web, listen="127.0.0.1:8080"),
     )
     async with open_booth(config) as booth:
         yield booth

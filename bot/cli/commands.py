@@ -19,13 +19,13 @@ from typing import Protocol
 from bot.cli.output import follow, format_status, save_images
 from bot.cli.parser import PLATFORM, build_parser
 from bot.cli.progress import Progress
-from bot.config import Config, ConfigError, listen_address, load_config
+from bot.config import Config, ConfigError, load_config
 from bot.core import Booth, BoothError, Identity, ImagineRequest, Upload, open_booth
 from bot.core.captions import export_caption
 from bot.core.options import parse_styles
 from bot.core.summaries import erasure_text
 from bot.doctor import diagnose, report
-from bot.operations import OperationsServer
+from bot.operations import HttpServer, http_servers
 from engine.intake.names import shown_name
 from engine.jobs import DEFAULT_ASPECT, GUIDANCE, STEPS, STRENGTH
 from engine.logs import configure_logging
@@ -270,11 +270,11 @@ async def _work_queue(config: Config) -> int:
 
             front_ends["discord"] = DiscordFrontEnd(booth, config, config.discord_token)
         started: list[FrontEnd] = []
-        operations = None
+        servers: list[HttpServer] = []
         try:
-            if (address := listen_address(config.operations)) is not None:
-                operations = OperationsServer(booth, front_ends, *address)
-                await operations.start()
+            for server in http_servers(booth, front_ends, config):
+                await server.start()
+                servers.append(server)
             for front_end in front_ends.values():
                 await front_end.start()
                 started.append(front_end)
@@ -289,8 +289,8 @@ async def _work_queue(config: Config) -> int:
         finally:
             for front_end in reversed(started):
                 await front_end.stop()
-            if operations is not None:
-                await operations.stop()
+            for server in servers:
+                await server.stop()
     return 0
 
 

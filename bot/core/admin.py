@@ -24,6 +24,7 @@ from bot.core.dispatcher import QUEUE_PAUSED, Dispatcher
 from bot.core.erasure import Eraser
 from bot.core.moderation import Moderation, parse_duration
 from bot.core.options import parse_imagine
+from bot.core.signin import LINK_LIFETIME, SignIn
 from bot.core.styles import StyleLibrary
 from bot.core.types import BoothError, Identity
 from engine.jobs import STYLE_WEIGHT, ImagineRequest
@@ -31,7 +32,7 @@ from engine.safety import BLOCKLIST_GROUPS, PromptFilter
 from storage import ports
 from storage.records import ReviewItem, StyleRecord, User
 
-__all__ = ["ADMIN_HELP", "AdminConsole", "Stats"]
+__all__ = ["ADMIN_HELP", "AdminConsole", "Stats", "describe_review_item"]
 
 DECISIONS = ("approve", "reject", "ban")
 
@@ -56,7 +57,8 @@ Admin commands (USER is #17, telegram:123 or discord:456):
   style add NAME [--weight W] [--trigger WORDS] [--family F]
                                     with the style LoRA (.safetensors) attached;
                                     on the command line: style add NAME FILE ...
-  style remove NAME"""
+  style remove NAME
+  web                               a one-time sign-in link to the web console (5 min)"""
 
 _USER_REF = re.compile(r"#?(\d+)|(telegram|discord|cli):(\S+)")
 _DURATION = re.compile(r"\d+[mhdw]", re.IGNORECASE)
@@ -84,6 +86,7 @@ class AdminConsole:
         authorization: AdminAuthorization,
         dispatcher: Dispatcher | None = None,
         styles: StyleLibrary | None = None,
+        signin: SignIn | None = None,
     ) -> None:
         self.repo = repo
         self.jobs = jobs
@@ -95,6 +98,8 @@ class AdminConsole:
         self.dispatcher = dispatcher
         # None where this console manages no style library (the moderation-only tests).
         self.styles = styles
+        # The web console's sign-in links (bot.web); None where there is no database.
+        self.signin = signin
 
     async def authorize(self, actor: Identity, operation: str) -> str:
         """The actor's name for the audit log, or NotAuthorized (audited) for a non-admin."""
@@ -458,6 +463,17 @@ class AdminConsole:
                 )
         return "\n".join(lines)
 
+    async def web_link(self, actor: Identity) -> str:
+        """A one-time link that signs `actor` in to the web console, in words."""
+        if self.signin is None:
+            raise BoothError("This bot has no web console: set web.listen in its config.")
+        url = await self.signin.link(actor)
+        return (
+            f"Sign in to the web console: {url}\n"
+            f"It works once, within {LINK_LIFETIME.seconds // 60} minutes. Keep it to "
+            "yourself: whoever opens it first is signed in as you."
+        )
+
     async def audit_log(self, actor: Identity, limit: int = 20) -> list[Any]:
         await self.authorize(actor, "audit")
         return list(await self.repo.audit_entries(max(1, min(limit, 500))))
@@ -530,6 +546,8 @@ class AdminConsole:
         if command == "audit":
             limit = int(args[0]) if args and args[0].isdigit() else 20
             return format_audit(await self.audit_log(actor, limit))
+        if command in ("web", "web-link"):
+            return await self.web_link(actor)
         raise BoothError(f"There is no admin command {command!r}. Try: admin help")
 
 
@@ -600,20 +618,23 @@ def _key_value(arg: str) -> tuple[str, int]:
 def format_review(items: list[ReviewItem]) -> str:
     if not items:
         return "The review queue is empty."
-    lines = []
-    for item in items:
-        detail = json.loads(item.detail)
-        if item.kind == "prompt":
-            what = f"prompt refused as {detail.get('category')}: {detail.get('prompt', '')!r}"
-        elif item.kind == "image":
-            why = detail.get("reason") or ", ".join(detail.get("classes", []))
-            if "other_user" in detail:
-                why += f": user #{detail['other_user']}, distance {detail.get('distance')}"
-            what = f"image blocked ({why}) from {detail.get('source', 'a generation')}"
-        else:
-            what = f"report of job {item.job_id}: {detail.get('note') or 'no note'}"
-        lines.append(f"{item.id}. user #{item.user_id}, {item.created_at[:16]}: {what}")
-    return "\n".join(lines)
+    return "\n".join(
+        f"{item.id}. user #{item.user_id}, {item.created_at[:16]}: {describe_review_item(item)}"
+        for item in items
+    )
+
+
+def describe_review_item(item: ReviewItem) -> str:
+    """What a review item is about, in words (the chats and the web console)."""
+    detail = json.loads(item.detail)
+    if item.kind == "prompt":
+        return f"prompt refused as {detail.get('category')}: {detail.get('prompt', '')!r}"
+    if item.kind == "image":
+        why = detail.get("reason") or ", ".join(detail.get("classes", []))
+        if "other_user" in detail:
+            why += f": user #{detail['other_user']}, distance {detail.get('distance')}"
+        return f"image blocked ({why}) from {detail.get('source', 'a generation')}"
+    return f"report of job {item.job_id}: {detail.get('note') or 'no note'}"
 
 
 def format_stats(stats: Stats) -> str:

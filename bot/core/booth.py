@@ -28,6 +28,7 @@ from bot.core.moderation import Moderation
 from bot.core.outcomes import Outcomes
 from bot.core.provenance import Provenance
 from bot.core.requests import Requests
+from bot.core.signin import SignIn
 from bot.core.sources import Sources
 from bot.core.styles import StyleLibrary
 from bot.core.types import (
@@ -54,6 +55,7 @@ from storage import BlobStore, Repository
 from storage.chat_messages import ChatMessages
 from storage.jobs import JobQueue
 from storage.records import JobRecord, LoraRecord, User
+from storage.web import WebSessions
 
 __all__ = ["BAD_NAME", "CONFIRMATION_TTL", "FILTER_REFUSED", "Booth"]
 
@@ -111,14 +113,20 @@ class Booth:
         # The admins' style LoRAs, for the configured family: managed by the admin console,
         # named in /imagine (--style) and resolved by the requests.
         self.styles = StyleLibrary(repo, blobs, self.family)
+        authorization = AdminAuthorization(config, repo)
+        # The admin web console's sign-in (bot.web), where the config turns it on.
+        self.signin = None
+        if config.web.listen:
+            self.signin = SignIn(WebSessions(repo.db), authorization, config.web.base_url())
         self.admin = AdminConsole(
             repo,
             self.jobs,
             self.moderation,
             self.eraser,
-            AdminAuthorization(config, repo),
+            authorization,
             dispatcher,
             self.styles,
+            self.signin,
         )
         # Which chat message shows which job: the answers a front end owes after a restart.
         self.chats = ChatMessages(repo.db)

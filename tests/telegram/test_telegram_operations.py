@@ -91,6 +91,8 @@ data_dir = "{tmp_path / "data"}"
 log_format = "json"
 [operations]
 listen = "127.0.0.1:{port}"
+[web]
+listen = "127.0.0.1:{port}"
 [training]
 min_photos = 3
 steps = 3
@@ -192,6 +194,19 @@ async def test_metrics_health_and_logs_of_a_running_bot(
     assert up["status"] == "ok"
     assert up["checks"]["engine"] != body["checks"]["engine"]
     assert counter(await running.metrics(), "selfiebooth_engine_restarts_total") == 1
+
+    # The admin web console is served beside the metrics, signed in with a chat's link.
+    link = (await admin.send("/admin web")).text
+    url = re.search(r"(http://\S+/signin/\S+)", link)
+    assert url is not None and url[1].startswith(running.base), link
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with aiohttp.ClientSession(cookie_jar=jar) as browser:
+        async with browser.get(url[1]) as page:
+            assert page.status == 200 and "Review queue" in await page.text()
+            assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
+        async with browser.get(running.base + "/metrics") as scrape:
+            assert "Content-Security-Policy" not in scrape.headers
+            assert "selfiebooth_jobs_total" in await scrape.text()
 
     running.process.send_signal(signal.SIGTERM)  # as systemd and Docker stop it
     assert await asyncio.wait_for(running.process.wait(), 60) == 0

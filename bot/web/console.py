@@ -1,0 +1,252 @@
+"""The admin web console's pages, added to an aiohttp application (`add_console_routes`).
+
+Every page but the sign-in link asks `SignIn.session` for the session its cookie names,
+which asks the config whether its admin is still one. Every state-changing form carries
+the session's CSRF token; every action goes through `AdminConsole`, which authorizes it
+again and writes it to the audit log under the admin's name. Pictures kept for review
+are served only to a session, at a URL signed with that session's secret, never cached.
+
+Responses carry a strict Content-Security-Policy (scripts and styles from /static only,
+no inline script), `X-Frame-Options: DENY`, no referrer (a sign-in link is a secret in a
+URL) and `Cache-Control: no-store`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from importlib import resources
+from typing import Any
+from urllib.parse import urlencode
+
+import jinja2
+from aiohttp import web
+
+from bot.core import Booth
+from bot.core.admin import describe_review_item
+from bot.core.signin import SignedIn
+from bot.core.types import BoothError, NotAuthorized
+
+__all__ = ["COOKIE", "add_console_routes"]
+
+_log = logging.getLogger(__name__)
+
+COOKIE = "selfiebooth_session"
+_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+_STATIC = {"console.css": "text/css", "console.js": "text/javascript"}
+_BOOTH = web.AppKey("console_booth", Booth)
+_TEMPLATES = web.AppKey("console_templates", jinja2.Environment)
+
+Page = Callable[[web.Request, SignedIn], Awaitable[web.StreamResponse]]
+
+
+def add_console_routes(app: web.Application, booth: Booth) -> None:
+    """The console's routes on `app`, for `booth` (whose config has web.listen set)."""
+    if booth.signin is None:
+        raise ValueError("the booth has no sign-in: set web.listen")
+    app[_BOOTH] = booth
+    app[_TEMPLATES] = jinja2.Environment(
+        loader=jinja2.PackageLoader("bot.web", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    app.router.add_get("/", _signed_in(_home))
+    app.router.add_get("/signin/{token}", _signin)
+    app.router.add_post("/signout", _signed_in(_signout, form=True))
+    app.router.add_get("/review", _signed_in(_review))
+    app.router.add_post("/review/{item:\\d+}", _signed_in(_decide, form=True))
+    app.router.add_get("/review/{item:\\d+}/picture/{signature}", _signed_in(_picture))
+    app.router.add_get("/static/{name}", _static)
+    app.on_response_prepare.append(_secure)
+
+
+async def _secure(request: web.Request, response: web.StreamResponse) -> None:
+    if request.app.get(_BOOTH) is not None and not request.path.startswith(
+        ("/metrics", "/healthz")
+    ):
+        response.headers.update(_HEADERS)
+        if request.path.startswith("/static/"):
+            response.headers["Cache-Control"] = "no-cache"
+
+
+def _signed_in(
+    page: Page, *, form: bool = False
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """`page` for a live session only; with `form`, only with the session's CSRF token."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        booth = request.app[_BOOTH]
+        assert booth.signin is not None
+        cookie = request.cookies.get(COOKIE, "")
+        session = await booth.signin.session(cookie) if cookie else None
+        if session is None:
+            return _render(
+                request,
+                "signed_out.html",
+                {"reason": "Sign in with a link from the chat: /admin web."},
+                status=401,
+            )
+        if form:
+            data = await request.post()
+            token = str(data.get("csrf", ""))
+            if not hmac.compare_digest(token.encode(), session.csrf.encode()):
+                return _render(
+                    request,
+                    "signed_out.html",
+                    {"reason": "This form has expired: go back, reload the page and try again."},
+                    status=403,
+                )
+        return await page(request, session)
+
+    return handler
+
+
+async def _signin(request: web.Request) -> web.StreamResponse:
+    booth = request.app[_BOOTH]
+    assert booth.signin is not None
+    opened = await booth.signin.redeem(request.match_info["token"])
+    if opened is None:
+        return _render(
+            request,
+            "signed_out.html",
+            {
+                "reason": "This sign-in link is used, expired or not an admin's. "
+                "Ask for a new one with /admin web."
+            },
+            status=403,
+        )
+    session_id, _ = opened
+    response = web.Response(status=303, headers={"Location": "/review"})
+    response.set_cookie(
+        COOKIE,
+        session_id,
+        httponly=True,
+        samesite="Strict",
+        secure=booth.config.web.base_url().startswith("https://"),
+        path="/",
+    )
+    return response
+
+
+async def _signout(request: web.Request, session: SignedIn) -> web.StreamResponse:
+    booth = request.app[_BOOTH]
+    assert booth.signin is not None
+    await booth.signin.sign_out(request.cookies.get(COOKIE, ""))
+    response = _render(request, "signed_out.html", {"reason": "You are signed out."})
+    response.del_cookie(COOKIE, path="/")
+    return response
+
+
+async def _home(request: web.Request, session: SignedIn) -> web.StreamResponse:
+    raise web.HTTPSeeOther("/review")
+
+
+async def _review(request: web.Request, session: SignedIn) -> web.StreamResponse:
+    booth = request.app[_BOOTH]
+    items = await booth.admin.review_queue(session.admin, limit=50)
+    shown = []
+    for item in items:
+        detail = json.loads(item.detail)
+        picture = await _picture_blob(booth, item.id)
+        shown.append(
+            {
+                "id": item.id,
+                "kind": item.kind,
+                "user": item.user_id,
+                "created": item.created_at[:16].replace("T", " "),
+                "what": describe_review_item(item),
+                "prompt": detail.get("prompt", ""),
+                "category": detail.get("category") or detail.get("reason") or "",
+                "layer": detail.get("field") or detail.get("source") or "",
+                "picture": (
+                    f"/review/{item.id}/picture/{_sign(session, item.id)}" if picture else ""
+                ),
+            }
+        )
+    said = request.query.get("said", "")
+    return _render(request, "review.html", {"items": shown, "said": said, "session": session})
+
+
+async def _decide(request: web.Request, session: SignedIn) -> web.StreamResponse:
+    booth = request.app[_BOOTH]
+    data = await request.post()
+    item = int(request.match_info["item"])
+    try:
+        said = await booth.admin.decide(
+            session.admin, item, str(data.get("decision", "")), str(data.get("reason", ""))
+        )
+    except NotAuthorized:
+        raise web.HTTPForbidden() from None
+    except BoothError as exc:
+        said = str(exc)
+    raise web.HTTPSeeOther(f"/review?{urlencode({'said': said})}")
+
+
+async def _picture(request: web.Request, session: SignedIn) -> web.StreamResponse:
+    booth = request.app[_BOOTH]
+    item = int(request.match_info["item"])
+    if not hmac.compare_digest(request.match_info["signature"], _sign(session, item)):
+        raise web.HTTPNotFound()
+    await booth.admin.authorize(session.admin, "review")
+    blob = await _picture_blob(booth, item)
+    if blob is None:
+        raise web.HTTPNotFound()
+    data = await booth.blobs.get(blob)
+    return web.Response(body=data, content_type=_image_type(data))
+
+
+async def _picture_blob(booth: Booth, item_id: int) -> str | None:
+    """The picture an item is about: the blocked image kept, or a reported job's first."""
+    item = await booth.repo.review_item(item_id)
+    if item is None or item.status != "open":
+        return None
+    if item.blob:
+        return item.blob
+    if item.kind == "report" and item.job_id is not None:
+        images = await booth.repo.images_of_job(item.job_id)
+        return images[0].blob if images else None
+    return None
+
+
+def _sign(session: SignedIn, item: int) -> str:
+    """The picture URL's signature: only this session can make or use it."""
+    return hmac.new(session.csrf.encode(), f"review:{item}".encode(), hashlib.sha256).hexdigest()[
+        :32
+    ]
+
+
+def _image_type(data: bytes) -> str:
+    if data.startswith(b"\x89PNG"):
+        return "image/png"
+    if data.startswith(b"\xff\xd8"):
+        return "image/jpeg"
+    if data[8:12] == b"WEBP":
+        return "image/webp"
+    return "application/octet-stream"
+
+
+async def _static(request: web.Request) -> web.StreamResponse:
+    name = request.match_info["name"]
+    if name not in _STATIC:  # a fixed list: no path from the request reaches the disk
+        raise web.HTTPNotFound()
+    body = resources.files("bot.web").joinpath("static", name).read_bytes()
+    return web.Response(body=body, content_type=_STATIC[name], charset="utf-8")
+
+
+def _render(
+    request: web.Request, template: str, values: dict[str, Any], *, status: int = 200
+) -> web.Response:
+    page = request.app[_TEMPLATES].get_template(template).render(**values)
+    return web.Response(text=page, content_type="text/html", charset="utf-8", status=status)

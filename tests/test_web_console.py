@@ -1,0 +1,187 @@
+"""The admin web console over real HTTP on loopback: sign-in links, sessions, the review
+queue with its pictures, CSRF and the security headers (bot.web)."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from aiohttp import ClientSession, CookieJar, web
+from aiohttp.test_utils import TestServer
+from helpers_images import encode, gradient
+
+from bot.config import Config
+from bot.core import Booth, Identity, open_booth
+from bot.core.types import NotAuthorized
+from bot.web import add_console_routes
+from bot.web.console import COOKIE
+
+ADMIN = Identity("telegram", "1001")
+OTHER_ADMIN = Identity("discord", "2002")
+
+
+@pytest.fixture
+async def booth(config: Config) -> AsyncIterator[Booth]:
+    config = dataclasses.replace(
+        config,
+        telegram=dataclasses.replace(config.telegram, admin_ids=("1001",)),
+        discord=dataclasses.replace(config.discord, admin_ids=("2002",)),
+        web=dataclasses.replace(config.web, listen="127.0.0.1:8080"),
+    )
+    async with open_booth(config) as booth:
+        yield booth
+
+
+@pytest.fixture
+async def server(booth: Booth) -> AsyncIterator[TestServer]:
+    app = web.Application()
+    add_console_routes(app, booth)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    yield server
+    await server.close()
+
+
+def browser(server: TestServer) -> ClientSession:
+    # unsafe: keep cookies of an IP address host (127.0.0.1), as browsers do.
+    return ClientSession(str(server.make_url("")), cookie_jar=CookieJar(unsafe=True))
+
+
+async def sign_in(booth: Booth, server: TestServer, who: Identity = ADMIN) -> ClientSession:
+    """A browser-like client signed in through a fresh link of `who`."""
+    link = await booth.admin.web_link(who)
+    path = re.search(r"https?://\S+?(/signin/\S+)", link)
+    assert path is not None, link
+    client = browser(server)
+    async with client.get(path[1], allow_redirects=False) as response:
+        assert response.status == 303 and response.headers["Location"] == "/review"
+        cookie = response.cookies[COOKIE]
+        assert cookie["httponly"] and cookie["samesite"] == "Strict"
+    return client
+
+
+async def three_items(booth: Booth) -> list[int]:
+    user = await booth.repo.get_or_create_user("telegram", "77")
+    blob = await booth.blobs.put(encode(gradient(64, 48), "PNG"))
+    return [
+        await booth.repo.add_review_item(
+            "prompt", user.id, {"prompt": "a bad one", "category": "violence", "field": "prompt"}
+        ),
+        await booth.repo.add_review_item(
+            "image", user.id, {"classes": ["FEMALE_BREAST_EXPOSED"]}, blob=blob
+        ),
+        await booth.repo.add_review_item(
+            "prompt", user.id, {"prompt": "another", "category": "hate", "field": "negative"}
+        ),
+    ]
+
+
+async def test_a_link_signs_in_once_and_the_queue_is_decided(
+    booth: Booth, server: TestServer
+) -> None:
+    items = await three_items(booth)
+    client = await sign_in(booth, server)
+    async with client:
+        async with client.get("/review") as page:
+            html = await page.text()
+            assert page.status == 200
+            headers = page.headers
+        assert "default-src 'none'" in headers["Content-Security-Policy"]
+        assert "script-src 'self'" in headers["Content-Security-Policy"]
+        assert headers["X-Frame-Options"] == "DENY" and headers["Cache-Control"] == "no-store"
+        assert "<script>" not in html  # no inline script
+        assert [f"item-{i}" in html for i in items] == [True] * 3
+        assert "a bad one" in html and "violence" in html
+        csrf = re.search(r'name="csrf" value="([^"]+)"', html)
+        pictures = re.findall(r'<img src="(/review/\d+/picture/\w+)"', html)
+        assert csrf is not None and len(pictures) == 1
+
+        async with client.get(pictures[0]) as picture:
+            assert picture.status == 200 and picture.content_type == "image/png"
+            assert picture.headers["Cache-Control"] == "no-store"
+        for item, decision in zip(items, ("approve", "reject", "ban"), strict=True):
+            form = {"csrf": csrf[1], "decision": decision, "reason": f"web {decision}"}
+            async with client.post(f"/review/{item}", data=form) as answer:
+                said = f"Review item {item} {decision.rstrip('e')}"
+                assert answer.status == 200 and said in await answer.text()
+        async with client.get("/review") as page:
+            assert "The review queue is empty." in await page.text()
+        async with client.get(pictures[0]) as picture:
+            assert picture.status == 404  # decided: no longer shown
+
+    decided = [await booth.repo.review_item(i) for i in items]
+    assert [(d.status, d.resolved_by) for d in decided if d] == [
+        ("approved", "telegram:1001"),
+        ("rejected", "telegram:1001"),
+        ("banned", "telegram:1001"),
+    ]
+    actions = [e.action for e in await booth.repo.audit_entries()]
+    assert actions[:4] == [
+        "admin.review.ban",
+        "admin.review.reject",
+        "admin.review.approve",
+        "admin.web.signin",
+    ]
+
+
+async def test_spent_expired_and_foreign_links_are_refused(
+    booth: Booth, server: TestServer
+) -> None:
+    link = await booth.admin.web_link(ADMIN)
+    path = "/signin/" + link.split("/signin/")[1].split()[0]
+    async with browser(server) as client:
+        async with client.get(path, allow_redirects=False) as first:
+            assert first.status == 303
+        async with client.get(path, allow_redirects=False) as again:
+            assert again.status == 403 and "used, expired" in await again.text()
+            assert COOKIE not in again.cookies
+        async with client.get("/signin/made-up-token") as made_up:
+            assert made_up.status == 403
+
+        stale = await booth.admin.web_link(ADMIN)
+        old = (datetime.now(UTC) - timedelta(minutes=6)).isoformat(timespec="milliseconds")
+        await booth.repo.db.conn.execute("UPDATE web_links SET expires_at = ?", (old,))
+        async with client.get("/signin/" + stale.split("/signin/")[1].split()[0]) as expired:
+            assert expired.status == 403
+
+    with pytest.raises(NotAuthorized):
+        await booth.admin.web_link(Identity("telegram", "77"))
+
+
+async def test_no_cookie_no_csrf_and_a_removed_admin_are_refused(
+    booth: Booth, server: TestServer
+) -> None:
+    items = await three_items(booth)
+    client = await sign_in(booth, server)
+    async with client:
+        async with client.get("/review") as page:
+            html = await page.text()
+        picture = re.findall(r'<img src="(/review/\d+/picture/\w+)"', html)[0]
+        async with browser(server) as stranger:
+            async with stranger.get(picture) as response:
+                assert response.status == 401
+            async with stranger.get("/review") as response:
+                assert response.status == 401 and "/admin web" in await response.text()
+        # Another session's signature does not open the picture either.
+        other = await sign_in(booth, server, OTHER_ADMIN)
+        async with other, other.get(picture) as response:
+            assert response.status == 404
+
+        async with client.post(f"/review/{items[0]}", data={"decision": "ban"}) as response:
+            assert response.status == 403
+        item = await booth.repo.review_item(items[0])
+        assert item is not None and item.status == "open"
+
+        # Removed from the config: locked out at the next request.
+        config = booth.admin.authorization.config
+        booth.admin.authorization.config = dataclasses.replace(
+            config, telegram=dataclasses.replace(config.telegram, admin_ids=())
+        )
+        async with client.get("/review") as response:
+            assert response.status == 401
+        booth.admin.authorization.config = config
+        async with client.get("/review") as response:
+            assert response.status == 401  # the session was closed, not just refused
