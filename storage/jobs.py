@@ -64,6 +64,12 @@ class JobQueue:
         async with self.db.conn.execute(_SCHEDULE) as cur:
             return [int(row[0]) for row in await cur.fetchall()]
 
+    async def running(self) -> list[JobRecord]:
+        async with self.db.conn.execute(
+            "SELECT * FROM jobs WHERE status = 'running' ORDER BY started_at, id"
+        ) as cur:
+            return [JobRecord(**dict(row)) for row in await cur.fetchall()]
+
     async def next_job(self) -> JobRecord | None:
         order = await self.schedule()
         return await self.get(order[0]) if order else None

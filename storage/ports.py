@@ -212,8 +212,17 @@ class Repository(ModerationStore, StyleStore, Protocol):
         self, actor: str, action: str, detail: Mapping[str, Any] | None = None
     ) -> None: ...
 
-    async def audit_entries(self, limit: int = 100) -> list[AuditEntry]:
-        """Newest first."""
+    async def audit_entries(
+        self,
+        limit: int = 100,
+        *,
+        before: int | None = None,
+        actor: str = "",
+        action: str = "",
+        user: int | None = None,
+    ) -> list[AuditEntry]:
+        """Newest first; older than entry `before`, by `actor`, with an action starting
+        with `action`, about user #`user` (its detail's "user"), where given."""
         ...
 
     async def checkpoint(self) -> None: ...
@@ -238,6 +247,10 @@ class JobQueue(Protocol):
 
     async def schedule(self) -> list[int]:
         """Queued job ids in the order they will run."""
+        ...
+
+    async def running(self) -> list[JobRecord]:
+        """The running jobs, the longest-running first."""
         ...
 
     async def next_job(self) -> JobRecord | None: ...

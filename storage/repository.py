@@ -434,9 +434,22 @@ class Repository(ModerationQueries, StyleQueries):
             (utcnow(), actor, action, json.dumps(dict(detail or {}), sort_keys=True)),
         )
 
-    async def audit_entries(self, limit: int = 100) -> list[AuditEntry]:
+    async def audit_entries(
+        self,
+        limit: int = 100,
+        *,
+        before: int | None = None,
+        actor: str = "",
+        action: str = "",
+        user: int | None = None,
+    ) -> list[AuditEntry]:
         return await self._all(
-            AuditEntry, "SELECT * FROM audit_log ORDER BY id DESC LIMIT ?", (limit,)
+            AuditEntry,
+            "SELECT * FROM audit_log WHERE (? IS NULL OR id < ?) AND (? = '' OR actor = ?)"
+            " AND (? = '' OR substr(action, 1, length(?)) = ?)"
+            " AND (? IS NULL OR json_extract(detail, '$.user') = ?)"
+            " ORDER BY id DESC LIMIT ?",
+            (before, before, actor, actor, action, action, action, user, user, limit),
         )
 
     # helpers -------------------------------------------------------------------------

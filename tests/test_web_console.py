@@ -7,6 +7,7 @@ import dataclasses
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from html import unescape as html_unescape
 
 import pytest
 from aiohttp import ClientSession, CookieJar, web
@@ -15,9 +16,11 @@ from helpers_images import encode, gradient
 
 from bot.config import Config
 from bot.core import Booth, Identity, open_booth
+from bot.core.dispatcher import QUEUE_PAUSED
 from bot.core.types import NotAuthorized
 from bot.web import add_console_routes
 from bot.web.console import COOKIE
+from engine.jobs import ImagineRequest
 
 ADMIN = Identity("telegram", "1001")
 OTHER_ADMIN = Identity("discord", "2002")
@@ -185,3 +188,43 @@ async def test_no_cookie_no_csrf_and_a_removed_admin_are_refused(
         booth.admin.authorization.config = config
         async with client.get("/review") as response:
             assert response.status == 401  # the session was closed, not just refused
+
+
+async def test_the_queue_pauses_and_the_audit_log_pages_and_filters(
+    booth: Booth, server: TestServer
+) -> None:
+    user = await booth.repo.get_or_create_user("telegram", "77")
+    jobs = [await booth.jobs.enqueue(user.id, ImagineRequest(f"a cat {n}")) for n in range(2)]
+    for n in range(60):
+        await booth.repo.audit("telegram:1001", "admin.quota", {"user": n % 3})
+    client = await sign_in(booth, server)
+    async with client:
+        async with client.get("/queue") as page:
+            html = await page.text()
+        csrf = re.search(r'name="csrf" value="([^"]+)"', html)
+        assert csrf is not None and "Nothing is running." in html
+        rows = re.findall(r"<tr><td>(\d+)</td><td>(\d+)</td><td>imagine</td>", html)
+        assert rows == [("1", str(jobs[0].id)), ("2", str(jobs[1].id))]
+        form = {"csrf": csrf[1], "action": "pause", "reason": "upgrade"}
+        async with client.post("/queue", data=form) as paused:
+            assert "Paused: upgrade" in await paused.text()
+        assert await booth.repo.setting(QUEUE_PAUSED) == "upgrade"
+        async with client.post("/queue", data={**form, "action": "resume"}) as resumed:
+            assert "Pause</button>" in await resumed.text()
+        assert await booth.repo.setting(QUEUE_PAUSED) is None
+
+        async with client.get("/audit") as page:
+            first = await page.text()
+        shown = [int(n) for n in re.findall(r"<tr><td>(\d+)</td>", first)]
+        assert len(shown) == 50 and shown == sorted(shown, reverse=True)
+        older = re.search(r'<a href="(/audit\?[^"]+)">Older entries', first)
+        assert older is not None
+        async with client.get(older[1].replace("&amp;", "&")) as page:
+            rest = [int(n) for n in re.findall(r"<tr><td>(\d+)</td>", await page.text())]
+        assert rest and max(rest) < min(shown)
+        async with client.get("/audit", params={"action": "admin.pause"}) as page:
+            paused_rows = re.findall(r"<td>(admin\.[a-z.]+)</td>", await page.text())
+        assert paused_rows == ["admin.pause"]
+        async with client.get("/audit", params={"user": "#2", "action": "admin.quota"}) as page:
+            about = re.findall(r'<td class="detail">([^<]+)</td>', await page.text())
+        assert len(about) == 20 and all(html_unescape(d) == '{"user": 2}' for d in about)

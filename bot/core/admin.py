@@ -30,9 +30,9 @@ from bot.core.types import BoothError, Identity
 from engine.jobs import STYLE_WEIGHT, ImagineRequest
 from engine.safety import BLOCKLIST_GROUPS, PromptFilter
 from storage import ports
-from storage.records import ReviewItem, StyleRecord, User
+from storage.records import AuditEntry, JobRecord, ReviewItem, StyleRecord, User
 
-__all__ = ["ADMIN_HELP", "AdminConsole", "Stats", "describe_review_item"]
+__all__ = ["ADMIN_HELP", "AdminConsole", "QueueView", "Stats", "describe_review_item"]
 
 DECISIONS = ("approve", "reject", "ban")
 
@@ -62,6 +62,13 @@ Admin commands (USER is #17, telegram:123 or discord:456):
 
 _USER_REF = re.compile(r"#?(\d+)|(telegram|discord|cli):(\S+)")
 _DURATION = re.compile(r"\d+[mhdw]", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueView:
+    paused: str | None  # the reason, while paused
+    running: list[JobRecord]
+    queued: list[JobRecord]  # in the order they will run
 
 
 @dataclass(frozen=True, slots=True)
@@ -474,9 +481,32 @@ class AdminConsole:
             "yourself: whoever opens it first is signed in as you."
         )
 
-    async def audit_log(self, actor: Identity, limit: int = 20) -> list[Any]:
+    async def audit_log(
+        self,
+        actor: Identity,
+        limit: int = 20,
+        *,
+        before: int | None = None,
+        by: str = "",
+        action: str = "",
+        user: int | None = None,
+    ) -> list[AuditEntry]:
+        """The audit log, newest first, a page of `limit` entries older than `before`,
+        filtered by admin (`by`), action prefix and user where given."""
         await self.authorize(actor, "audit")
-        return list(await self.repo.audit_entries(max(1, min(limit, 500))))
+        return await self.repo.audit_entries(
+            max(1, min(limit, 500)), before=before, actor=by, action=action, user=user
+        )
+
+    async def queue_view(self, actor: Identity) -> QueueView:
+        """What the queue holds: whether it is paused, the running jobs, and the queued
+        ones in the order they will run."""
+        await self.authorize(actor, "queue")
+        paused = await self.repo.setting(QUEUE_PAUSED)
+        queued = [
+            job for job_id in await self.jobs.schedule() if (job := await self.jobs.get(job_id))
+        ]
+        return QueueView(paused, await self.jobs.running(), queued)
 
     # one line of text, for the chat front ends -------------------------------------------
 

@@ -18,6 +18,7 @@ import hmac
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any
 from urllib.parse import urlencode
@@ -29,6 +30,7 @@ from bot.core import Booth
 from bot.core.admin import describe_review_item
 from bot.core.signin import SignedIn
 from bot.core.types import BoothError, NotAuthorized
+from storage.records import JobRecord
 
 __all__ = ["COOKIE", "add_console_routes"]
 
@@ -45,6 +47,7 @@ _HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
+_AUDIT_PAGE = 50
 _STATIC = {"console.css": "text/css", "console.js": "text/javascript"}
 _BOOTH = web.AppKey("console_booth", Booth)
 _TEMPLATES = web.AppKey("console_templates", jinja2.Environment)
@@ -68,6 +71,9 @@ def add_console_routes(app: web.Application, booth: Booth) -> None:
     app.router.add_get("/review", _signed_in(_review))
     app.router.add_post("/review/{item:\\d+}", _signed_in(_decide, form=True))
     app.router.add_get("/review/{item:\\d+}/picture/{signature}", _signed_in(_picture))
+    app.router.add_get("/queue", _signed_in(_queue))
+    app.router.add_post("/queue", _signed_in(_pause_or_resume, form=True))
+    app.router.add_get("/audit", _signed_in(_audit))
     app.router.add_get("/static/{name}", _static)
     app.on_response_prepare.append(_secure)
 
@@ -176,7 +182,8 @@ async def _review(request: web.Request, session: SignedIn) -> web.StreamResponse
             }
         )
     said = request.query.get("said", "")
-    return _render(request, "review.html", {"items": shown, "said": said, "session": session})
+    values = {"items": shown, "said": said, "session": session, "page": "review"}
+    return _render(request, "review.html", values)
 
 
 async def _decide(request: web.Request, session: SignedIn) -> web.StreamResponse:
@@ -192,6 +199,93 @@ async def _decide(request: web.Request, session: SignedIn) -> web.StreamResponse
     except BoothError as exc:
         said = str(exc)
     raise web.HTTPSeeOther(f"/review?{urlencode({'said': said})}")
+
+
+async def _queue(request: web.Request, session: SignedIn) -> web.StreamResponse:
+    booth = request.app[_BOOTH]
+    view = await booth.admin.queue_view(session.admin)
+    now = datetime.now(UTC)
+
+    def row(job: JobRecord, position: int | None) -> dict[str, Any]:
+        since = job.started_at if job.status == "running" and job.started_at else job.created_at
+        return {
+            "id": job.id,
+            "kind": job.kind,
+            "user": job.user_id,
+            "position": position,
+            "lane": "training" if job.kind == "train" else "pictures",
+            "age": _age(now - datetime.fromisoformat(since)),
+            "progress": f"{job.progress:.0%}",
+            "attempts": job.attempts,
+        }
+
+    values = {
+        "session": session,
+        "page": "queue",
+        "paused": view.paused,
+        "running": [row(job, None) for job in view.running],
+        "queued": [row(job, n) for n, job in enumerate(view.queued, 1)],
+        "said": request.query.get("said", ""),
+    }
+    return _render(request, "queue.html", values)
+
+
+async def _pause_or_resume(request: web.Request, session: SignedIn) -> web.StreamResponse:
+    booth = request.app[_BOOTH]
+    data = await request.post()
+    reason = str(data.get("reason", ""))
+    if data.get("action") == "pause":
+        said = await booth.admin.pause(session.admin, reason)
+    else:
+        said = await booth.admin.resume(session.admin, reason)
+    raise web.HTTPSeeOther(f"/queue?{urlencode({'said': said})}")
+
+
+async def _audit(request: web.Request, session: SignedIn) -> web.StreamResponse:
+    booth = request.app[_BOOTH]
+    query = request.query
+    before = int(query["before"]) if query.get("before", "").isdigit() else None
+    user_text = query.get("user", "").strip().removeprefix("#")
+    user = int(user_text) if user_text.isdigit() else None
+    by, action = query.get("by", "").strip(), query.get("action", "").strip()
+    entries = await booth.admin.audit_log(
+        session.admin, _AUDIT_PAGE + 1, before=before, by=by, action=action, user=user
+    )
+    more = len(entries) > _AUDIT_PAGE
+    entries = entries[:_AUDIT_PAGE]
+    older = ""
+    if more and entries:
+        older = "/audit?" + urlencode(
+            {"before": entries[-1].id, "by": by, "action": action, "user": user_text}
+        )
+    values = {
+        "session": session,
+        "page": "audit",
+        "entries": [
+            {
+                "id": e.id,
+                "at": e.at[:19].replace("T", " "),
+                "actor": e.actor,
+                "action": e.action,
+                "detail": e.detail,
+            }
+            for e in entries
+        ],
+        "by": by,
+        "action": action,
+        "user": user_text,
+        "older": older,
+    }
+    return _render(request, "audit.html", values)
+
+
+def _age(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    return f"{seconds // 3600} h"
 
 
 async def _picture(request: web.Request, session: SignedIn) -> web.StreamResponse:
