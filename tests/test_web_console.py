@@ -203,7 +203,7 @@ async def test_the_queue_pauses_and_the_audit_log_pages_and_filters(
             html = await page.text()
         csrf = re.search(r'name="csrf" value="([^"]+)"', html)
         assert csrf is not None and "Nothing is running." in html
-        rows = re.findall(r"<tr><td>(\d+)</td><td>(\d+)</td><td>imagine</td>", html)
+        rows = re.findall(r'"Position">(\d+)</td><td data-label="Job">(\d+)</td>', html)
         assert rows == [("1", str(jobs[0].id)), ("2", str(jobs[1].id))]
         form = {"csrf": csrf[1], "action": "pause", "reason": "upgrade"}
         async with client.post("/queue", data=form) as paused:
@@ -215,16 +215,18 @@ async def test_the_queue_pauses_and_the_audit_log_pages_and_filters(
 
         async with client.get("/audit") as page:
             first = await page.text()
-        shown = [int(n) for n in re.findall(r"<tr><td>(\d+)</td>", first)]
+        shown = [int(n) for n in re.findall(r'<tr><td data-label="#">(\d+)</td>', first)]
         assert len(shown) == 50 and shown == sorted(shown, reverse=True)
         older = re.search(r'<a href="(/audit\?[^"]+)">Older entries', first)
         assert older is not None
         async with client.get(older[1].replace("&amp;", "&")) as page:
-            rest = [int(n) for n in re.findall(r"<tr><td>(\d+)</td>", await page.text())]
+            rest = [
+                int(n) for n in re.findall(r'<tr><td data-label="#">(\d+)</td>', await page.text())
+            ]
         assert rest and max(rest) < min(shown)
         async with client.get("/audit", params={"action": "admin.pause"}) as page:
-            paused_rows = re.findall(r"<td>(admin\.[a-z.]+)</td>", await page.text())
+            paused_rows = re.findall(r'"Action">(admin\.[a-z.]+)</td>', await page.text())
         assert paused_rows == ["admin.pause"]
         async with client.get("/audit", params={"user": "#2", "action": "admin.quota"}) as page:
-            about = re.findall(r'<td class="detail">([^<]+)</td>', await page.text())
+            about = re.findall(r'data-label="Detail">([^<]+)</td>', await page.text())
         assert len(about) == 20 and all(html_unescape(d) == '{"user": 2}' for d in about)
