@@ -104,8 +104,10 @@ async def test_an_admin_works_through_the_review_queue_with_the_keyboard(
     for platform_id in ("77", "78"):
         user = await booth.repo.get_or_create_user("telegram", platform_id)
         await booth.jobs.enqueue(user.id, ImagineRequest("me on the moon"))
-    for name in ("queue", "audit"):
-        await page.goto(f"{base_url}/{name}")
+    maker = await booth.repo.find_user("telegram", "77")
+    assert maker is not None
+    for name, where in (("queue", "queue"), ("audit", "audit"), ("user", f"users/{maker.id}")):
+        await page.goto(f"{base_url}/{where}")
         if name == "queue":
             assert await page.locator("tbody tr").count() == 2
         for size, viewport in SIZES.items():

@@ -8,18 +8,20 @@ import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from html import unescape as html_unescape
+from pathlib import Path
 
 import pytest
 from aiohttp import ClientSession, CookieJar, web
 from aiohttp.test_utils import TestServer
-from helpers_images import encode, gradient
+from helpers_images import encode, gradient, person
 
 from bot.config import Config
-from bot.core import Booth, Identity, open_booth
+from bot.core import Booth, Identity, Upload, open_booth
 from bot.core.dispatcher import QUEUE_PAUSED
 from bot.core.types import NotAuthorized
 from bot.web import add_console_routes
 from bot.web.console import COOKIE
+from engine.intake import FaceAnalyzer
 from engine.jobs import ImagineRequest
 
 ADMIN = Identity("telegram", "1001")
@@ -27,14 +29,14 @@ OTHER_ADMIN = Identity("discord", "2002")
 
 
 @pytest.fixture
-async def booth(config: Config) -> AsyncIterator[Booth]:
+async def booth(config: Config, analyzer: FaceAnalyzer) -> AsyncIterator[Booth]:
     config = dataclasses.replace(
         config,
         telegram=dataclasses.replace(config.telegram, admin_ids=("1001",)),
         discord=dataclasses.replace(config.discord, admin_ids=("2002",)),
         web=dataclasses.replace(config.web, listen="127.0.0.1:8080"),
     )
-    async with open_booth(config) as booth:
+    async with open_booth(config, analyzer) as booth:
         yield booth
 
 
@@ -230,3 +232,46 @@ async def test_the_queue_pauses_and_the_audit_log_pages_and_filters(
         async with client.get("/audit", params={"user": "#2", "action": "admin.quota"}) as page:
             about = re.findall(r'data-label="Detail">([^<]+)</td>', await page.text())
         assert len(about) == 20 and all(html_unescape(d) == '{"user": 2}' for d in about)
+
+
+async def test_a_users_page_shows_photos_only_when_asked_and_purge_needs_typing(
+    booth: Booth, server: TestServer, faces: Path
+) -> None:
+    ann = Identity("telegram", "77")
+    await booth.accept_consent(ann)
+    photos = [Upload(p.name, p.read_bytes()) for p in person(faces, "paul_allen")[:3]]
+    assert all(v.accepted for v in await booth.upload(ann, photos))
+    user = await booth.repo.find_user("telegram", "77")
+    assert user is not None
+    await booth.repo.set_trigger_word(user.id, "zqxwv")
+    client = await sign_in(booth, server)
+    async with client:
+        async with client.get("/users", params={"q": "telegram:77"}) as found:
+            assert found.url.path == f"/users/{user.id}"
+            html = await found.text()
+        assert "Photos (3)" in html and "<img" not in html and "zqxwv" not in html
+        assert "version 1" in html  # the consent accepted
+        csrf = re.search(r'name="csrf" value="([^"]+)"', html)
+        assert csrf is not None
+        async with client.get(f"/users/{user.id}", params={"photos": "shown"}) as shown:
+            crops = re.findall(r'<img src="(/users/\d+/photos/\d+/\w+)"', await shown.text())
+        assert len(crops) == 3
+        async with client.get(crops[0]) as crop:
+            assert crop.status == 200 and crop.content_type.startswith("image/")
+        looks = await booth.repo.audit_entries(action="admin.user.photo")
+        assert [e.actor for e in looks] == ["telegram:1001"]
+
+        form = {"csrf": csrf[1], "action": "quota", "images": "7", "trainings": "1"}
+        async with client.post(f"/users/{user.id}", data=form) as answer:
+            assert "7 images a day" in await answer.text()
+        form = {"csrf": csrf[1], "action": "purge", "reason": "asked", "confirm": "purge"}
+        async with client.post(f"/users/{user.id}", data=form) as answer:
+            assert "Nothing was erased" in await answer.text()
+        assert await booth.repo.get_user(user.id) is not None
+        form["confirm"] = f"purge #{user.id}"
+        async with client.post(f"/users/{user.id}", data=form) as answer:
+            assert answer.url.path == "/users"
+        assert await booth.repo.get_user(user.id) is None
+        for gone in (f"/users/{user.id}", crops[0]):
+            async with client.get(gone) as response:
+                assert response.status == 404, gone

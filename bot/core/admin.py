@@ -30,9 +30,25 @@ from bot.core.types import BoothError, Identity
 from engine.jobs import STYLE_WEIGHT, ImagineRequest
 from engine.safety import BLOCKLIST_GROUPS, PromptFilter
 from storage import ports
-from storage.records import AuditEntry, JobRecord, ReviewItem, StyleRecord, User
+from storage.records import (
+    AuditEntry,
+    ConsentRecord,
+    JobRecord,
+    LoraRecord,
+    PhotoRecord,
+    ReviewItem,
+    StyleRecord,
+    User,
+)
 
-__all__ = ["ADMIN_HELP", "AdminConsole", "QueueView", "Stats", "describe_review_item"]
+__all__ = [
+    "ADMIN_HELP",
+    "AdminConsole",
+    "QueueView",
+    "Stats",
+    "UserProfile",
+    "describe_review_item",
+]
 
 DECISIONS = ("approve", "reject", "ban")
 
@@ -62,6 +78,20 @@ Admin commands (USER is #17, telegram:123 or discord:456):
 
 _USER_REF = re.compile(r"#?(\d+)|(telegram|discord|cli):(\S+)")
 _DURATION = re.compile(r"\d+[mhdw]", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class UserProfile:
+    """What an admin sees of one user (the web console's user page)."""
+
+    user: User
+    consent: ConsentRecord | None
+    photos: list[PhotoRecord]
+    loras: list[LoraRecord]
+    jobs: list[JobRecord]
+    strikes: int
+    images_per_day: int
+    trainings_per_week: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -497,6 +527,33 @@ class AdminConsole:
         return await self.repo.audit_entries(
             max(1, min(limit, 500)), before=before, actor=by, action=action, user=user
         )
+
+    async def profile(self, actor: Identity, ref: str) -> UserProfile:
+        """Everything an admin may see of user `ref`, as records (photos without bytes)."""
+        await self.authorize(actor, "user")
+        user = await self.user(ref)
+        quotas = self.moderation.quotas(user)
+        return UserProfile(
+            user,
+            await self.repo.active_consent(user.id),
+            await self.repo.photos(user.id),
+            await self.repo.loras(user.id),
+            await self.repo.jobs(user.id),
+            await self.repo.strike_count(user.id),
+            quotas.images_per_day,
+            quotas.trainings_per_week,
+        )
+
+    async def photo(self, actor: Identity, ref: str, photo_id: int) -> bytes:
+        """The cleaned face crop of one of user `ref`'s photos, opened on purpose by an
+        admin: each look is audited."""
+        name = await self.authorize(actor, "user.photo")
+        user = await self.user(ref)
+        photo = next((p for p in await self.repo.photos(user.id) if p.id == photo_id), None)
+        if photo is None:
+            raise BoothError(f"User #{user.id} has no photo {photo_id}.")
+        await self.repo.audit(name, "admin.user.photo", {"user": user.id, "photo": photo_id})
+        return await self.eraser.blobs.get(photo.crop_blob)
 
     async def queue_view(self, actor: Identity) -> QueueView:
         """What the queue holds: whether it is paused, the running jobs, and the queued

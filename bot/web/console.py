@@ -28,7 +28,9 @@ from aiohttp import web
 
 from bot.core import Booth
 from bot.core.admin import describe_review_item
+from bot.core.moderation import parse_duration
 from bot.core.signin import SignedIn
+from bot.core.summaries import lora_likeness
 from bot.core.types import BoothError, NotAuthorized
 from storage.records import JobRecord
 
@@ -74,6 +76,12 @@ def add_console_routes(app: web.Application, booth: Booth) -> None:
     app.router.add_get("/queue", _signed_in(_queue))
     app.router.add_post("/queue", _signed_in(_pause_or_resume, form=True))
     app.router.add_get("/audit", _signed_in(_audit))
+    app.router.add_get("/users", _signed_in(_users))
+    app.router.add_get("/users/{user:\\d+}", _signed_in(_user))
+    app.router.add_post("/users/{user:\\d+}", _signed_in(_user_action, form=True))
+    app.router.add_get(
+        "/users/{user:\\d+}/photos/{photo:\\d+}/{signature}", _signed_in(_user_photo)
+    )
     app.router.add_get("/static/{name}", _static)
     app.on_response_prepare.append(_secure)
 
@@ -279,6 +287,135 @@ async def _audit(request: web.Request, session: SignedIn) -> web.StreamResponse:
     return _render(request, "audit.html", values)
 
 
+async def _users(request: web.Request, session: SignedIn) -> web.StreamResponse:
+    booth = request.app[_BOOTH]
+    query = request.query.get("q", "").strip()
+    said = request.query.get("said", "")
+    if query:
+        try:
+            found = await booth.admin.user(query)
+        except BoothError as exc:
+            said = str(exc)
+        else:
+            raise web.HTTPSeeOther(f"/users/{found.id}")
+    values = {"session": session, "page": "users", "q": query, "said": said}
+    return _render(request, "users.html", values)
+
+
+async def _user(request: web.Request, session: SignedIn) -> web.StreamResponse:
+    booth = request.app[_BOOTH]
+    user_id = int(request.match_info["user"])
+    try:
+        profile = await booth.admin.profile(session.admin, f"#{user_id}")
+    except BoothError:
+        raise web.HTTPNotFound() from None  # never was, or erased
+    show = request.query.get("photos") == "shown"
+    user = profile.user
+    values = {
+        "session": session,
+        "page": "users",
+        "said": request.query.get("said", ""),
+        "user": {
+            "id": user.id,
+            "account": f"{user.platform}:{user.platform_user_id}",
+            "since": user.created_at[:10],
+            "banned_until": (user.banned_until or "")[:16].replace("T", " "),
+            "ban_reason": user.ban_reason or "",
+            "images_per_day": profile.images_per_day,
+            "trainings_per_week": profile.trainings_per_week,
+            "strikes": profile.strikes,
+        },
+        "consent": (
+            {"version": profile.consent.version, "at": profile.consent.accepted_at[:10]}
+            if profile.consent
+            else None
+        ),
+        "photos": [
+            {
+                "id": photo.id,
+                "verdict": photo.verdict,
+                "at": photo.created_at[:10],
+                "url": (
+                    f"/users/{user.id}/photos/{photo.id}/{_sign(session, f'photo:{photo.id}')}"
+                    if show
+                    else ""
+                ),
+            }
+            for photo in profile.photos
+        ],
+        "show_photos": show,
+        # No trigger words: a model's trigger would let another prompt use the face.
+        "models": [
+            {
+                "version": lora.version,
+                "family": lora.family,
+                "at": lora.created_at[:10],
+                "active": bool(lora.active),
+                "likeness": lora_likeness(lora) if lora.likeness else "",
+            }
+            for lora in profile.loras
+        ],
+        "jobs": [
+            {
+                "id": job.id,
+                "kind": job.kind,
+                "status": job.status,
+                "at": job.created_at[:16].replace("T", " "),
+            }
+            for job in profile.jobs[-20:][::-1]
+        ],
+    }
+    return _render(request, "user.html", values)
+
+
+async def _user_action(request: web.Request, session: SignedIn) -> web.StreamResponse:
+    booth = request.app[_BOOTH]
+    user_id = int(request.match_info["user"])
+    ref = f"#{user_id}"
+    data = await request.post()
+    action, reason = str(data.get("action", "")), str(data.get("reason", "")).strip()
+    admin = booth.admin
+    try:
+        if action == "ban":
+            duration = str(data.get("duration", "")).strip()
+            said = await admin.ban(
+                session.admin, ref, reason, parse_duration(duration) if duration else None
+            )
+        elif action == "unban":
+            said = await admin.unban(session.admin, ref, reason)
+        elif action == "quota":
+            images, trainings = str(data.get("images", "")), str(data.get("trainings", ""))
+            said = await admin.quota(
+                session.admin,
+                ref,
+                int(images) if images.isdigit() else None,
+                int(trainings) if trainings.isdigit() else None,
+            )
+        elif action == "purge":
+            if str(data.get("confirm", "")).strip() != f"purge {ref}":
+                said = f"Nothing was erased: type purge {ref} to confirm."
+            else:
+                said = await admin.purge(session.admin, ref, reason)
+                raise web.HTTPSeeOther(f"/users?{urlencode({'said': said})}")
+        else:
+            said = f"There is no action {action!r}."
+    except (BoothError, ValueError) as exc:  # ValueError: a duration that is none
+        said = str(exc)
+    raise web.HTTPSeeOther(f"/users/{user_id}?{urlencode({'said': said})}")
+
+
+async def _user_photo(request: web.Request, session: SignedIn) -> web.StreamResponse:
+    booth = request.app[_BOOTH]
+    photo = int(request.match_info["photo"])
+    if not hmac.compare_digest(request.match_info["signature"], _sign(session, f"photo:{photo}")):
+        raise web.HTTPNotFound()
+    try:
+        data = await booth.admin.photo(session.admin, f"#{request.match_info['user']}", photo)
+    except BoothError:
+        raise web.HTTPNotFound() from None
+    return web.Response(body=data, content_type=_image_type(data))
+
+
 def _age(delta: timedelta) -> str:
     seconds = int(delta.total_seconds())
     if seconds < 120:
@@ -314,11 +451,11 @@ async def _picture_blob(booth: Booth, item_id: int) -> str | None:
     return None
 
 
-def _sign(session: SignedIn, item: int) -> str:
-    """The picture URL's signature: only this session can make or use it."""
-    return hmac.new(session.csrf.encode(), f"review:{item}".encode(), hashlib.sha256).hexdigest()[
-        :32
-    ]
+def _sign(session: SignedIn, what: int | str) -> str:
+    """A picture URL's signature: only this session can make or use it."""
+    name = what if isinstance(what, str) else f"review:{what}"
+    digest = hmac.new(session.csrf.encode(), name.encode(), hashlib.sha256)
+    return digest.hexdigest()[:32]
 
 
 def _image_type(data: bytes) -> str:
