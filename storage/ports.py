@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from engine.jobs import JobRequest, JobResult
+from storage.figures import FigureRows
 from storage.records import (
     AuditEntry,
     BlocklistTerm,
@@ -211,6 +212,14 @@ class Repository(ModerationStore, StyleStore, Protocol):
     async def audit(
         self, actor: str, action: str, detail: Mapping[str, Any] | None = None
     ) -> None: ...
+
+    async def add_engine_restart(self, at: str) -> None:
+        """The engine process was started again after it ended unexpectedly."""
+        ...
+
+    async def figure_rows(self, since: str) -> FigureRows:
+        """What the console's figures are drawn from, at or after `since`."""
+        ...
 
     async def audit_entries(
         self,

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from engine.jobs import ATTACHMENTS
 from storage.database import Database
+from storage.figures import FigureRows, figure_rows
 from storage.moderation import ModerationQueries
 from storage.records import (
     AuditEntry,
@@ -433,6 +434,12 @@ class Repository(ModerationQueries, StyleQueries):
             "INSERT INTO audit_log (at, actor, action, detail) VALUES (?, ?, ?, ?)",
             (utcnow(), actor, action, json.dumps(dict(detail or {}), sort_keys=True)),
         )
+
+    async def add_engine_restart(self, at: str) -> None:
+        await self.db.conn.execute("INSERT INTO engine_restarts (at) VALUES (?)", (at,))
+
+    async def figure_rows(self, since: str) -> FigureRows:
+        return await figure_rows(self.db, since)
 
     async def audit_entries(
         self,

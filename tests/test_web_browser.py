@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from test_web_console import ADMIN, booth, three_items  # noqa: F401 (a fixture)
+from test_web_console import ADMIN, booth, seed_week, three_items  # noqa: F401 (a fixture)
 
 from bot.core import Booth
 from bot.web import add_console_routes
@@ -113,6 +113,12 @@ async def test_an_admin_works_through_the_review_queue_with_the_keyboard(
         for size, viewport in SIZES.items():
             await page.set_viewport_size(viewport)
             await page.screenshot(path=str(shots / f"{name}-{size}.png"), full_page=True)
+    await seed_week(booth)
+    await page.goto(f"{base_url}/figures?window=week")
+    assert await page.locator("svg.chart").count() == 5
+    for size, viewport in SIZES.items():
+        await page.set_viewport_size(viewport)
+        await page.screenshot(path=str(shots / f"figures-{size}.png"), full_page=True)
     assert not [m for m in blocked if "Content Security Policy" in m], blocked
 
     # The link is spent: opening it again in a fresh browser is refused.

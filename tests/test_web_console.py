@@ -21,6 +21,7 @@ from bot.core.dispatcher import QUEUE_PAUSED
 from bot.core.types import NotAuthorized
 from bot.web import add_console_routes
 from bot.web.console import COOKIE
+from bot.web.figures import window
 from engine.intake import FaceAnalyzer
 from engine.jobs import ImagineRequest
 
@@ -275,3 +276,61 @@ async def test_a_users_page_shows_photos_only_when_asked_and_purge_needs_typing(
         for gone in (f"/users/{user.id}", crops[0]):
             async with client.get(gone) as response:
                 assert response.status == 404, gone
+
+
+async def seed_week(booth: Booth) -> dict[str, int]:
+    """A week of generations (day d has d + 1), refusals and a restart; the counts of
+    generations by the week window's bucket labels."""
+    user = await booth.repo.get_or_create_user("telegram", "77")
+    chosen, start = window("week")
+    expected: dict[str, int] = {}
+    for day in range(7):
+        at = start + timedelta(days=day, minutes=1)
+        label = at.strftime(chosen.label)
+        expected[label] = day + 1
+        for n in range(day + 1):
+            job = await booth.jobs.enqueue(user.id, ImagineRequest(f"a cat {n}"))
+            result = '{"images": [], "withheld": 2}' if day == 2 and n == 0 else None
+            await booth.repo.db.conn.execute(
+                "UPDATE jobs SET created_at = ?, started_at = ?, finished_at = ?, result = ?,"
+                " status = 'succeeded' WHERE id = ?",
+                (
+                    _iso(at),
+                    _iso(at + timedelta(seconds=10)),
+                    _iso(at + timedelta(seconds=40)),
+                    result,
+                    job.id,
+                ),
+            )
+    old = await booth.jobs.enqueue(user.id, ImagineRequest("long ago"))
+    await booth.repo.db.conn.execute(
+        "UPDATE jobs SET created_at = ? WHERE id = ?",
+        (_iso(start - timedelta(days=3)), old.id),
+    )
+    for category in ("violence", "violence", "violence", "hate"):
+        await booth.repo.add_strike(user.id, category, _iso(start + timedelta(days=1)))
+    await booth.repo.add_engine_restart(_iso(start + timedelta(days=3, hours=2)))
+
+    return expected
+
+
+async def test_the_figures_are_drawn_from_a_week_of_jobs(booth: Booth, server: TestServer) -> None:
+    expected = await seed_week(booth)
+    chosen, start = window("week")
+    client = await sign_in(booth, server)
+    async with client, client.get("/figures", params={"window": "week"}) as page:
+        html = await page.text()
+    counted = dict(re.findall(r"<title>imagine ([^:<]+): (\d+)</title>", html))
+    assert {label: int(n) for label, n in counted.items()} == expected  # not the old one
+    day_two = (start + timedelta(days=2)).strftime(chosen.label)
+    assert f"<title>withheld {day_two}: 2</title>" in html
+    assert f"<title>wait median {day_two}: 10 s</title>" in html
+    assert f"<title>run p95 {day_two}: 30 s</title>" in html
+    assert "<title>violence: 3</title>" in html and "<title>hate: 1</title>" in html
+    day_three = (start + timedelta(days=3)).strftime(chosen.label)
+    assert f"<title>restarts {day_three}: 1</title>" in html
+    assert html.count("<script") == 1  # the console's own file; the charts have none
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds")

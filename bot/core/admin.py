@@ -30,6 +30,7 @@ from bot.core.types import BoothError, Identity
 from engine.jobs import STYLE_WEIGHT, ImagineRequest
 from engine.safety import BLOCKLIST_GROUPS, PromptFilter
 from storage import ports
+from storage.figures import FigureRows
 from storage.records import (
     AuditEntry,
     ConsentRecord,
@@ -554,6 +555,11 @@ class AdminConsole:
             raise BoothError(f"User #{user.id} has no photo {photo_id}.")
         await self.repo.audit(name, "admin.user.photo", {"user": user.id, "photo": photo_id})
         return await self.eraser.blobs.get(photo.crop_blob)
+
+    async def figures(self, actor: Identity, since: str) -> FigureRows:
+        """The rows the console's figures are drawn from, since `since` (ISO 8601)."""
+        await self.authorize(actor, "figures")
+        return await self.repo.figure_rows(since)
 
     async def queue_view(self, actor: Identity) -> QueueView:
         """What the queue holds: whether it is paused, the running jobs, and the queued

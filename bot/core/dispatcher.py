@@ -43,6 +43,7 @@ from engine.process import EngineDied, EngineProcess
 from engine.protocol import Command, Generated, GenerateFiles, Trained
 from storage import BlobStore, ports
 from storage.records import JobRecord
+from storage.repository import utcnow
 
 __all__ = ["QUEUE_PAUSED", "Dispatcher"]
 
@@ -493,6 +494,7 @@ class Dispatcher:
     async def _start_engine(self) -> None:
         if self.engine.exited:
             ENGINE_RESTARTS.inc()
+            await self.repo.add_engine_restart(utcnow())
             _log.warning("starting the engine process again: the last one ended unexpectedly")
         await self.engine.start()
 

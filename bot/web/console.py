@@ -25,6 +25,7 @@ from urllib.parse import urlencode
 
 import jinja2
 from aiohttp import web
+from markupsafe import Markup
 
 from bot.core import Booth
 from bot.core.admin import describe_review_item
@@ -32,6 +33,7 @@ from bot.core.moderation import parse_duration
 from bot.core.signin import SignedIn
 from bot.core.summaries import lora_likeness
 from bot.core.types import BoothError, NotAuthorized
+from bot.web.figures import charts, window
 from storage.records import JobRecord
 
 __all__ = ["COOKIE", "add_console_routes"]
@@ -76,6 +78,7 @@ def add_console_routes(app: web.Application, booth: Booth) -> None:
     app.router.add_get("/queue", _signed_in(_queue))
     app.router.add_post("/queue", _signed_in(_pause_or_resume, form=True))
     app.router.add_get("/audit", _signed_in(_audit))
+    app.router.add_get("/figures", _signed_in(_figures))
     app.router.add_get("/users", _signed_in(_users))
     app.router.add_get("/users/{user:\\d+}", _signed_in(_user))
     app.router.add_post("/users/{user:\\d+}", _signed_in(_user_action, form=True))
@@ -285,6 +288,23 @@ async def _audit(request: web.Request, session: SignedIn) -> web.StreamResponse:
         "older": older,
     }
     return _render(request, "audit.html", values)
+
+
+async def _figures(request: web.Request, session: SignedIn) -> web.StreamResponse:
+    booth = request.app[_BOOTH]
+    chosen, start = window(request.query.get("window", "day"))
+    rows = await booth.admin.figures(session.admin, start.isoformat(timespec="milliseconds"))
+    values = {
+        "session": session,
+        "page": "figures",
+        "window": chosen.name,
+        # The charts escape every text they draw (bot.web.charts).
+        "charts": [
+            (title, Markup(svg))  # noqa: S704
+            for title, svg in charts(rows, chosen, start).items()
+        ],
+    }
+    return _render(request, "figures.html", values)
 
 
 async def _users(request: web.Request, session: SignedIn) -> web.StreamResponse:

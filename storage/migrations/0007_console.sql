@@ -19,3 +19,11 @@ CREATE TABLE web_sessions (
     created_at TEXT NOT NULL,
     last_seen TEXT NOT NULL
 );
+
+-- Each time the engine process had to be started again after it ended unexpectedly: the
+-- console's figures read them (the Prometheus counter lives only as long as the process).
+CREATE TABLE engine_restarts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL
+);
+CREATE INDEX engine_restarts_at ON engine_restarts (at);
