@@ -20,6 +20,7 @@ from bot.config import Config, listen_address
 from bot.core import Booth
 from bot.core.telemetry import QUEUE_DEPTH, REGISTRY
 from engine.jobs import KINDS
+from engine.models.styles import MAX_STYLE_BYTES
 
 __all__ = ["Chat", "HttpServer", "OperationsServer", "http_servers"]
 
@@ -50,14 +51,24 @@ class HttpServer:
 def http_servers(booth: Booth, chats: Mapping[str, Chat], config: Config) -> list[HttpServer]:
     """The servers the config asks for: operations and the console, one per address."""
     apps: dict[tuple[str, int], tuple[web.Application, list[str]]] = {}
+    console = listen_address(config.web)
+
+    def app_on(address: tuple[str, int]) -> tuple[web.Application, list[str]]:
+        if address not in apps:
+            # The console takes style LoRA files; a request body is read only once its
+            # session is checked (bot.web.console).
+            size = MAX_STYLE_BYTES + (1 << 20) if address == console else 1 << 20
+            apps[address] = (web.Application(client_max_size=size), [])
+        return apps[address]
+
     if (address := listen_address(config.operations)) is not None:
-        app, what = apps.setdefault(address, (web.Application(), []))
+        app, what = app_on(address)
         OperationsServer(booth, chats).add_routes(app)
         what.append("metrics and health checks")
-    if (address := listen_address(config.web)) is not None:
+    if console is not None:
         from bot.web import add_console_routes  # jinja2 is loaded only for the console
 
-        app, what = apps.setdefault(address, (web.Application(), []))
+        app, what = app_on(console)
         add_console_routes(app, booth)
         what.append("the admin web console")
     return [HttpServer(app, *address, " and ".join(what)) for address, (app, what) in apps.items()]

@@ -106,7 +106,9 @@ async def test_an_admin_works_through_the_review_queue_with_the_keyboard(
         await booth.jobs.enqueue(user.id, ImagineRequest("me on the moon"))
     maker = await booth.repo.find_user("telegram", "77")
     assert maker is not None
-    for name, where in (("queue", "queue"), ("audit", "audit"), ("user", f"users/{maker.id}")):
+    await booth.admin.blocklist_add(ADMIN, "violence", "grond hammer")
+    pages = ("queue", "audit", "blocklist", "styles")
+    for name, where in (*((p, p) for p in pages), ("user", f"users/{maker.id}")):
         await page.goto(f"{base_url}/{where}")
         if name == "queue":
             assert await page.locator("tbody tr").count() == 2

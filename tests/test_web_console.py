@@ -11,9 +11,10 @@ from html import unescape as html_unescape
 from pathlib import Path
 
 import pytest
-from aiohttp import ClientSession, CookieJar, web
+from aiohttp import ClientSession, CookieJar, FormData, web
 from aiohttp.test_utils import TestServer
 from helpers_images import encode, gradient, person
+from helpers_styles import lora_file
 
 from bot.config import Config
 from bot.core import Booth, Identity, Upload, open_booth
@@ -334,3 +335,42 @@ async def test_the_figures_are_drawn_from_a_week_of_jobs(booth: Booth, server: T
 
 def _iso(moment: datetime) -> str:
     return moment.isoformat(timespec="milliseconds")
+
+
+async def test_the_blocklist_and_the_style_library_are_kept_from_the_console(
+    booth: Booth, server: TestServer, tmp_path: Path
+) -> None:
+    client = await sign_in(booth, server)
+    async with client:
+        async with client.get("/blocklist") as page:
+            csrf = re.search(r'name="csrf" value="([^"]+)"', await page.text())
+        assert csrf is not None
+        form = {"csrf": csrf[1], "category": "violence", "term": "Grond  Hammer", "action": "add"}
+        async with client.post("/blocklist", data=form) as answer:
+            html = await answer.text()
+        assert "&#39;grond hammer&#39; is blocked as violence." in html
+        assert '<td data-label="Term">grond hammer</td>' in html
+        verdict = (await booth.prompt_filter()).check("me with a grond hammer")
+        assert verdict.category == "violence"
+        async with client.post("/blocklist", data={**form, "category": "nonsense"}) as answer:
+            assert "Unknown category" in await answer.text()
+
+        style = lora_file(tmp_path / "watercolor.safetensors")
+        upload = FormData()
+        upload.add_field("csrf", csrf[1])
+        upload.add_field("name", "watercolor")
+        upload.add_field("weight", "0.7")
+        upload.add_field("action", "add")
+        upload.add_field("file", style.read_bytes(), filename=style.name)
+        async with client.post("/styles", data=upload) as answer:
+            html = await answer.text()
+        assert "Style &#39;watercolor&#39; added" in html, html
+        assert '<td data-label="Weight">0.7</td>' in html
+        gone = {"csrf": csrf[1], "name": "watercolor", "action": "remove"}
+        async with client.post("/styles", data=gone) as answer:
+            assert "The style library is empty." in await answer.text()
+        nothing = {"csrf": csrf[1], "name": "x", "action": "add"}
+        async with client.post("/styles", data=nothing) as answer:
+            assert "Choose the style" in await answer.text()
+    actions = [e.action for e in await booth.repo.audit_entries(3)]
+    assert actions == ["admin.style.remove", "admin.style.add", "admin.blocklist.add"]

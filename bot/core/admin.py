@@ -403,9 +403,12 @@ class AdminConsole:
         await self.repo.audit(who, "admin.style.remove", {"style": style.name})
         return f"Style {style.name!r} removed."
 
-    async def style_list(self, actor: Identity) -> str:
+    async def style_records(self, actor: Identity) -> list[StyleRecord]:
         await self.authorize(actor, "style")
-        styles = await self._library().styles()
+        return await self._library().styles()
+
+    async def style_list(self, actor: Identity) -> str:
+        styles = await self.style_records(actor)
         if not styles:
             return "The style library is empty: add one with style add NAME (file attached)."
         return "\n".join(f"{style.name}: {format_style(style)}" for style in styles)

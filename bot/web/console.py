@@ -34,6 +34,7 @@ from bot.core.signin import SignedIn
 from bot.core.summaries import lora_likeness
 from bot.core.types import BoothError, NotAuthorized
 from bot.web.figures import charts, window
+from engine.safety import BLOCKLIST_GROUPS
 from storage.records import JobRecord
 
 __all__ = ["COOKIE", "add_console_routes"]
@@ -79,6 +80,10 @@ def add_console_routes(app: web.Application, booth: Booth) -> None:
     app.router.add_post("/queue", _signed_in(_pause_or_resume, form=True))
     app.router.add_get("/audit", _signed_in(_audit))
     app.router.add_get("/figures", _signed_in(_figures))
+    app.router.add_get("/blocklist", _signed_in(_blocklist))
+    app.router.add_post("/blocklist", _signed_in(_blocklist_change, form=True))
+    app.router.add_get("/styles", _signed_in(_styles))
+    app.router.add_post("/styles", _signed_in(_styles_change, form=True))
     app.router.add_get("/users", _signed_in(_users))
     app.router.add_get("/users/{user:\\d+}", _signed_in(_user))
     app.router.add_post("/users/{user:\\d+}", _signed_in(_user_action, form=True))
@@ -288,6 +293,83 @@ async def _audit(request: web.Request, session: SignedIn) -> web.StreamResponse:
         "older": older,
     }
     return _render(request, "audit.html", values)
+
+
+async def _blocklist(request: web.Request, session: SignedIn) -> web.StreamResponse:
+    booth = request.app[_BOOTH]
+    terms = await booth.admin.blocklist(session.admin)
+    values = {
+        "session": session,
+        "page": "blocklist",
+        "said": request.query.get("said", ""),
+        "groups": BLOCKLIST_GROUPS,
+        "terms": [  # by category and term already
+            {"category": category, "term": term, "removed": removed}
+            for term, category, removed in terms
+        ],
+    }
+    return _render(request, "blocklist.html", values)
+
+
+async def _blocklist_change(request: web.Request, session: SignedIn) -> web.StreamResponse:
+    booth = request.app[_BOOTH]
+    data = await request.post()
+    category, term = str(data.get("category", "")), str(data.get("term", ""))
+    try:
+        if data.get("action") == "remove":
+            said = await booth.admin.blocklist_remove(session.admin, category, term)
+        else:
+            said = await booth.admin.blocklist_add(session.admin, category, term)
+    except BoothError as exc:
+        said = str(exc)
+    raise web.HTTPSeeOther(f"/blocklist?{urlencode({'said': said})}")
+
+
+async def _styles(request: web.Request, session: SignedIn) -> web.StreamResponse:
+    booth = request.app[_BOOTH]
+    styles = await booth.admin.style_records(session.admin)
+    values = {
+        "session": session,
+        "page": "styles",
+        "said": request.query.get("said", ""),
+        "styles": [
+            {
+                "name": style.name,
+                "weight": f"{style.weight:g}",
+                "trigger": style.trigger,
+                "family": style.family,
+                "added": f"{style.added_at[:10]} by {style.added_by}",
+                "sha256": style.sha256[:12],
+            }
+            for style in styles
+        ],
+    }
+    return _render(request, "styles.html", values)
+
+
+async def _styles_change(request: web.Request, session: SignedIn) -> web.StreamResponse:
+    booth = request.app[_BOOTH]
+    data = await request.post()
+    name = str(data.get("name", "")).strip()
+    try:
+        if data.get("action") == "remove":
+            said = await booth.admin.style_remove(session.admin, name)
+        else:
+            upload = data.get("file")
+            if not isinstance(upload, web.FileField):
+                raise BoothError("Choose the style's LoRA file (.safetensors) to add.")
+            weight = str(data.get("weight", "")).strip()
+            said = await booth.admin.style_add(
+                session.admin,
+                name,
+                upload.file.read(),
+                filename=upload.filename,
+                weight=float(weight) if weight else None,
+                trigger=str(data.get("trigger", "")),
+            )
+    except (BoothError, ValueError) as exc:  # ValueError: a weight that is no number
+        said = str(exc)
+    raise web.HTTPSeeOther(f"/styles?{urlencode({'said': said})}")
 
 
 async def _figures(request: web.Request, session: SignedIn) -> web.StreamResponse:
