@@ -34,6 +34,7 @@ from engine.safety.classifier import MODEL_PATH
 __all__ = ["main"]
 
 _log = logging.getLogger("selfiebooth")
+_FOLLOW_INTERVAL = 1.0  # seconds between looks at the config file's modification time
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -77,7 +78,7 @@ async def _run(args: argparse.Namespace, config: Config) -> int:
 
         return await run_demo(config, args.photos)
     if args.command == "run":
-        return await _work_queue(config)
+        return await _work_queue(config, args.config)
     if args.command == "admin":
         return await _admin(config, args.words)
     dispatch = args.command in _PICTURES or (args.command == "train" and args.wait)
@@ -257,9 +258,12 @@ async def _report(booth: Booth, who: Identity, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _work_queue(config: Config) -> int:
+async def _work_queue(config: Config, config_file: Path | None = None) -> int:
     """Work the queue, and serve the chats whose tokens are in the environment."""
     async with open_booth(config, dispatch=True) as booth:
+        following = None
+        if config_file is not None:
+            following = asyncio.create_task(_follow_admins(booth, config_file, config))
         front_ends: dict[str, FrontEnd] = {}
         if config.telegram_token is not None:
             from bot.telegram import TelegramFrontEnd
@@ -291,7 +295,32 @@ async def _work_queue(config: Config) -> int:
                 await front_end.stop()
             for server in servers:
                 await server.stop()
+            if following is not None:
+                following.cancel()
     return 0
+
+
+async def _follow_admins(booth: Booth, config_file: Path, config: Config) -> None:
+    """The admin lists read again whenever the config file changes, so that removing an
+    admin there locks them out of the chats' admin commands and the web console at
+    once, without a restart. A file that does not read as a config changes nothing."""
+    seen = None
+    while True:
+        try:
+            stamp = (await asyncio.to_thread(config_file.stat)).st_mtime_ns
+        except OSError:
+            stamp = None
+        if stamp is not None and stamp != seen:
+            if seen is not None:
+                try:
+                    fresh = load_config(config_file, data_dir=config.data_dir)
+                except ConfigError as exc:
+                    _log.warning("the config file changed but is not read: %s", exc)
+                else:
+                    if booth.admin.authorization.follow(fresh):
+                        _log.info("the admin lists changed in %s: now in force", config_file)
+            seen = stamp
+        await asyncio.sleep(_FOLLOW_INTERVAL)
 
 
 async def _until_stopped() -> None:

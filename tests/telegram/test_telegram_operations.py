@@ -141,7 +141,7 @@ def counter(samples: Samples, name: str, **labels: str) -> float:
 
 
 async def test_metrics_health_and_logs_of_a_running_bot(
-    running: RunningBot, fake: FakeTelegram, faces: Path
+    running: RunningBot, fake: FakeTelegram, faces: Path, tmp_path: Path
 ) -> None:
     ok = await running.health_until(lambda status, _: status == 200)
     assert ok["checks"]["database"] == "ok"
@@ -207,6 +207,17 @@ async def test_metrics_health_and_logs_of_a_running_bot(
         async with browser.get(running.base + "/metrics") as scrape:
             assert "Content-Security-Policy" not in scrape.headers
             assert "selfiebooth_jobs_total" in await scrape.text()
+        # Removed from the config file: locked out without a restart.
+        config = tmp_path / "selfiebooth.toml"
+        text = config.read_text(encoding="utf-8")
+        config.write_text(text.replace(f'admin_ids = ["{ADMIN.id}"]', "admin_ids = []"))
+        async with asyncio.timeout(TIMEOUT):
+            while True:
+                async with browser.get(running.base + "/review") as page:
+                    if page.status == 401:
+                        break
+                await asyncio.sleep(0.2)  # polling an HTTP state, not timing the bot
+        assert "for the bot's admins only" in (await admin.send("/admin stats")).text
 
     running.process.send_signal(signal.SIGTERM)  # as systemd and Docker stop it
     assert await asyncio.wait_for(running.process.wait(), 60) == 0
