@@ -66,24 +66,26 @@ class Family:
     methods: tuple[str, ...] = TRAINING_METHODS
 
 
+# The tiny models' recipe, sized for tests: a high learning rate so a few steps visibly
+# move the output, and batch 4 as in diffusers' train_dreambooth_lora.py default.
+TINY_RECIPE = TrainingRecipe(
+    rank=4,
+    alpha=4,
+    learning_rate=1e-3,
+    steps_per_photo=4,
+    min_steps=8,
+    max_steps=40,
+    batch_size=4,
+)
+
 FAMILIES: dict[str, Family] = {
     # Random weights built from configs; 32x32 latents (256 px images through a VAE that
-    # scales by 8, as SD's) keep training and generation to seconds on a CPU. The recipe is
-    # sized for tests: a high learning rate so a few steps visibly move the output, and
-    # batch 4 as in diffusers' train_dreambooth_lora.py default.
+    # scales by 8, as SD's) keep training and generation to seconds on a CPU.
     "tiny": Family(
         "tiny",
         256,
         "sd",
-        TrainingRecipe(
-            rank=4,
-            alpha=4,
-            learning_rate=1e-3,
-            steps_per_photo=4,
-            min_steps=8,
-            max_steps=40,
-            batch_size=4,
-        ),
+        TINY_RECIPE,
         cuda_dtype="bfloat16",
         cross_attention_dim=32,
     ),
@@ -160,15 +162,7 @@ FAMILIES: dict[str, Family] = {
         "tiny-flux",
         256,
         "flux",
-        TrainingRecipe(
-            rank=4,
-            alpha=4,
-            learning_rate=1e-3,
-            steps_per_photo=4,
-            min_steps=8,
-            max_steps=40,
-            batch_size=4,
-        ),
+        TINY_RECIPE,
         cuda_dtype="bfloat16",
         lora_targets=FLUX_TARGETS,
         cross_attention_dim=32,
