@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import importlib.util
 import shutil
+import sys
 from pathlib import Path
 
 from bot.cli.output import follow, format_status, save_images
@@ -49,6 +50,13 @@ async def run_demo(config: Config, photos_dir: Path | None) -> int:
         config = dataclasses.replace(config, training=training)
 
     async with open_booth(config, dispatch=True) as booth:
+        if booth.dispatcher is None:
+            print(
+                f"Process {booth.queue_worker} works the queue of {config.data_dir}: stop "
+                "it, or run the demo with another --data-dir.",
+                file=sys.stderr,
+            )
+            return 2
         print(f"1. Starting clean: erasing any earlier demo user in {config.data_dir}")
         await booth.forget(DEMO_USER)
         shutil.rmtree(out_dir, ignore_errors=True)

@@ -154,6 +154,9 @@ async def _train(booth: Booth, who: Identity, args: argparse.Namespace) -> int:
     if not args.wait:
         print("It runs in a `selfiebooth run` process, or here with --wait.")
         return 0
+    if booth.dispatcher is None:
+        print(_left_to_worker(booth))
+        return 0
     final = await follow(booth, who, ticket.job_id)
     if final.state != "succeeded":
         return 1
@@ -218,6 +221,9 @@ async def _read(path: Path, option: str) -> bytes:
 
 
 async def _wait_for_pictures(booth: Booth, who: Identity, job_id: int, out: Path) -> int:
+    if booth.dispatcher is None:
+        print(f"Job {job_id} is queued. {_left_to_worker(booth)}")
+        return 0
     final = await follow(booth, who, job_id)
     if final.state != "succeeded":
         return 1
@@ -226,6 +232,14 @@ async def _wait_for_pictures(booth: Booth, who: Identity, job_id: int, out: Path
     if final.withheld:
         print(f"{final.withheld} picture(s) were withheld by the safety filter.", file=sys.stderr)
     return 0
+
+
+def _left_to_worker(booth: Booth) -> str:
+    """Where a job goes when another process works this data directory's queue."""
+    return (
+        f"`selfiebooth run` (process {booth.queue_worker}) works this queue and makes it; "
+        "`selfiebooth status` shows when it is done."
+    )
 
 
 async def _cancel(booth: Booth, who: Identity, args: argparse.Namespace) -> int:
@@ -261,6 +275,13 @@ async def _report(booth: Booth, who: Identity, args: argparse.Namespace) -> int:
 async def _work_queue(config: Config, config_file: Path | None = None) -> int:
     """Work the queue, and serve the chats whose tokens are in the environment."""
     async with open_booth(config, dispatch=True) as booth:
+        if booth.dispatcher is None:
+            print(
+                f"selfiebooth: process {booth.queue_worker} works the queue of "
+                f"{config.data_dir} already: stop it first, or use another data directory",
+                file=sys.stderr,
+            )
+            return 2
         following = None
         if config_file is not None:
             following = asyncio.create_task(_follow_admins(booth, config_file, config))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -16,8 +17,11 @@ from engine.models.memory import MemoryOptions
 from engine.process import EngineOptions, EngineProcess
 from storage import Database, LocalBlobStore, Repository
 from storage.jobs import JobQueue
+from storage.queue_lock import QueueLock
 
 __all__ = ["engine_options", "open_booth"]
+
+_log = logging.getLogger(__name__)
 
 
 def engine_options(config: Config) -> EngineOptions:
@@ -53,7 +57,9 @@ async def open_booth(
     """The database (migrated), the blob store and the core, closed in reverse order.
 
     With `dispatch`, this process also works the job queue: it starts the dispatcher,
-    which starts the engine process when the first job needs it.
+    which starts the engine process when the first job needs it. Only one process works
+    a data directory's queue (storage.queue_lock): where another does already, the booth
+    has no dispatcher and `Booth.queue_worker` names that process.
     """
     config.data_dir.mkdir(parents=True, exist_ok=True)
     async with Database(config.database_path) as db:
@@ -66,21 +72,26 @@ async def open_booth(
             analyzer,
             keep_blocked=config.moderation.keep_blocked_images,
         )
-        dispatcher = None
-        if dispatch:
-            dispatcher = Dispatcher(
-                repo,
-                jobs,
-                blobs,
-                EngineProcess(engine_options(config)),
-                config.work_dir,
-                max_attempts=config.engine.max_attempts,
-                likeness=likeness,
-                family=resolve_family(config.model.base, config.model.family).name,
-            )
-            await dispatcher.start()
+        lock = QueueLock(config.data_dir / "queue.lock")
+        other = None
+        if dispatch and not lock.acquire():
+            other = lock.holder() or 0
+            _log.info("process %s works this queue: jobs are left to it", other)
         try:
-            yield Booth(
+            dispatcher = None
+            if dispatch and other is None:
+                dispatcher = Dispatcher(
+                    repo,
+                    jobs,
+                    blobs,
+                    EngineProcess(engine_options(config)),
+                    config.work_dir,
+                    max_attempts=config.engine.max_attempts,
+                    likeness=likeness,
+                    family=resolve_family(config.model.base, config.model.family).name,
+                )
+                await dispatcher.start()
+            booth = Booth(
                 config,
                 repo,
                 blobs,
@@ -89,6 +100,11 @@ async def open_booth(
                 dispatcher=dispatcher,
                 likeness=likeness,
             )
+            booth.queue_worker = other
+            try:
+                yield booth
+            finally:
+                if dispatcher is not None:
+                    await dispatcher.stop()
         finally:
-            if dispatcher is not None:
-                await dispatcher.stop()
+            lock.release()

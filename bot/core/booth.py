@@ -84,6 +84,8 @@ class Booth:
         self.jobs = jobs or JobQueue(repo.db)
         # None where this process only queues jobs and another one works the queue.
         self.dispatcher = dispatcher
+        # The process that works the queue where it is not this one (bot.core.app).
+        self.queue_worker: int | None = None
         self.consent_text: ConsentText = load_consent_text(config.consent)
         self.family = resolve_family(config.model.base, config.model.family)
         self.moderation = Moderation(repo, config.moderation)
