@@ -155,6 +155,7 @@ class Repository(ModerationStore, StyleStore, Protocol):
         recipe: Mapping[str, Any],
         job_id: int | None = None,
         likeness: Mapping[str, Any] | None = None,
+        method: str = "lora",
     ) -> LoraRecord:
         """A new active version; called again for the same job, the first one.
         `likeness`: how much it looks like its user (engine.training.likeness)."""

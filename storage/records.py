@@ -76,6 +76,7 @@ class LoraRecord:
     created_at: str
     job_id: int | None = None
     likeness: str | None = None  # JSON (migration 0006), None: not measured
+    method: str = "lora"  # how it was trained (engine.jobs.TRAINING_METHODS)
 
 
 @dataclass(frozen=True, slots=True)

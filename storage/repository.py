@@ -227,6 +227,7 @@ class Repository(ModerationQueries, StyleQueries):
         recipe: Mapping[str, Any],
         job_id: int | None = None,
         likeness: Mapping[str, Any] | None = None,
+        method: str = "lora",
     ) -> LoraRecord:
         """A new version, made the active one: each retrain adds, nothing is overwritten.
 
@@ -242,8 +243,8 @@ class Repository(ModerationQueries, StyleQueries):
             await conn.execute("UPDATE loras SET active = 0 WHERE user_id = ?", (user_id,))
             cur = await conn.execute(
                 "INSERT INTO loras (user_id, version, base_model, family, trigger_word, blob,"
-                " sha256, recipe, active, created_at, job_id, likeness)"
-                " SELECT ?, coalesce(max(version), 0) + 1, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?"
+                " sha256, recipe, active, created_at, job_id, likeness, method)"
+                " SELECT ?, coalesce(max(version), 0) + 1, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?"
                 " FROM loras WHERE user_id = ?",
                 (
                     user_id,
@@ -256,6 +257,7 @@ class Repository(ModerationQueries, StyleQueries):
                     utcnow(),
                     job_id,
                     json.dumps(dict(likeness), sort_keys=True) if likeness is not None else None,
+                    method,
                     user_id,
                 ),
             )

@@ -308,6 +308,7 @@ def test_pivotal_tuning_from_the_shell_generates_and_exports_both(
     assert "Model version 1 is ready" in trained.stdout, trained.stderr
     imagined = run("imagine", "a lego figure", "--steps", "2", "--count", "1", "--out", str(data))
     assert imagined.returncode == 0, imagined.stderr
+    assert "model v1: tiny, pivotal tuning (a LoRA and a learned" in run("status").stdout
 
     exported = run("export", "--out", str(tmp_path / "export")).stdout
     trigger = exported.split("trigger word '")[1].split("'")[0]

@@ -9,7 +9,7 @@ from pathlib import Path
 from bot.cli.progress import Progress
 from bot.core import Booth, Identity, JobOutcome, UserStatus
 from bot.core.progress_words import eta_text
-from bot.core.summaries import lora_likeness
+from bot.core.summaries import METHOD_WORDS, lora_likeness
 
 __all__ = ["follow", "format_status", "save_images"]
 
@@ -55,8 +55,10 @@ def format_status(who: Identity, status: UserStatus) -> str:
     if status.loras:
         for lora in status.loras:
             active = " (active)" if lora.active else ""
+            how = "" if lora.method == "lora" else f", {METHOD_WORDS[lora.method]}"
             lines.append(
-                f"model v{lora.version}: {lora.base_model}, trigger {lora.trigger_word}{active}"
+                f"model v{lora.version}: {lora.base_model}{how}, "
+                f"trigger {lora.trigger_word}{active}"
             )
             if lora.likeness:
                 lines.append(f"  {lora_likeness(lora)}")

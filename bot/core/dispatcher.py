@@ -437,6 +437,7 @@ class Dispatcher:
                 recipe=trained["recipe"],
                 job_id=job.id,
                 likeness=likeness,
+                method=request.method,
             )
             result = TrainResult(lora.id, lora.version, trained["steps"], trained["loss"])
             if report is None:

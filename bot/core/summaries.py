@@ -50,7 +50,10 @@ def status_lines(status: UserStatus, consent_command: str) -> list[str]:
     if status.loras:
         for lora in status.loras:
             active = " (in use)" if lora.active else ""
-            lines.append(f"Model version {lora.version}, trigger word {lora.trigger_word}{active}")
+            how = "" if lora.method == "lora" else f", {METHOD_WORDS[lora.method]}"
+            lines.append(
+                f"Model version {lora.version}{how}, trigger word {lora.trigger_word}{active}"
+            )
             if lora.likeness:
                 lines.append(f"  {lora_likeness(lora)}")
     else:
@@ -80,6 +83,11 @@ def my_data_lines(data: MyData, quote: Callable[[str], str] = str) -> list[str]:
             for lora in data.loras
             if lora.likeness
         ),
+        *(
+            f"  version {lora.version}: {METHOD_WORDS[lora.method]}"
+            for lora in data.loras
+            if lora.method != "lora"
+        ),
         f"Jobs: {data.jobs}",
         f"Generated pictures: {data.images}",
         f"Refused prompts (strikes): {data.strikes}",
@@ -90,6 +98,14 @@ def my_data_lines(data: MyData, quote: Callable[[str], str] = str) -> list[str]:
             until = f"until {data.banned_until[:16].replace('T', ' ')} UTC"
         lines.append(f"Suspended {until}: {quote(data.ban_reason or 'no reason given')}")
     return lines
+
+
+# How a version was trained, in words (engine.jobs.TRAINING_METHODS).
+METHOD_WORDS = {
+    "lora": "a LoRA",
+    "textual_inversion": "a textual inversion (a learned trigger word)",
+    "pivotal": "pivotal tuning (a LoRA and a learned trigger word)",
+}
 
 
 def lora_likeness(lora: LoraRecord) -> str:

@@ -450,6 +450,7 @@ async def _user(request: web.Request, session: SignedIn) -> web.StreamResponse:
         "models": [
             {
                 "version": lora.version,
+                "method": lora.method.replace("_", " "),
                 "family": lora.family,
                 "at": lora.created_at[:10],
                 "active": bool(lora.active),
