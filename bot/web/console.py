@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from importlib import resources
@@ -38,8 +37,6 @@ from engine.safety import BLOCKLIST_GROUPS
 from storage.records import JobRecord
 
 __all__ = ["COOKIE", "add_console_routes"]
-
-_log = logging.getLogger(__name__)
 
 COOKIE = "selfiebooth_session"
 _HEADERS = {
