@@ -34,7 +34,7 @@ from bot.core.summaries import lora_likeness
 from bot.core.types import BoothError, NotAuthorized
 from bot.web.figures import charts, window
 from engine.safety import BLOCKLIST_GROUPS
-from storage.records import JobRecord
+from storage.records import JobRecord, ReviewItem
 
 __all__ = ["COOKIE", "add_console_routes"]
 
@@ -178,7 +178,7 @@ async def _review(request: web.Request, session: SignedIn) -> web.StreamResponse
     shown = []
     for item in items:
         detail = json.loads(item.detail)
-        picture = await _picture_blob(booth, item.id)
+        picture = await _picture_blob(booth, item)
         shown.append(
             {
                 "id": item.id,
@@ -531,16 +531,16 @@ async def _picture(request: web.Request, session: SignedIn) -> web.StreamRespons
     if not hmac.compare_digest(request.match_info["signature"], _sign(session, item)):
         raise web.HTTPNotFound()
     await booth.admin.authorize(session.admin, "review")
-    blob = await _picture_blob(booth, item)
+    blob = await _picture_blob(booth, await booth.repo.review_item(item))
     if blob is None:
         raise web.HTTPNotFound()
     data = await booth.blobs.get(blob)
     return web.Response(body=data, content_type=_image_type(data))
 
 
-async def _picture_blob(booth: Booth, item_id: int) -> str | None:
-    """The picture an item is about: the blocked image kept, or a reported job's first."""
-    item = await booth.repo.review_item(item_id)
+async def _picture_blob(booth: Booth, item: ReviewItem | None) -> str | None:
+    """The picture an open item is about: the blocked image kept, or a reported job's
+    first."""
     if item is None or item.status != "open":
         return None
     if item.blob:
