@@ -124,6 +124,18 @@ class EngineConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    # Empty: the engine runs as a child process of the bot, and Ray is never imported.
+    # "auto" (a Ray cluster started on this machine with `ray start --head`),
+    # "HOST:PORT" or "ray://HOST:PORT": the engine runs as lanes on that cluster's GPUs
+    # (engine.cluster; `pip install .[cluster]`).
+    address: str = ""
+    # Engines working the queue at once; 0: one per GPU of the cluster (or per `engine`
+    # resource on machines without one), counted when the bot starts.
+    lanes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class TrainingConfig:
     # Accepted photos needed before /train.
     min_photos: int = 4
@@ -257,6 +269,7 @@ class Config:
     intake: IntakeSettings = field(default_factory=IntakeSettings)
     model: ModelConfig = field(default_factory=ModelConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     moderation: ModerationConfig = field(default_factory=ModerationConfig)
     image_filter: ImageFilterConfig = field(default_factory=ImageFilterConfig)
@@ -298,6 +311,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "intake": IntakeSettings,
     "model": ModelConfig,
     "engine": EngineConfig,
+    "cluster": ClusterConfig,
     "training": TrainingConfig,
     "moderation": ModerationConfig,
     "image_filter": ImageFilterConfig,
@@ -313,6 +327,11 @@ _Check = tuple[Callable[[Any], bool], str]
 _CHECKS: dict[str, _Check] = {
     "log_level": (lambda v: v in LOG_LEVELS, f"one of {', '.join(LOG_LEVELS)}"),
     "log_format": (lambda v: v in LOG_FORMATS, f"one of {', '.join(LOG_FORMATS)}"),
+    "cluster.address": (
+        lambda v: v in ("", "auto") or _address(v.removeprefix("ray://")) is not None,
+        '"" (no cluster), "auto", HOST:PORT or ray://HOST:PORT',
+    ),
+    "cluster.lanes": (lambda v: 0 <= v <= 1024, "0 (one per GPU) up to 1024"),
     "operations.listen": (
         lambda v: v == "" or _address(v) is not None,
         '"" (off) or HOST:PORT, such as "127.0.0.1:9464"',

@@ -95,8 +95,9 @@ class OperationsServer:
             checks["database"] = f"failing: {type(exc).__name__}: {exc}"
         dispatcher = self.booth.dispatcher
         if dispatcher is not None:
-            healthy &= not dispatcher.engine.exited
-            checks["engine"] = dispatcher.engine.describe()
+            for n, engine in enumerate(dispatcher.engines):
+                healthy &= not engine.exited
+                checks["engine" if n == 0 else f"engine {n + 1}"] = engine.describe()
         for name, chat in self.chats.items():
             healthy &= chat.connected
             checks[name] = "connected" if chat.connected else "not connected"

@@ -15,11 +15,12 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from engine.models.memory import MemoryOptions
 from engine.protocol import Command, Event, decode_event, encode
 
-__all__ = ["EngineDied", "EngineOptions", "EngineProcess"]
+__all__ = ["Engine", "EngineDied", "EngineOptions", "EngineProcess"]
 
 _log = logging.getLogger(__name__)
 _STREAM_LIMIT = 1 << 20  # a result line lists file paths; 1 MiB is plenty
@@ -50,7 +51,43 @@ class EngineOptions:
     memory: MemoryOptions = field(default_factory=MemoryOptions)  # engine.models.memory
 
 
+class Engine(Protocol):
+    """What the dispatcher drives: one engine that runs one job at a time, here as a
+    child process, on a cluster as a Ray actor (engine.cluster)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def alive(self) -> bool: ...
+
+    @property
+    def exited(self) -> bool:
+        """It ended without being stopped (it died, or was killed)."""
+        ...
+
+    def describe(self) -> str:
+        """Its state in words, for a health check."""
+        ...
+
+    async def start(self) -> None: ...
+
+    async def send(self, command: Command) -> None: ...
+
+    async def next_event(self) -> Event:
+        """The next event; EngineDied when the engine is gone."""
+        ...
+
+    async def stop(self, grace: float = 10.0) -> None: ...
+
+    async def kill(self) -> None: ...
+
+
 class EngineProcess:
+    """The engine as a child process of the bot."""
+
+    name = "the engine process"
+
     def __init__(self, options: EngineOptions) -> None:
         self.options = options
         self._proc: asyncio.subprocess.Process | None = None

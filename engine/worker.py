@@ -116,6 +116,7 @@ class Worker:
         self.commands: queue.Queue[Command | None] = queue.Queue()
         # job id -> "cancel" or "yield"; may arrive before the job starts.
         self.interrupts: dict[int, str] = {}
+        self.running: int | None = None  # the job being worked on
 
     def controlnet(self) -> ControlNetModel | None:
         """The deployment's ControlNet, loaded at the first edge control job."""
@@ -153,7 +154,11 @@ class Worker:
                     self.interrupts[job_id] = command["op"]
                 continue
             self.commands.put(command)
-        self.commands.put(None)  # stdin closed: the bot is gone
+        # stdin closed: the bot (or the lane's actor) is gone, and nobody would take the
+        # running job's result: it stops at its next step, a training with a checkpoint.
+        if (running := self.running) is not None:
+            self.interrupts[running] = "cancel"
+        self.commands.put(None)
 
     def serve(self) -> None:
         self.send({"event": "ready"})
@@ -161,6 +166,7 @@ class Worker:
             if command["op"] != "train" and command["op"] != "generate":
                 break  # shutdown
             job_id = command["job_id"]
+            self.running = job_id
             try:
                 if command["op"] == "train":
                     self.send({"event": "done", "job_id": job_id, "trained": self.train(command)})
@@ -174,6 +180,7 @@ class Worker:
                 _log.error("job %d failed:\n%s", job_id, traceback.format_exc())
                 self.send({"event": "failed", "job_id": job_id, "error": _describe(exc)})
             finally:
+                self.running = None
                 self.interrupts.pop(job_id, None)
 
     def train(self, command: TrainCommand) -> Trained:
@@ -607,7 +614,11 @@ def main(argv: list[str] | None = None) -> int:
     worker = Worker(args, out)
     reader = threading.Thread(target=worker.read_commands, args=(sys.stdin.buffer,), daemon=True)
     reader.start()
-    worker.serve()
+    try:
+        worker.serve()
+    except BrokenPipeError:
+        _log.warning("the bot is gone: the engine stops")
+        return 1
     return 0
 
 

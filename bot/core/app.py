@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,12 +16,12 @@ from bot.core.provenance import signing_pair
 from engine.intake import FaceAnalyzer
 from engine.models.families import resolve_family
 from engine.models.memory import MemoryOptions
-from engine.process import EngineOptions, EngineProcess
+from engine.process import Engine, EngineOptions, EngineProcess
 from storage import Database, LocalBlobStore, Repository
 from storage.jobs import JobQueue
 from storage.queue_lock import QueueLock
 
-__all__ = ["engine_options", "open_booth"]
+__all__ = ["engine_options", "engines", "open_booth"]
 
 _log = logging.getLogger(__name__)
 
@@ -48,6 +50,21 @@ def engine_options(config: Config) -> EngineOptions:
             quantize=config.engine.quantize,
         ),
     )
+
+
+async def engines(config: Config) -> list[Engine]:
+    """The engine process, or the lanes of the configured Ray cluster."""
+    options = engine_options(config)
+    if not config.cluster.address:
+        return [EngineProcess(options)]
+    from engine.cluster import lane  # Ray is imported only with a cluster
+
+    await asyncio.to_thread(lane.connect, config.cluster.address)
+    # Each worker reads these paths on its own machine.
+    options = dataclasses.replace(options, models_dir=options.models_dir.resolve())
+    lanes = await asyncio.to_thread(lane.lanes, options, config.cluster.lanes)
+    _log.info("the queue is worked by %d lane(s) on the Ray cluster", len(lanes))
+    return list(lanes)
 
 
 @asynccontextmanager
@@ -84,7 +101,7 @@ async def open_booth(
                     repo,
                     jobs,
                     blobs,
-                    EngineProcess(engine_options(config)),
+                    await engines(config),
                     config.work_dir,
                     max_attempts=config.engine.max_attempts,
                     likeness=likeness,

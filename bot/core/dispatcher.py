@@ -1,11 +1,14 @@
-"""The dispatcher: feeds queued jobs to the engine process and brings results back.
+"""The dispatcher: feeds queued jobs to the engines and brings results back.
 
-Jobs are rows first (storage.jobs); an asyncio queue is only the doorbell that wakes the
-dispatcher when one is added. One job runs at a time. A training asked to make way for a
-waiting generation stops after its next step with a checkpoint, goes back to the queue,
-and resumes from that checkpoint once the generations are done. If the engine process
-dies, the job goes back to the queue and a fresh engine is started, until the job has
-used its attempts.
+Jobs are rows first (storage.jobs); a doorbell only wakes the dispatcher when one is
+added. Each engine is a lane that runs one job at a time: the local engine process, or
+the lanes of a Ray cluster (engine.cluster). A free lane takes the next job of the
+schedule, preferring a picture whose model it has loaded already among the jobs that
+would start now anyway; a user's second training waits for their first. A training asked
+to make way for a waiting generation (when no lane is free) stops after its next step
+with a checkpoint, goes back to the queue, and resumes from that checkpoint once the
+generations are done. If an engine dies, its job goes back to the queue and a fresh
+engine is started, until the job has used its attempts.
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ import dataclasses
 import logging
 import shutil
 import time
-from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections import defaultdict, deque
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot.core.likeness import LikenessGuard
@@ -39,7 +43,7 @@ from engine.jobs import (
     TrainRequest,
     TrainResult,
 )
-from engine.process import EngineDied, EngineProcess
+from engine.process import Engine, EngineDied
 from engine.protocol import Command, Generated, GenerateFiles, Trained
 from storage import BlobStore, ports
 from storage.records import JobRecord
@@ -53,6 +57,23 @@ _log = logging.getLogger(__name__)
 QUEUE_PAUSED = "queue_paused"
 POLL_SECONDS = 2.0
 RESTART_BACKOFF = 60.0
+_AFFINITY = 4  # models a lane remembers having loaded (its LoRA cache holds a few)
+
+
+@dataclass(eq=False)
+class Lane:
+    """One engine and the job it runs."""
+
+    engine: Engine
+    current: JobRecord | None = None
+    idle: asyncio.Event = field(default_factory=asyncio.Event)
+    bell: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+    retry_start: float = 0.0  # when an engine that failed to start is tried again
+    models: deque[str] = field(default_factory=lambda: deque(maxlen=_AFFINITY))
+
+    def __post_init__(self) -> None:
+        self.idle.set()
 
 
 class Dispatcher:
@@ -61,7 +82,7 @@ class Dispatcher:
         repo: ports.Repository,
         jobs: ports.JobQueue,
         blobs: BlobStore,
-        engine: EngineProcess,
+        engines: Engine | Sequence[Engine],
         work_dir: Path,
         *,
         max_attempts: int,
@@ -71,23 +92,28 @@ class Dispatcher:
         self.repo = repo
         self.jobs = jobs
         self.blobs = blobs
-        self.engine = engine
+        engines = engines if isinstance(engines, Sequence) else [engines]
+        self.lanes = [Lane(engine) for engine in engines]
         self.work_dir = work_dir
         self.max_attempts = max_attempts
         # Withholds pictures showing another user's face; None screens nothing.
         self.likeness = likeness
         self.family = family  # the metrics' label of the configured model family
-        self._doorbell: asyncio.Queue[None] = asyncio.Queue()
-        self._current: JobRecord | None = None
+        self._claiming = asyncio.Lock()  # two lanes never take the same job
         self._abandoned: set[int] = set()
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self._task: asyncio.Task[None] | None = None
         self._listeners: defaultdict[int, set[asyncio.Queue[JobUpdate]]] = defaultdict(set)
         self._next_look: asyncio.Future[None] | None = None
         # Seconds each job has run so far (a training that yields runs in parts).
         self._seconds: defaultdict[int, float] = defaultdict(float)
-        self._retry_start = 0.0  # when an engine that failed to start again is tried again
+
+    @property
+    def engine(self) -> Engine:
+        """The first lane's engine (the only one without a cluster)."""
+        return self.lanes[0].engine
+
+    @property
+    def engines(self) -> list[Engine]:
+        return [lane.engine for lane in self.lanes]
 
     # lifecycle -------------------------------------------------------------------------
 
@@ -96,40 +122,48 @@ class Dispatcher:
         if recovered:
             _log.info("%d job(s) interrupted earlier are queued again", recovered)
         await self._sweep()
-        self._task = asyncio.create_task(self._loop(), name="dispatcher")
-        self._task.add_done_callback(_log_crash)
+        for n, lane in enumerate(self.lanes):
+            lane.task = asyncio.create_task(self._loop(lane), name=f"dispatcher lane {n}")
+            lane.task.add_done_callback(_log_crash)
 
     async def stop(self) -> None:
-        """Stop dispatching; a running job is interrupted and resumes at the next start."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        await self.engine.stop(grace=5.0)
+        """Stop dispatching; running jobs are interrupted and resume at the next start."""
+        for lane in self.lanes:
+            if lane.task is not None:
+                lane.task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await lane.task
+                lane.task = None
+        await asyncio.gather(*(lane.engine.stop(grace=5.0) for lane in self.lanes))
 
     # what the core calls ---------------------------------------------------------------
 
     async def submitted(self, job: JobRecord) -> None:
-        """A job was queued: wake up, and make a running training yield to a generation."""
-        self._doorbell.put_nowait(None)
-        current = self._current
-        if job.kind == "imagine" and current is not None and current.kind == "train":
-            with contextlib.suppress(EngineDied):
-                await self.engine.send({"op": "yield", "job_id": current.id})
+        """A job was queued: wake up, and make a running training yield to a generation
+        when no lane is free for it."""
+        self.wake()
+        if job.kind != "imagine" or any(lane.current is None for lane in self.lanes):
+            return
+        for lane in self.lanes:
+            current = lane.current
+            if current is not None and current.kind == "train":
+                with contextlib.suppress(EngineDied):
+                    await lane.engine.send({"op": "yield", "job_id": current.id})
+                return
 
     async def cancel(self, job_id: int) -> None:
         await self.jobs.request_cancel(job_id)
-        current = self._current
-        if current is not None and current.id == job_id:
+        lane = self._lane_of(job_id)
+        if lane is not None:
             with contextlib.suppress(EngineDied):
-                await self.engine.send({"op": "cancel", "job_id": job_id})
+                await lane.engine.send({"op": "cancel", "job_id": job_id})
         elif (job := await self.jobs.get(job_id)) is not None and job.status not in FINAL_STATES:
             await self._end(job, "cancelled", error="cancelled by the user")
 
     def wake(self) -> None:
-        """Look at the queue now (after a resume)."""
-        self._doorbell.put_nowait(None)
+        """Look at the queue now (a job was queued, or the queue resumed)."""
+        for lane in self.lanes:
+            lane.bell.set()
 
     async def next_look(self) -> None:
         """Wait until the dispatcher has looked at the queue once more."""
@@ -144,11 +178,12 @@ class Dispatcher:
                 await self.jobs.finish(job.id, "cancelled", error="erased")
                 job_event("cancelled", job, "erased with its user")
                 self._publish(JobUpdate(job.id, "erased"))
-        current = self._current
-        if current is not None and current.user_id == user_id:
-            self._abandoned.add(current.id)
-            await self.engine.kill()
-            await self._idle.wait()
+        for lane in self.lanes:
+            current = lane.current
+            if current is not None and current.user_id == user_id:
+                self._abandoned.add(current.id)
+                await lane.engine.kill()
+                await lane.idle.wait()
 
     async def updates(self, job_id: int) -> AsyncIterator[JobUpdate]:
         """Updates of `job_id` until it ends; ends at once for a job already finished."""
@@ -173,24 +208,27 @@ class Dispatcher:
 
     # the loop --------------------------------------------------------------------------
 
-    async def _loop(self) -> None:
+    async def _loop(self, lane: Lane) -> None:
         while True:
+            lane.bell.clear()
             paused = await self.repo.setting(QUEUE_PAUSED) is not None
-            job = None if paused else await self.jobs.next_job()
+            if not paused and await self._wants_engine(lane):
+                await self._restart_engine(lane)
+            shared = len(self.lanes) > 1
+            # With several lanes, one whose engine cannot start (its machine left the
+            # cluster) takes no job: another lane runs it.
+            ready = not shared or lane.engine.alive
+            job = await self._claim(lane) if ready and not paused else None
             if self._next_look is not None and not self._next_look.done():
                 self._next_look.set_result(None)
-            if job is None and not paused and self.engine.exited:
-                await self._restart_engine()
             if job is None:
                 # Other processes (the command line) queue jobs and pause the queue through
                 # the database only: look again now and then even when nobody rings.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._doorbell.get(), POLL_SECONDS)
+                    await asyncio.wait_for(lane.bell.wait(), POLL_SECONDS)
                 continue
-            while not self._doorbell.empty():
-                self._doorbell.get_nowait()
             try:
-                await self._run(job)
+                await self._run(lane, job)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -198,40 +236,83 @@ class Dispatcher:
                 _log.exception("job %d: unexpected error", job.id)
                 await self._fail(job, "an internal error stopped this job")
 
-    async def _run(self, job: JobRecord) -> None:
-        await self.jobs.mark_running(job.id)
-        job = await self.jobs.get(job.id) or job
-        job_event("started", job, f"attempt {job.attempts}", attempt=job.attempts)
-        self._current = job
-        self._idle.clear()
-        try:
-            await self._drive(job)
-        except (EngineDied, TimeoutError) as exc:
-            await self._engine_lost(job, exc)
-        finally:
-            self._current = None
-            self._idle.set()
+    async def _wants_engine(self, lane: Lane) -> bool:
+        """Whether to start the lane's engine before it takes a job: it died (health
+        checks and the next job find it ready again, and a lane that is ready takes the
+        job meanwhile), or, with several lanes, there is work for it."""
+        if lane.engine.exited:
+            return True
+        if len(self.lanes) == 1 or lane.engine.alive:
+            return False  # the only engine starts with its next job
+        return bool(await self.jobs.schedule())
 
-    async def _drive(self, job: JobRecord) -> None:
+    async def _claim(self, lane: Lane) -> JobRecord | None:
+        """The job this lane runs next, marked running; None when there is none for it."""
+        async with self._claiming:
+            training = {
+                other.current.user_id
+                for other in self.lanes
+                if other.current is not None and other.current.kind == "train"
+            }
+            chosen: JobRecord | None = None
+            # The jobs that would start now on the free lanes: among them, one whose
+            # model this lane has loaded goes first.
+            window = sum(1 for other in self.lanes if other.current is None)
+            for position, job_id in enumerate(await self.jobs.schedule()):
+                job = await self.jobs.get(job_id)
+                if job is None or (job.kind == "train" and job.user_id in training):
+                    continue  # one training per user at a time
+                if chosen is None:
+                    chosen = job
+                if position >= window:
+                    break
+                if _model_of(job) in lane.models:
+                    chosen = job
+                    break
+            if chosen is None:
+                return None
+            await self.jobs.mark_running(chosen.id)
+            lane.current = await self.jobs.get(chosen.id) or chosen
+            lane.idle.clear()
+            return lane.current
+
+    async def _run(self, lane: Lane, job: JobRecord) -> None:
+        job_event("started", job, f"attempt {job.attempts}", attempt=job.attempts)
+        try:
+            await self._drive(lane, job)
+        except (EngineDied, TimeoutError) as exc:
+            await self._engine_lost(lane, job, exc)
+        finally:
+            lane.current = None
+            lane.idle.set()
+
+    async def _drive(self, lane: Lane, job: JobRecord) -> None:
+        engine = lane.engine
         try:
             command = await self._command(job)
         except JobFormatError as exc:
             # Queued by a version of selfiebooth that wrote another format.
             await self._fail(job, f"this job cannot run: {exc}")
             return
-        if not self.engine.alive:
-            await self._start_engine()
+        if not engine.alive:
+            await self._start_engine(lane)
+        if (model := _model_of(job)) is not None and model not in lane.models:
+            lane.models.append(model)
         began = time.monotonic()  # loading the model is not the job's time
         quarters = 0  # the quarters of the run logged so far
         first_step: list[float] = []
-        await self.engine.send(command)
+        await engine.send(command)
         self._publish(JobUpdate(job.id, "running"))
         if await self.jobs.cancel_requested(job.id):
-            await self.engine.send({"op": "cancel", "job_id": job.id})
-        elif job.kind == "train" and await self.jobs.has_queued("imagine"):
-            await self.engine.send({"op": "yield", "job_id": job.id})
+            await engine.send({"op": "cancel", "job_id": job.id})
+        elif (
+            job.kind == "train"
+            and all(other.current is not None for other in self.lanes)
+            and await self.jobs.has_queued("imagine")
+        ):
+            await engine.send({"op": "yield", "job_id": job.id})
         while True:
-            event = await self.engine.next_event()
+            event = await engine.next_event()
             if event.get("job_id") != job.id:
                 continue
             kind = event["event"]
@@ -276,8 +357,8 @@ class Dispatcher:
                 await self._fail(job, str(event.get("error", "unknown error")))
                 return
 
-    async def _engine_lost(self, job: JobRecord, exc: Exception) -> None:
-        await self.engine.kill()
+    async def _engine_lost(self, lane: Lane, job: JobRecord, exc: Exception) -> None:
+        await lane.engine.kill()
         if job.id in self._abandoned:
             self._abandoned.discard(job.id)
             self._seconds.pop(job.id, None)
@@ -295,6 +376,7 @@ class Dispatcher:
             await self._fail(job, message)
         else:
             await self.jobs.requeue(job.id, attempt_counts=True)
+            self.wake()  # a free lane takes it while this one starts again
             job_event(
                 "requeued",
                 job,
@@ -492,24 +574,24 @@ class Dispatcher:
             if job is None or job.status in FINAL_STATES:
                 await asyncio.to_thread(shutil.rmtree, path, True)
 
-    async def _start_engine(self) -> None:
-        if self.engine.exited:
+    async def _start_engine(self, lane: Lane) -> None:
+        lane.models.clear()
+        if lane.engine.exited:
             ENGINE_RESTARTS.inc()
             await self.repo.add_engine_restart(utcnow())
-            _log.warning("starting the engine process again: the last one ended unexpectedly")
-        await self.engine.start()
+            _log.warning("starting %s again: the last one ended unexpectedly", lane.engine.name)
+        await lane.engine.start()
 
-    async def _restart_engine(self) -> None:
-        """An engine that died between jobs is started again at once, so that health
-        checks and the next job find it ready; a failed start is tried again later."""
-        if time.monotonic() < self._retry_start:
+    async def _restart_engine(self, lane: Lane) -> None:
+        """Start the lane's engine; a failed start is tried again later."""
+        if time.monotonic() < lane.retry_start:
             return
         try:
-            await self._start_engine()
+            await self._start_engine(lane)
         except (EngineDied, TimeoutError, OSError) as exc:
-            self._retry_start = time.monotonic() + RESTART_BACKOFF
-            await self.engine.kill()
-            _log.error("the engine process did not start again: %s", exc)
+            lane.retry_start = time.monotonic() + RESTART_BACKOFF
+            await lane.engine.kill()
+            _log.error("%s did not start: %s", lane.engine.name, exc)
 
     def _training_rate(self, run: list[float], step: int) -> None:
         """Steps per second of this run since its first step; `run` holds that step and
@@ -534,9 +616,27 @@ class Dispatcher:
                 return  # another version's row: it names no picture this one could read
             await release_source(self.repo, self.blobs, request)
 
+    def _lane_of(self, job_id: int) -> Lane | None:
+        for lane in self.lanes:
+            if lane.current is not None and lane.current.id == job_id:
+                return lane
+        return None
+
     def _publish(self, update: JobUpdate) -> None:
         for queue in self._listeners.get(update.job_id, ()):
             queue.put_nowait(update)
+
+
+def _model_of(job: JobRecord) -> str | None:
+    """The blob of the picture job's own model, which a lane keeps loaded after it."""
+    if job.kind != "imagine":
+        return None
+    try:
+        request = job.request()
+    except JobFormatError:
+        return None
+    model = request.model if isinstance(request, ImagineRequest) else None
+    return model.blob if model is not None else None
 
 
 def _log_crash(task: asyncio.Task[None]) -> None:

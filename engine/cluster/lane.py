@@ -1,0 +1,179 @@
+"""The bot's side of a lane: an engine.process.Engine that runs on a Ray cluster.
+
+`connect` joins the cluster named by `[cluster] address`; `lanes` makes the engines the
+dispatcher drives, one per GPU (or per `engine` resource) unless the config says how
+many. Each lane is a LaneActor (engine.cluster.actor) placed on a machine with a free
+GPU. A lane whose actor dies, or whose machine leaves the cluster, raises EngineDied as
+the local engine process does when it dies, and the dispatcher puts its job back in the
+queue and starts the lane again, wherever the cluster has room.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray.exceptions import RayError
+
+from engine.cluster.actor import LaneActor, project_version
+from engine.cluster.transfer import pack_command, unpack_event
+from engine.process import EngineDied, EngineOptions
+from engine.protocol import Command, Event
+
+__all__ = ["ENGINE_RESOURCE", "RayLane", "VersionMismatch", "connect", "lane_count", "lanes"]
+
+_log = logging.getLogger(__name__)
+
+# The custom resource a machine without GPUs offers to host lanes (`ray start
+# --resources '{"engine": 1}'`); the tests' CPU cluster uses it.
+ENGINE_RESOURCE = "engine"
+NAMESPACE = "selfiebooth"
+
+
+class VersionMismatch(EngineDied):
+    """A worker runs another version of selfiebooth than the bot."""
+
+
+def connect(address: str) -> None:
+    """Join the Ray cluster at `address` ("auto", "HOST:PORT" or "ray://HOST:PORT")."""
+    if not ray.is_initialized():
+        ray.init(address=address, namespace=NAMESPACE, log_to_driver=False)
+
+
+def lane_count(configured: int) -> int:
+    """`configured`, or one lane per GPU of the cluster, else per engine resource."""
+    if configured > 0:
+        return configured
+    resources: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]
+    return max(1, int(resources.get("GPU", 0) or resources.get(ENGINE_RESOURCE, 0)))
+
+
+def lanes(options: EngineOptions, configured: int) -> list[RayLane]:
+    resources: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]
+    placement: dict[str, Any] = (
+        {"num_gpus": 1}
+        if resources.get("GPU", 0) > 0
+        else {"num_cpus": 0, "resources": {ENGINE_RESOURCE: 1}}
+    )
+    return [RayLane(options, n + 1, placement) for n in range(lane_count(configured))]
+
+
+class RayLane:
+    def __init__(self, options: EngineOptions, number: int, placement: dict[str, Any]) -> None:
+        self.options = options
+        self.number = number
+        self.placement = placement  # what its actor asks of a machine (Ray's options)
+        self.node_id = ""  # the Ray node its actor runs on
+        self.actor_pid = 0
+        self._actor: Any = None  # the LaneActor's handle
+        self._stream: Any = None  # the running job's event stream
+        self._root: Path | None = None  # the running job's directory here
+        self._where = ""
+        self._ended = False  # the actor died (or was killed) without being stopped
+
+    @property
+    def name(self) -> str:
+        return f"engine lane {self.number}"
+
+    @property
+    def alive(self) -> bool:
+        return self._actor is not None and not self._ended
+
+    @property
+    def exited(self) -> bool:
+        return self._ended
+
+    def describe(self) -> str:
+        if self._ended:
+            return "ended unexpectedly; it starts again with the next job"
+        if self._actor is None:
+            return "not running; it starts with the next job"
+        return f"running on {self._where}" if self._where else "starting"
+
+    async def start(self) -> None:
+        self._ended = False
+        self._where = ""
+        actor = LaneActor.options(**self.placement, max_restarts=0).remote()  # type: ignore[attr-defined]
+        self._actor = actor
+        try:
+            await asyncio.wait_for(self._start(actor), self.options.start_timeout)
+        except BaseException as exc:
+            self._forget(actor)
+            if isinstance(exc, RayError):
+                raise EngineDied(f"{self.name} did not start: {exc}") from exc
+            raise
+        _log.info("%s ready on %s", self.name, self._where)
+
+    async def _start(self, actor: Any) -> None:
+        # The version first: a worker of another version would misread the commands.
+        theirs, self.node_id, self.actor_pid = await actor.hello.remote()
+        ours = project_version()
+        if theirs != ours:
+            raise VersionMismatch(
+                f"{self.name}: a worker runs selfiebooth {theirs} and this bot {ours};"
+                " install the same version on both"
+            )
+        o = self.options
+        secrets = await asyncio.to_thread(
+            lambda: (o.certificate.read_bytes(), o.private_key.read_bytes())
+        )
+        self._where = await actor.start.remote(o, *secrets)
+
+    async def send(self, command: Command) -> None:
+        actor = self._require()
+        if command["op"] == "train" or command["op"] == "generate":
+            files = command["files"]
+            job_file = files["output"] if command["op"] == "train" else files["out_dir"]  # type: ignore[typeddict-item]
+            root = Path(job_file).parent
+            packed, inputs = await asyncio.to_thread(pack_command, command, root)
+            self._root = root
+            self._stream = actor.run.options(num_returns="streaming").remote(packed, inputs)
+        elif command["op"] != "shutdown":
+            try:
+                await actor.control.remote(command)
+            except RayError as exc:
+                raise self._died(exc) from exc
+
+    async def next_event(self) -> Event:
+        if self._stream is None or self._root is None:
+            raise EngineDied(f"{self.name} runs no job")
+        try:
+            event, files = await (await self._stream.__anext__())
+        except StopAsyncIteration:
+            raise EngineDied(f"{self.name} ended a job without its last event") from None
+        except RayError as exc:
+            raise self._died(exc) from exc
+        result: Event = await asyncio.to_thread(unpack_event, event, files, self._root)
+        return result
+
+    async def stop(self, grace: float = 10.0) -> None:
+        actor, self._actor = self._actor, None
+        if actor is None:
+            return
+        with contextlib.suppress(RayError, TimeoutError):
+            await asyncio.wait_for(actor.stop.remote(), grace)
+        ray.kill(actor)
+        self._stream = None
+
+    async def kill(self) -> None:
+        if self._actor is not None:
+            self._forget(self._actor)
+            self._ended = True
+
+    def _require(self) -> Any:
+        if self._actor is None or self._ended:
+            raise EngineDied(f"{self.name} is not running")
+        return self._actor
+
+    def _died(self, exc: RayError) -> EngineDied:
+        self._ended = True
+        return EngineDied(f"{self.name} was lost: {type(exc).__name__}")
+
+    def _forget(self, actor: Any) -> None:
+        ray.kill(actor)
+        self._actor = None
+        self._stream = None

@@ -1,0 +1,215 @@
+"""The engine on a real local Ray cluster (a head and two worker nodes of one CPU each,
+the tiny model): two lanes at once, an actor SIGKILLed mid-training, a node removed
+mid-generation, cancel and /forget on a remote lane, a worker of another version."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_dispatcher import ANN, BOB, TIMEOUT, steps, watch, with_photos
+
+from bot.config import ClusterConfig, Config
+from bot.core import Booth, ImagineRequest, JobUpdate, open_booth
+from bot.core.app import engine_options
+
+ray = pytest.importorskip("ray", reason="Ray is the cluster extra: pip install .[cluster]")
+from ray.cluster_utils import Cluster  # noqa: E402
+
+from engine.cluster import lane as lane_module  # noqa: E402
+from engine.cluster.actor import project_version  # noqa: E402
+from engine.cluster.lane import ENGINE_RESOURCE, RayLane, VersionMismatch  # noqa: E402
+
+pytestmark = pytest.mark.cluster
+
+WORKER = {"num_cpus": 1, "resources": {ENGINE_RESOURCE: 1}}
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    for _ in range(2):
+        cluster.add_node(**WORKER)
+    try:
+        yield cluster
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
+@pytest.fixture
+def cluster_config(config: Config, cluster: Cluster) -> Config:
+    training = dataclasses.replace(config.training, min_photos=2, steps=12, checkpoint_every=3)
+    return dataclasses.replace(
+        config, training=training, cluster=ClusterConfig(address=cluster.address)
+    )
+
+
+@pytest.fixture
+async def booth(cluster_config: Config) -> AsyncIterator[Booth]:  # type: ignore[override]
+    async with open_booth(cluster_config, dispatch=True) as booth:
+        assert len(booth.dispatcher.lanes) == 2  # type: ignore[union-attr]
+        yield booth
+
+
+def lane_of(booth: Booth, job_id: int) -> RayLane | None:
+    assert booth.dispatcher is not None
+    for lane in booth.dispatcher.lanes:
+        if lane.current is not None and lane.current.id == job_id:
+            assert isinstance(lane.engine, RayLane)
+            return lane.engine
+    return None
+
+
+async def test_two_journeys_at_once_on_two_lanes(booth: Booth) -> None:
+    await with_photos(booth, ANN)
+    await with_photos(booth, BOB)
+    tickets = {who: await booth.train(who) for who in (ANN, BOB)}
+    lanes: dict[int, set[str]] = {t.job_id: set() for t in tickets.values()}
+    together: list[bool] = []
+
+    def note(update: JobUpdate) -> None:
+        lane = lane_of(booth, update.job_id)
+        if update.state == "progress" and lane is not None:
+            lanes[update.job_id].add(lane.node_id)
+            together.append(all(lane_of(booth, t.job_id) for t in tickets.values()))
+
+    async def journey(who: Any) -> list[JobUpdate]:
+        async def on(update: JobUpdate) -> None:
+            note(update)
+
+        updates = await watch(booth, tickets[who].job_id, on, who=who)
+        assert updates[-1].state == "succeeded", updates[-1]
+        picture = await booth.imagine(who, ImagineRequest("a portrait", seed=3, steps=3))
+        final = (await watch(booth, picture.job_id, who=who))[-1]
+        assert final.state == "succeeded", final
+        assert len(await booth.job_images(who, picture.job_id)) == 1
+        return updates
+
+    ann, bob = await asyncio.wait_for(asyncio.gather(journey(ANN), journey(BOB)), TIMEOUT)
+    assert steps(ann) == steps(bob) == list(range(1, 13))
+    # Both trainings ran at once, each on a node of its own.
+    assert any(together)
+    nodes = [lanes[t.job_id] for t in tickets.values()]
+    assert all(len(n) == 1 for n in nodes) and nodes[0] != nodes[1]
+
+
+async def test_an_actor_killed_mid_training_resumes_from_its_checkpoint(booth: Booth) -> None:
+    await with_photos(booth, ANN)
+    ticket = await booth.train(ANN)
+    killed: list[RayLane] = []
+    resumed_on: list[RayLane] = []
+
+    async def kill_at_7(update: JobUpdate) -> None:
+        lane = lane_of(booth, ticket.job_id)
+        if update.state == "progress" and update.step == 7 and not killed and lane:
+            os.kill(lane.actor_pid, signal.SIGKILL)
+            killed.append(lane)
+        elif update.state == "progress" and killed and lane and not resumed_on:
+            resumed_on.append(lane)
+
+    updates = await asyncio.wait_for(watch(booth, ticket.job_id, kill_at_7), TIMEOUT)
+    assert updates[-1].state == "succeeded", updates[-1]
+    retry = next(i for i, u in enumerate(updates) if u.state == "retrying")
+    resumed = steps(updates[retry:])
+    # Checkpoints fall every 3 steps and travel to the bot as they are written: the run
+    # resumes after the last one (step 6) on the other lane, whose machine never had it.
+    assert resumed[0] == 7 and resumed[-1] == 12
+    assert resumed_on[0] is not killed[0]
+    user = await booth.repo.find_user(ANN.platform, ANN.user_id)
+    assert user is not None
+    assert [lora.version for lora in await booth.repo.loras(user.id)] == [1]
+
+
+async def test_a_node_removed_mid_generation_requeues_the_job(
+    booth: Booth, cluster: Cluster
+) -> None:
+    await with_photos(booth, ANN)
+    trained = await booth.train(ANN)
+    assert (await asyncio.wait_for(watch(booth, trained.job_id), TIMEOUT))[-1].state == (
+        "succeeded"
+    )
+    ticket = await booth.imagine(ANN, ImagineRequest("a portrait", seed=5, count=2, steps=12))
+    removed: list[str] = []
+
+    async def remove_its_node(update: JobUpdate) -> None:
+        lane = lane_of(booth, ticket.job_id)
+        if update.state == "progress" and not removed and lane is not None:
+            node = next(n for n in cluster.list_all_nodes() if n.node_id == lane.node_id)
+            removed.append(lane.node_id)
+            cluster.remove_node(node)
+
+    try:
+        updates = await asyncio.wait_for(watch(booth, ticket.job_id, remove_its_node), TIMEOUT)
+    finally:
+        cluster.add_node(**WORKER)  # for the next tests
+    assert removed and updates[-1].state == "succeeded", updates[-1]
+    assert [u.state for u in updates].count("retrying") == 1
+    assert len(await booth.repo.images_of_job(ticket.job_id)) == 2
+    job = await booth.jobs.get(ticket.job_id)
+    assert job is not None and job.attempts == 2
+
+
+async def test_cancel_and_forget_reach_a_remote_lane(booth: Booth, cluster_config: Config) -> None:
+    await with_photos(booth, ANN)
+    await with_photos(booth, BOB)
+
+    async def cancel_at_3(update: JobUpdate) -> None:
+        if update.state == "progress" and update.step == 3:
+            assert await booth.cancel(ANN) == [cancelled.job_id]
+
+    cancelled = await booth.train(ANN)
+    updates = await asyncio.wait_for(watch(booth, cancelled.job_id, cancel_at_3), TIMEOUT)
+    assert updates[-1].state == "cancelled" and max(steps(updates)) < 12
+    assert (await booth.status(ANN)).loras == ()
+
+    started = asyncio.Event()
+
+    async def note(update: JobUpdate) -> None:
+        if update.state == "progress":
+            started.set()
+
+    ticket = await booth.train(BOB)
+    watcher = asyncio.create_task(watch(booth, ticket.job_id, note, who=BOB))
+    await asyncio.wait_for(started.wait(), TIMEOUT)
+    erasure = await booth.forget(BOB)
+    assert (await asyncio.wait_for(watcher, TIMEOUT))[-1].state == "erased"
+    assert erasure.jobs == 1 and await booth.jobs.get(ticket.job_id) is None
+    assert not any(cluster_config.work_dir.glob(f"job-{ticket.job_id}"))
+
+
+async def test_a_worker_of_another_version_is_refused(
+    cluster: Cluster, cluster_config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One machine cannot hold two installed versions: here the bot says it is 9.9.9,
+    # and the worker (a real actor on the cluster) reports what it has installed.
+    monkeypatch.setattr(lane_module, "project_version", lambda: "9.9.9")
+    lane = RayLane(engine_options(cluster_config), 9, {"num_cpus": 0})
+    ray.init(address=cluster.address, ignore_reinit_error=True)
+    installed = re.escape(project_version())
+    with pytest.raises(VersionMismatch, match=rf"selfiebooth {installed} and this bot 9\.9\.9"):
+        await asyncio.wait_for(lane.start(), TIMEOUT)
+    assert not lane.alive
+
+
+def test_without_a_cluster_nothing_imports_ray(tmp_path: Path) -> None:
+    code = (
+        "import asyncio, sys\n"
+        "from bot.config import load_config\n"
+        "from bot.core.app import engines\n"
+        f"config = load_config(None, environ={{}}, data_dir={str(tmp_path)!r})\n"
+        "print(type(asyncio.run(engines(config))[0]).__name__)\n"
+        "import bot.cli, bot.core.dispatcher\n"
+        "print('ray' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["EngineProcess", "False"]
