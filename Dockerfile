@@ -26,9 +26,11 @@ COPY pyproject.toml README.md ./
 COPY bot ./bot
 COPY engine ./engine
 COPY storage ./storage
-# The project itself: its dependencies are ranges in pyproject.toml.
+# The project itself: its dependencies are ranges in pyproject.toml. EXTRAS="[cluster]"
+# adds Ray, for the bot and the GPU workers of deploy/compose.yaml.
+ARG EXTRAS=""
 # hadolint ignore=DL3013
-RUN pip install .
+RUN pip install ".${EXTRAS}"
 
 RUN useradd --create-home --uid 10001 selfiebooth \
     && mkdir -p /data \

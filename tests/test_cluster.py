@@ -19,8 +19,9 @@ import pytest
 from test_dispatcher import ANN, BOB, TIMEOUT, steps, watch, with_photos
 
 from bot.config import ClusterConfig, Config
-from bot.core import Booth, ImagineRequest, JobUpdate, open_booth
+from bot.core import Booth, Identity, ImagineRequest, JobUpdate, open_booth
 from bot.core.app import engine_options
+from bot.core.telemetry import REGISTRY
 
 ray = pytest.importorskip("ray", reason="Ray is the cluster extra: pip install .[cluster]")
 from ray.cluster_utils import Cluster  # noqa: E402
@@ -95,7 +96,17 @@ async def test_two_journeys_at_once_on_two_lanes(booth: Booth) -> None:
         assert len(await booth.job_images(who, picture.job_id)) == 1
         return updates
 
+    def trainings(lane: str) -> float:
+        labels = {"lane": lane, "kind": "train"}
+        return REGISTRY.get_sample_value("selfiebooth_lane_jobs_total", labels) or 0.0
+
+    before = [trainings(f"engine lane {n}") for n in (1, 2)]
     ann, bob = await asyncio.wait_for(asyncio.gather(journey(ANN), journey(BOB)), TIMEOUT)
+    # The metrics endpoint counts one training on each lane.
+    assert [trainings(f"engine lane {n}") - b for n, b in zip((1, 2), before, strict=True)] == [
+        1,
+        1,
+    ]
     assert steps(ann) == steps(bob) == list(range(1, 13))
     # Both trainings ran at once, each on a node of its own.
     assert any(together)
@@ -185,6 +196,45 @@ async def test_cancel_and_forget_reach_a_remote_lane(booth: Booth, cluster_confi
     assert (await asyncio.wait_for(watcher, TIMEOUT))[-1].state == "erased"
     assert erasure.jobs == 1 and await booth.jobs.get(ticket.job_id) is None
     assert not any(cluster_config.work_dir.glob(f"job-{ticket.job_id}"))
+
+
+async def test_a_machine_that_joins_adds_a_lane(booth: Booth, cluster: Cluster) -> None:
+    dispatcher = booth.dispatcher
+    assert dispatcher is not None
+    first = dispatcher.engines[0]
+    assert isinstance(first, RayLane)
+    assert lane_module.joined(first.options, len(dispatcher.lanes)) == []
+    node = cluster.add_node(**WORKER)
+    try:
+        dispatcher.add_engines(lane_module.joined(first.options, len(dispatcher.lanes)))
+        assert [engine.name for engine in dispatcher.engines] == [
+            "engine lane 1", "engine lane 2", "engine lane 3",
+        ]  # fmt: skip
+        # Three trainings at once, one on each machine.
+        people = [ANN, BOB, Identity("cli", "cy")]
+        for who in people:
+            await with_photos(booth, who)
+        tickets = [await booth.train(who) for who in people]
+        nodes: set[str] = set()
+
+        async def note(update: JobUpdate) -> None:
+            if update.state == "progress" and (lane := lane_of(booth, update.job_id)):
+                nodes.add(lane.node_id)
+
+        finals = await asyncio.wait_for(
+            asyncio.gather(
+                *(
+                    watch(booth, t.job_id, note, who=who)
+                    for who, t in zip(people, tickets, strict=True)
+                )
+            ),
+            TIMEOUT,
+        )
+        assert [updates[-1].state for updates in finals] == ["succeeded"] * 3
+        assert len(nodes) == 3
+    finally:
+        await dispatcher.stop()  # its lane's actor goes before its machine
+        cluster.remove_node(node)
 
 
 async def test_a_worker_of_another_version_is_refused(

@@ -7,7 +7,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import importlib.util
+import json
 import logging
+import os
 import shlex
 import signal
 import sys
@@ -41,6 +44,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "doctor":  # before the config is read: a bad config is a finding
         return _doctor(args)
+    if args.command == "worker":  # a GPU machine: no config, no database
+        return _worker(args)
     try:
         config = load_config(args.config, data_dir=args.data_dir)
     except ConfigError as exc:
@@ -70,6 +75,25 @@ def _doctor(args: argparse.Namespace) -> int:
     )
     print(report(findings))
     return 1 if any(f.level == "FAIL" for f in findings) else 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    """`ray start` joining the cluster, in place of this process."""
+    if importlib.util.find_spec("ray") is None:
+        print(
+            "selfiebooth: Ray is not installed here: pip install 'selfiebooth[cluster]'",
+            file=sys.stderr,
+        )
+        return 2
+    if args.engines < 0:
+        print("selfiebooth: --engines must be 0 or more", file=sys.stderr)
+        return 2
+    command = [sys.executable, "-m", "ray.scripts.scripts", "start"]
+    command += [f"--address={args.address}", "--block"]
+    if args.engines:
+        command += [f"--resources={json.dumps({'engine': args.engines})}"]
+    print("selfiebooth: " + " ".join(command[1:]), flush=True)
+    os.execv(sys.executable, command)  # noqa: S606 (argv from parsed options, no shell)
 
 
 async def _run(args: argparse.Namespace, config: Config) -> int:

@@ -141,6 +141,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--chats", action="store_true", help="ask Telegram and Discord whether they take the tokens"
     )
 
+    worker = commands.add_parser(
+        "worker",
+        help="join this GPU machine to the bot's Ray cluster ([cluster] address)",
+        description="join this machine to a Ray cluster as engine lanes (one per GPU, or"
+        " --engines on a machine without one): `ray start --address ADDRESS --block`;"
+        " install the same version of selfiebooth with the cluster extra as the bot",
+    )
+    worker.add_argument("--address", required=True, help="the head's HOST:PORT (ray start)")
+    worker.add_argument(
+        "--engines", type=int, default=0, metavar="N",
+        help="lanes this machine offers without GPUs (the engine resource); default: its GPUs",
+    )  # fmt: skip
+
     demo = command("demo", "the whole journey on the embedded defaults")
     demo.add_argument("--photos", type=Path, help="a folder of selfies (default: a NASA portrait)")
     return parser

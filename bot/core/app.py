@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -33,7 +32,8 @@ def engine_options(config: Config) -> EngineOptions:
     return EngineOptions(
         base=config.model.base,
         family=config.model.family,
-        models_dir=config.models_dir,
+        # On a cluster, each worker reads this path on its own machine.
+        models_dir=config.models_dir.resolve() if config.cluster.address else config.models_dir,
         certificate=certificate,
         private_key=private_key,
         device=config.engine.device,
@@ -52,6 +52,18 @@ def engine_options(config: Config) -> EngineOptions:
     )
 
 
+CLUSTER_LOOK = 30.0  # seconds between looks for machines that joined the cluster
+
+
+async def follow_cluster(dispatcher: Dispatcher, options: EngineOptions) -> None:
+    """Add a lane for each GPU that joins the cluster, while the bot runs."""
+    from engine.cluster import lane
+
+    while True:
+        await asyncio.sleep(CLUSTER_LOOK)
+        dispatcher.add_engines(await asyncio.to_thread(lane.joined, options, len(dispatcher.lanes)))
+
+
 async def engines(config: Config) -> list[Engine]:
     """The engine process, or the lanes of the configured Ray cluster."""
     options = engine_options(config)
@@ -60,8 +72,6 @@ async def engines(config: Config) -> list[Engine]:
     from engine.cluster import lane  # Ray is imported only with a cluster
 
     await asyncio.to_thread(lane.connect, config.cluster.address)
-    # Each worker reads these paths on its own machine.
-    options = dataclasses.replace(options, models_dir=options.models_dir.resolve())
     lanes = await asyncio.to_thread(lane.lanes, options, config.cluster.lanes)
     _log.info("the queue is worked by %d lane(s) on the Ray cluster", len(lanes))
     return list(lanes)
@@ -96,6 +106,7 @@ async def open_booth(
             _log.info("process %s works this queue: jobs are left to it", other)
         try:
             dispatcher = None
+            following: asyncio.Task[None] | None = None
             if dispatch and other is None:
                 dispatcher = Dispatcher(
                     repo,
@@ -108,6 +119,10 @@ async def open_booth(
                     family=resolve_family(config.model.base, config.model.family).name,
                 )
                 await dispatcher.start()
+                if config.cluster.address and config.cluster.lanes == 0:
+                    following = asyncio.create_task(
+                        follow_cluster(dispatcher, engine_options(config)), name="cluster"
+                    )
             booth = Booth(
                 config,
                 repo,
@@ -121,6 +136,8 @@ async def open_booth(
             try:
                 yield booth
             finally:
+                if following is not None:
+                    following.cancel()
                 if dispatcher is not None:
                     await dispatcher.stop()
         finally:

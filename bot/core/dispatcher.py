@@ -30,6 +30,8 @@ from bot.core.telemetry import (
     ENGINE_RESTARTS,
     GPU_MEMORY,
     JOB_SECONDS,
+    LANE_BUSY,
+    LANE_JOBS,
     PICTURES,
     TRAINING_RATE,
     job_event,
@@ -122,9 +124,19 @@ class Dispatcher:
         if recovered:
             _log.info("%d job(s) interrupted earlier are queued again", recovered)
         await self._sweep()
-        for n, lane in enumerate(self.lanes):
-            lane.task = asyncio.create_task(self._loop(lane), name=f"dispatcher lane {n}")
-            lane.task.add_done_callback(_log_crash)
+        for lane in self.lanes:
+            self._launch(lane)
+
+    def add_engines(self, engines: Sequence[Engine]) -> None:
+        """More lanes (machines joined the cluster), working at once."""
+        for engine in engines:
+            self.lanes.append(lane := Lane(engine))
+            self._launch(lane)
+            _log.info("%s joins the queue's lanes", engine.name)
+
+    def _launch(self, lane: Lane) -> None:
+        lane.task = asyncio.create_task(self._loop(lane), name=f"dispatcher {lane.engine.name}")
+        lane.task.add_done_callback(_log_crash)
 
     async def stop(self) -> None:
         """Stop dispatching; running jobs are interrupted and resume at the next start."""
@@ -278,11 +290,14 @@ class Dispatcher:
 
     async def _run(self, lane: Lane, job: JobRecord) -> None:
         job_event("started", job, f"attempt {job.attempts}", attempt=job.attempts)
+        LANE_BUSY.labels(lane.engine.name).set(1)
+        LANE_JOBS.labels(lane.engine.name, job.kind).inc()
         try:
             await self._drive(lane, job)
         except (EngineDied, TimeoutError) as exc:
             await self._engine_lost(lane, job, exc)
         finally:
+            LANE_BUSY.labels(lane.engine.name).set(0)
             lane.current = None
             lane.idle.set()
 

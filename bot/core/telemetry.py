@@ -19,6 +19,8 @@ __all__ = [
     "GPU_MEMORY",
     "JOBS",
     "JOB_SECONDS",
+    "LANE_BUSY",
+    "LANE_JOBS",
     "PICTURES",
     "QUEUE_DEPTH",
     "REFUSALS",
@@ -64,6 +66,18 @@ TRAINING_RATE = Gauge(
     "selfiebooth_training_steps_per_second",
     "Training speed of the running (or last) training, by model family",
     ["family"],
+    registry=REGISTRY,
+)
+LANE_BUSY = Gauge(
+    "selfiebooth_lane_busy",
+    "1 while the engine lane runs a job, else 0 (one lane without a cluster)",
+    ["lane"],
+    registry=REGISTRY,
+)
+LANE_JOBS = Counter(
+    "selfiebooth_lane_jobs",
+    "Job runs started on each engine lane, by kind",
+    ["lane", "kind"],
     registry=REGISTRY,
 )
 GPU_MEMORY = Gauge(

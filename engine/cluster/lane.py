@@ -24,7 +24,9 @@ from engine.cluster.transfer import pack_command, unpack_event
 from engine.process import EngineDied, EngineOptions
 from engine.protocol import Command, Event
 
-__all__ = ["ENGINE_RESOURCE", "RayLane", "VersionMismatch", "connect", "lane_count", "lanes"]
+__all__ = [
+    "ENGINE_RESOURCE", "RayLane", "VersionMismatch", "connect", "joined", "lane_count", "lanes",
+]  # fmt: skip
 
 _log = logging.getLogger(__name__)
 
@@ -53,13 +55,20 @@ def lane_count(configured: int) -> int:
 
 
 def lanes(options: EngineOptions, configured: int) -> list[RayLane]:
+    return [RayLane(options, n + 1, _placement()) for n in range(lane_count(configured))]
+
+
+def joined(options: EngineOptions, have: int) -> list[RayLane]:
+    """Lanes for the GPUs (or engine resources) the cluster has beyond the `have` lanes
+    there are: machines that joined since."""
+    return [RayLane(options, n + 1, _placement()) for n in range(have, lane_count(0))]
+
+
+def _placement() -> dict[str, Any]:
     resources: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]
-    placement: dict[str, Any] = (
-        {"num_gpus": 1}
-        if resources.get("GPU", 0) > 0
-        else {"num_cpus": 0, "resources": {ENGINE_RESOURCE: 1}}
-    )
-    return [RayLane(options, n + 1, placement) for n in range(lane_count(configured))]
+    if resources.get("GPU", 0) > 0:
+        return {"num_gpus": 1}
+    return {"num_cpus": 0, "resources": {ENGINE_RESOURCE: 1}}
 
 
 class RayLane:
