@@ -114,6 +114,9 @@ class EngineConfig:
     max_jobs_per_user: int = 3
     # Seconds the engine may take to load its model.
     start_timeout: float = 600.0
+    # Seconds after which a queued training ranks with the pictures and no longer makes
+    # way for them: a stream of /imagine cannot keep a training waiting longer.
+    max_training_wait: float = 900.0
     # Memory options for large models on a GPU (FLUX.1 is 12B parameters): keep each
     # model on the CPU until it runs (diffusers' model CPU offload), recompute
     # activations in the backward pass instead of keeping them (training), and store
@@ -359,6 +362,7 @@ _CHECKS: dict[str, _Check] = {
         '"auto", "cpu", "cuda" or "cuda:N"',
     ),
     "engine.max_attempts": (lambda v: 1 <= v <= 20, "1 to 20"),
+    "engine.max_training_wait": (lambda v: 0 <= v <= 1e9, "0 to 1e9 seconds"),
     "engine.quantize": (lambda v: v in QUANTIZE_MODES, f"one of {', '.join(QUANTIZE_MODES)}"),
     "moderation.classifier_file": (
         lambda v: v == "" or v.endswith(".safetensors"),

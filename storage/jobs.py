@@ -1,12 +1,16 @@
 """The durable job queue: jobs are rows first, and the schedule is a query.
 
 Order: generation before training (a 10-minute training must not block everyone's
-/imagine), then round-robin across users (each user's oldest job first), then age.
+/imagine), then round-robin across users (each user's oldest job first), then age. A
+training queued longer than `training_wait` ranks with the pictures, so that a stream of
+them cannot keep it waiting for ever.
 A job interrupted by a crash of anything is queued again at start-up; `attempts` counts
 the runs that began, so a job that keeps killing the engine fails instead of looping.
 """
 
 from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
 
 from engine.jobs import JobRequest, JobResult, encode
 from storage.database import Database
@@ -20,20 +24,28 @@ ACTIVE = ("queued", "running")
 
 _SCHEDULE = """
 SELECT id FROM (
-    SELECT id, created_at,
-           CASE kind WHEN 'imagine' THEN 0 ELSE 1 END AS priority,
-           ROW_NUMBER() OVER (PARTITION BY user_id, CASE kind WHEN 'imagine' THEN 0 ELSE 1 END
-                              ORDER BY id) AS turn
-    FROM jobs WHERE status = 'queued'
+    SELECT id, priority,
+           ROW_NUMBER() OVER (PARTITION BY user_id, priority ORDER BY id) AS turn
+    FROM (
+        SELECT id, user_id,
+               CASE WHEN kind = 'imagine' OR created_at <= :waited THEN 0 ELSE 1 END AS priority
+        FROM jobs WHERE status = 'queued'
+    )
 ) ORDER BY priority, turn, id
 """
+TRAINING_WAIT = 900.0  # seconds
 
 
 class JobQueue:
     """The queue in SQLite; storage.ports.JobQueue says what it guarantees."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, training_wait: float = TRAINING_WAIT) -> None:
         self.db = db
+        self.training_wait = training_wait
+
+    def waited_long(self, job: JobRecord) -> bool:
+        """Whether the job was queued `training_wait` seconds ago or more."""
+        return job.created_at <= _ago(self.training_wait)
 
     async def enqueue(self, user_id: int, request: JobRequest) -> JobRecord:
         now = utcnow()
@@ -61,7 +73,7 @@ class JobQueue:
 
     async def schedule(self) -> list[int]:
         """Queued job ids in the order they will run."""
-        async with self.db.conn.execute(_SCHEDULE) as cur:
+        async with self.db.conn.execute(_SCHEDULE, {"waited": _ago(self.training_wait)}) as cur:
             return [int(row[0]) for row in await cur.fetchall()]
 
     async def running(self) -> list[JobRecord]:
@@ -160,3 +172,8 @@ class JobQueue:
             (utcnow(),),
         )
         return cur.rowcount
+
+
+def _ago(seconds: float) -> str:
+    """The time `seconds` ago, as the rows write times (storage.repository.utcnow)."""
+    return (datetime.now(UTC) - timedelta(seconds=seconds)).isoformat(timespec="milliseconds")

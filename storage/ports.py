@@ -241,10 +241,11 @@ class Repository(ModerationStore, StyleStore, Protocol):
 class JobQueue(Protocol):
     """The durable job queue.
 
-    Order: generation before training, then users in turn (each one's oldest job first),
-    then age. Guarantees: a job left running when its worker died is queued again once
-    (`recover`, `requeue`), and `attempts` counts the runs that began, so a job that kills
-    its worker can be failed instead of looping; a finished job never changes again.
+    Order: generation before training (unless the training has waited long), then users in
+    turn (each one's oldest job first), then age. Guarantees: a job left running when its
+    worker died is queued again once (`recover`, `requeue`), and `attempts` counts the
+    runs that began, so a job that kills its worker can be failed instead of looping; a
+    finished job never changes again.
     """
 
     async def enqueue(self, user_id: int, request: JobRequest) -> JobRecord: ...
@@ -257,6 +258,11 @@ class JobQueue(Protocol):
 
     async def schedule(self) -> list[int]:
         """Queued job ids in the order they will run."""
+        ...
+
+    def waited_long(self, job: JobRecord) -> bool:
+        """Whether a training has waited long enough to rank with the pictures, and to
+        make way for them no more."""
         ...
 
     async def running(self) -> list[JobRecord]:

@@ -199,6 +199,30 @@ async def test_training_yields_to_a_waiting_generation_then_continues(booth: Boo
     assert job is not None and job.attempts == 1
 
 
+async def test_a_training_that_waited_long_makes_way_no_more(engine_config: Config) -> None:
+    engine = dataclasses.replace(engine_config.engine, max_training_wait=0.0)
+    async with open_booth(
+        dataclasses.replace(engine_config, engine=engine), dispatch=True
+    ) as booth:
+        await with_photos(booth, ANN)
+        first = await booth.train(ANN)
+        await asyncio.wait_for(watch(booth, first.job_id), TIMEOUT)
+        training = await booth.train(ANN)  # a second version
+        picture: list[int] = []
+
+        async def ask_for_a_picture(update: JobUpdate) -> None:
+            if update.state == "progress" and update.step == 2 and not picture:
+                ticket = await booth.imagine(ANN, ImagineRequest("a portrait", seed=1, steps=2))
+                picture.append(ticket.job_id)
+
+        updates = await asyncio.wait_for(watch(booth, training.job_id, ask_for_a_picture), TIMEOUT)
+        assert updates[-1].state == "succeeded"
+        assert "paused" not in [u.state for u in updates]
+        assert steps(updates) == list(range(1, 13))
+        final = (await asyncio.wait_for(watch(booth, picture[0]), TIMEOUT))[-1]
+        assert final.state == "succeeded"
+
+
 async def test_cancel_a_running_training_and_a_queued_generation(booth: Booth) -> None:
     await with_photos(booth, ANN)
 

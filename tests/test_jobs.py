@@ -42,6 +42,25 @@ async def test_generation_runs_before_training_and_users_take_turns(db: Database
     assert (a1.request(), a_train.request()) == (PICTURE, TRAINING)
 
 
+async def test_a_training_that_waited_long_ranks_with_the_pictures(db: Database) -> None:
+    ann, bob = await users(db, "ann", "bob")
+    a_train = await JobQueue(db).enqueue(ann, TRAINING)
+    b1 = await JobQueue(db).enqueue(bob, PICTURE)
+    b2 = await JobQueue(db).enqueue(bob, PICTURE)
+    patient = JobQueue(db)
+    assert await patient.schedule() == [b1.id, b2.id, a_train.id]
+    assert not patient.waited_long(a_train)
+    # Queued "an hour" ago, by the clock of a queue whose bound is shorter than that.
+    await db.conn.execute(
+        "UPDATE jobs SET created_at = '2000-01-01T00:00:00.000+00:00' WHERE id = ?", (a_train.id,)
+    )
+    waited = await patient.get(a_train.id)
+    assert waited is not None and patient.waited_long(waited)
+    # Ann's training is older than Bob's pictures and her turn comes first.
+    assert await patient.schedule() == [a_train.id, b1.id, b2.id]
+    assert await JobQueue(db, training_wait=1e10).schedule() == [b1.id, b2.id, a_train.id]
+
+
 async def test_running_jobs_are_queued_again_after_a_crash(db: Database) -> None:
     jobs = JobQueue(db)
     (ann,) = await users(db, "ann")

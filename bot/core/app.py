@@ -92,7 +92,7 @@ async def open_booth(
     async with Database(config.database_path) as db:
         repo = Repository(db)
         blobs = LocalBlobStore(config.blob_dir)
-        jobs = JobQueue(db)
+        jobs = JobQueue(db, training_wait=config.engine.max_training_wait)
         likeness = LikenessGuard(
             repo,
             config.intake,

@@ -7,7 +7,8 @@ schedule, preferring a picture whose model it has loaded already among the jobs 
 would start now anyway; a user's second training waits for their first. A training asked
 to make way for a waiting generation (when no lane is free) stops after its next step
 with a checkpoint, goes back to the queue, and resumes from that checkpoint once the
-generations are done. If an engine dies, its job goes back to the queue and a fresh
+generations are done; one queued longer than the queue's `training_wait` makes way no
+more. If an engine dies, its job goes back to the queue and a fresh
 engine is started, until the job has used its attempts.
 """
 
@@ -158,7 +159,11 @@ class Dispatcher:
             return
         for lane in self.lanes:
             current = lane.current
-            if current is not None and current.kind == "train":
+            if (
+                current is not None
+                and current.kind == "train"
+                and not self.jobs.waited_long(current)
+            ):
                 with contextlib.suppress(EngineDied):
                     await lane.engine.send({"op": "yield", "job_id": current.id})
                 return
@@ -322,6 +327,7 @@ class Dispatcher:
             await engine.send({"op": "cancel", "job_id": job.id})
         elif (
             job.kind == "train"
+            and not self.jobs.waited_long(job)
             and all(other.current is not None for other in self.lanes)
             and await self.jobs.has_queued("imagine")
         ):
