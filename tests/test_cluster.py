@@ -11,6 +11,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -249,6 +250,24 @@ async def test_a_worker_of_another_version_is_refused(
     with pytest.raises(VersionMismatch, match=rf"selfiebooth {installed} and this bot 9\.9\.9"):
         await asyncio.wait_for(lane.start(), TIMEOUT)
     assert not lane.alive
+
+
+def test_selfiebooth_worker_joins_a_machine_to_the_cluster(cluster: Cluster) -> None:
+    ray.init(address=cluster.address, ignore_reinit_error=True)
+    before = ray.cluster_resources().get(ENGINE_RESOURCE, 0)
+    command = [sys.executable, "-m", "bot.cli", "worker", "--address", cluster.address]
+    worker = subprocess.Popen([*command, "--engines", "2"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert worker.stdout is not None
+        assert "ray.scripts.scripts start" in worker.stdout.readline()
+        deadline = time.monotonic() + TIMEOUT
+        # Ray says when the node has registered only by its resources: ask until then.
+        while ray.cluster_resources().get(ENGINE_RESOURCE, 0) < before + 2:
+            assert worker.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+    finally:
+        worker.terminate()
+        worker.wait(TIMEOUT)  # ray start stops its node on SIGTERM
 
 
 def test_without_a_cluster_nothing_imports_ray(tmp_path: Path) -> None:
