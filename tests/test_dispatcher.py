@@ -21,6 +21,11 @@ from PIL import Image
 
 from bot.config import Config
 from bot.core import Booth, BoothError, Identity, ImagineRequest, JobUpdate, open_booth
+from bot.core.app import engine_options
+from bot.core.dispatcher import Dispatcher
+from engine.jobs import ImagineRequest as JobImagine
+from engine.jobs import JobRequest, ModelRef
+from engine.process import EngineProcess
 from engine.protocol import Trained
 from storage import NewPhoto
 
@@ -461,3 +466,45 @@ async def test_jobs_queued_by_an_older_or_newer_version_run_or_say_why(booth: Bo
     assert newer[-1].state == "failed"
     assert newer[-1].outcome is not None
     assert "written in format 99, by another version" in (newer[-1].outcome.message or "")
+
+
+async def test_a_free_lane_takes_the_picture_whose_model_it_holds(engine_config: Config) -> None:
+    async with open_booth(engine_config) as booth:  # no dispatcher of its own
+        options = engine_options(engine_config)
+        dispatcher = Dispatcher(
+            booth.repo,
+            booth.jobs,
+            booth.blobs,
+            [EngineProcess(options), EngineProcess(options)],
+            engine_config.work_dir,
+            max_attempts=3,
+        )
+        first, second = dispatcher.lanes
+        await asyncio.gather(first.engine.start(), second.engine.start())
+        try:
+            ann = (await booth.repo.get_or_create_user(ANN.platform, ANN.user_id)).id
+            bob = (await booth.repo.get_or_create_user(BOB.platform, BOB.user_id)).id
+            models = {ann: f"{1:064x}", bob: f"{2:064x}"}
+
+            def picture(user: int) -> JobRequest:
+                model = ModelRef(models[user], models[user], "zovaka", 1)
+                return JobImagine("a portrait", model=model)
+
+            first.models.append(models[ann])
+            second.models.append(models[bob])
+            bobs = await booth.jobs.enqueue(bob, picture(bob))
+            anns = await booth.jobs.enqueue(ann, picture(ann))
+            # Bob's picture is first in the queue, but the first lane holds Ann's model.
+            assert await booth.jobs.schedule() == [bobs.id, anns.id]
+            assert (await dispatcher._claim(first)).id == anns.id  # type: ignore[union-attr]
+            assert (await dispatcher._claim(second)).id == bobs.id  # type: ignore[union-attr]
+            first.current = second.current = None
+            # A lane leaves a picture to the free lane that holds its model...
+            again = await booth.jobs.enqueue(ann, picture(ann))
+            assert await dispatcher._claim(second) is None
+            assert (await dispatcher._claim(first)).id == again.id  # type: ignore[union-attr]
+            # ... and takes it when that lane is busy.
+            later = await booth.jobs.enqueue(ann, picture(ann))
+            assert (await dispatcher._claim(second)).id == later.id  # type: ignore[union-attr]
+        finally:
+            await dispatcher.stop()

@@ -271,21 +271,24 @@ class Dispatcher:
                 for other in self.lanes
                 if other.current is not None and other.current.kind == "train"
             }
-            chosen: JobRecord | None = None
-            # The jobs that would start now on the free lanes: among them, one whose
-            # model this lane has loaded goes first.
-            window = sum(1 for other in self.lanes if other.current is None)
-            for position, job_id in enumerate(await self.jobs.schedule()):
+            free = [other for other in self.lanes if other.current is None]
+            starting: list[JobRecord] = []  # the jobs that would start now on free lanes
+            for job_id in await self.jobs.schedule():
                 job = await self.jobs.get(job_id)
                 if job is None or (job.kind == "train" and job.user_id in training):
                     continue  # one training per user at a time
-                if chosen is None:
-                    chosen = job
-                if position >= window:
+                starting.append(job)
+                if len(starting) == len(free):
                     break
-                if _model_of(job) in lane.models:
-                    chosen = job
-                    break
+            # LoRA affinity: the picture whose model this lane holds; else the first job
+            # whose model no other free lane holds (that lane takes it).
+            others = [o for o in free if o is not lane and o.engine.alive]
+            chosen = next((job for job in starting if _model_of(job) in lane.models), None)
+            if chosen is None:
+                chosen = next(
+                    (j for j in starting if not any(_model_of(j) in o.models for o in others)),
+                    None,
+                )
             if chosen is None:
                 return None
             await self.jobs.mark_running(chosen.id)
