@@ -3,7 +3,8 @@ start-up instead of in a traceback. Each finding says what to do about it.
 
 It reads the config as `run` would, tries the data directory, looks for the model (a
 local directory, the hub cache, or the hub itself with `--online`), asks a child process
-about CUDA (the bot process never imports torch), lists which tokens are set (never
+about CUDA (the bot process never imports torch) or about the Ray cluster when the engine
+runs there, lists which tokens are set (never
 their values), and with `--chats` asks Telegram and Discord whether they take them.
 """
 
@@ -43,6 +44,14 @@ print(json.dumps({"torch": torch.__version__, "cuda": torch.version.cuda, "devic
 """
 
 
+CLUSTER_PROBE_TIMEOUT = 60.0
+_CLUSTER_PROBE = """
+import json, sys, ray
+ray.init(address=sys.argv[1], log_to_driver=False, logging_level="ERROR")
+print(json.dumps(ray.cluster_resources()))
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class Finding:
     level: Level
@@ -69,7 +78,10 @@ async def diagnose(
     findings = [Finding("ok", "config", f"read {config_path or 'the built-in defaults'}")]
     findings.append(await asyncio.to_thread(_data_dir, config.data_dir))
     findings += await asyncio.to_thread(_models, config, env, online)
-    findings.append(await _cuda(config.engine.device))
+    if config.cluster.address:
+        findings.append(await _cluster(config.cluster.address))
+    else:
+        findings.append(await _cuda(config.engine.device))
     findings += _tokens(config)
     if chats:
         findings += await _chats(config)
@@ -244,6 +256,40 @@ async def _cuda(device: str) -> Finding:
         f"no CUDA device (torch {facts['torch']}): the engine runs on the CPU",
         "fine for the tiny model; real models need an NVIDIA GPU",
     )
+
+
+async def _cluster(address: str) -> Finding:
+    """The Ray cluster the engine lanes run on, asked from a child process."""
+    fix = "start its head (`ray start --head`) and join the GPU machines: README, Several GPUs"
+    try:
+        probe = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _CLUSTER_PROBE, address,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+    except OSError as exc:
+        return Finding("FAIL", "cluster", f"Ray could not be asked: {exc}", fix)
+    try:
+        out, err = await asyncio.wait_for(probe.communicate(), CLUSTER_PROBE_TIMEOUT)
+    except TimeoutError:
+        probe.kill()
+        await probe.wait()
+        return Finding("FAIL", "cluster", f"no Ray cluster answered at {address}", fix)
+    if probe.returncode != 0:
+        last = err.decode(errors="replace").strip().splitlines()[-1:] or ["no message"]
+        if "No module named 'ray'" in last[0]:
+            return Finding(
+                "FAIL", "cluster", "Ray is not installed", "pip install 'selfiebooth[cluster]'"
+            )
+        return Finding("FAIL", "cluster", f"no Ray cluster at {address}: {last[0]}", fix)
+    resources: dict[str, float] = json.loads(out)
+    gpus, engines = int(resources.get("GPU", 0)), int(resources.get("engine", 0))
+    if not gpus and not engines:
+        return Finding(
+            "FAIL", "cluster", f"the cluster at {address} has no GPU for a lane",
+            "join a GPU machine: selfiebooth worker --address HEAD:6379",
+        )  # fmt: skip
+    lanes = f"{gpus} GPU(s)" if gpus else f"{engines} engine resource(s), no GPU"
+    return Finding("ok", "cluster", f"the Ray cluster at {address} has {lanes}")
 
 
 def _tokens(config: Config) -> list[Finding]:

@@ -23,6 +23,7 @@ from bot.config import ClusterConfig, Config
 from bot.core import Booth, Identity, ImagineRequest, JobUpdate, open_booth
 from bot.core.app import engine_options
 from bot.core.telemetry import REGISTRY
+from bot.doctor import diagnose
 
 ray = pytest.importorskip("ray", reason="Ray is the cluster extra: pip install .[cluster]")
 from ray.cluster_utils import Cluster  # noqa: E402
@@ -268,6 +269,15 @@ def test_selfiebooth_worker_joins_a_machine_to_the_cluster(cluster: Cluster) -> 
     finally:
         worker.terminate()
         worker.wait(TIMEOUT)  # ray start stops its node on SIGTERM
+
+
+async def test_doctor_asks_the_cluster(cluster: Cluster, tmp_path: Path) -> None:
+    config = tmp_path / "cluster.toml"
+    config.write_text(f'[cluster]\naddress = "{cluster.address}"\n')
+    found = {f.topic: f for f in await diagnose(config, tmp_path / "data", environ={})}
+    assert found["cluster"].level == "ok", found["cluster"]
+    assert "engine resource(s), no GPU" in found["cluster"].text
+    assert "cuda" not in found  # the bot's machine needs no GPU
 
 
 def test_without_a_cluster_nothing_imports_ray(tmp_path: Path) -> None:
