@@ -251,6 +251,7 @@ async def test_a_worker_of_another_version_is_refused(
     with pytest.raises(VersionMismatch, match=rf"selfiebooth {installed} and this bot 9\.9\.9"):
         await asyncio.wait_for(lane.start(), TIMEOUT)
     assert not lane.alive
+    assert "did not start" in lane.describe() and "this bot 9.9.9" in lane.describe()
 
 
 def test_selfiebooth_worker_joins_a_machine_to_the_cluster(cluster: Cluster) -> None:

@@ -83,6 +83,7 @@ class RayLane:
         self._root: Path | None = None  # the running job's directory here
         self._where = ""
         self._ended = False  # the actor died (or was killed) without being stopped
+        self._failed = ""  # why the last start failed
 
     @property
     def name(self) -> str:
@@ -100,6 +101,8 @@ class RayLane:
         if self._ended:
             return "ended unexpectedly; it starts again with the next job"
         if self._actor is None:
+            if self._failed:
+                return f"did not start: {self._failed}"
             return "not running; it starts with the next job"
         return f"running on {self._where}" if self._where else "starting"
 
@@ -112,9 +115,11 @@ class RayLane:
             await asyncio.wait_for(self._start(actor), self.options.start_timeout)
         except BaseException as exc:
             self._forget(actor)
+            self._failed = str(exc) or type(exc).__name__
             if isinstance(exc, RayError):
                 raise EngineDied(f"{self.name} did not start: {exc}") from exc
             raise
+        self._failed = ""
         _log.info("%s ready on %s", self.name, self._where)
 
     async def _start(self, actor: Any) -> None:
