@@ -50,3 +50,23 @@ def test_hard_categories_keep_their_terms_whatever_an_admin_removes() -> None:
     assert loosened.check("a trollface mask").category == "hate"
     with pytest.raises(ValueError, match="unknown category 'spam'"):
         PromptFilter(extra_terms={"spam": ["x"]})
+
+
+@pytest.mark.parametrize(
+    ("written", "syllables"),
+    [
+        ("ㅈㅏㅅㅏㄹ", "자살"),  # letters typed apart
+        ("자ㅅㅏㄹ하는 나", "자살하는 나"),  # half composed, a syllable after the last letter
+        ("ㄱㅏㄴㅏ", "가나"),  # a consonant before a vowel starts the next syllable
+        ("한복 입은 나", "한복 입은 나"),  # composed text stays as it is
+    ],
+)
+def test_hangul_letters_typed_apart_are_joined_into_syllables(written: str, syllables: str) -> None:
+    assert base_form(written) == syllables
+
+
+def test_hangul_letters_spaced_apart_are_refused_as_the_word() -> None:
+    check = PromptFilter().check
+    assert check("ㅈ ㅏ ㅅ ㅏ ㄹ 하는 나").category == "self-harm"
+    assert check("ㅈㅏㅅㅏㄹ 직전의 나").category == "self-harm"
+    assert check("ㅋㅋㅋ 웃는 나").allowed

@@ -68,8 +68,20 @@ def _KEPT_MARK(ch: str) -> bool:
 _WORD = re.compile(r"[\w\u0900-\u0dff]+")
 
 
+# Hangul written as separate letters ("ㅈㅏㅅㅏㄹ") is put back together: NFKC turns them
+# into conjoining jamo, and a leading consonant after a vowel, with no vowel of its own
+# after it, is that syllable's final consonant; NFC then composes the syllables.
+_FINAL = dict(zip("ᄀᄁᄂᄃᄅᄆᄇᄉᄊᄋᄌᄎᄏᄐᄑᄒ", "ᆨᆩᆫᆮᆯᆷᆸᆺᆻᆼᆽᆾᆿᇀᇁᇂ", strict=True))
+_TRAILING_LEAD = re.compile(r"(?<=[\u1161-\u1175])([\u1100-\u1112])(?![\u1161-\u1175])")
+
+
+def _hangul(decomposed: str) -> str:
+    return _TRAILING_LEAD.sub(lambda m: _FINAL.get(m[1], m[1]), decomposed)
+
+
 def base_form(text: str) -> str:
-    """NFKC, case-folded, confusables to Latin, accents dropped, spaces collapsed."""
+    """NFKC, case-folded, confusables to Latin, accents dropped, Hangul letters joined
+    into syllables, spaces collapsed."""
     text = unicodedata.normalize("NFKC", text).casefold().translate(_CONFUSABLES)
     decomposed = unicodedata.normalize("NFD", text)
     # Mn: accents and combining marks (Indic ones kept); Cf: zero-width characters and
@@ -82,7 +94,7 @@ def base_form(text: str) -> str:
             or unicodedata.category(ch) == "Cf"
         )
     )
-    text = unicodedata.normalize("NFC", text).translate(_ARABIC)
+    text = unicodedata.normalize("NFC", _hangul(text)).translate(_ARABIC)
     return _SPACES.sub(" ", text).strip()
 
 
@@ -104,7 +116,8 @@ def variants(text: str) -> list[str]:
     for run in _SPACED.finditer(joined):
         letters = run[0].split()
         # "as a n a z i": the run may start with a real one-letter word.
-        forms += ["".join(letters), "".join(letters[1:])]
+        for joined_run in ("".join(letters), "".join(letters[1:])):
+            forms.append(unicodedata.normalize("NFC", _hangul(joined_run)))
     forms += [_unleet(form) for form in forms]
     forms += [_STRETCHED.sub(r"\1", form) for form in forms]
     if _EMOJI.search(base):
