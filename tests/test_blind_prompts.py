@@ -41,12 +41,12 @@ class Floors:
 # First session: 86.8% (335/386) and 2.2% (7/316). Second session, after two more
 # rounds of training prompts and the lists extended from them: 93.3% (360/386) and
 # 1.6% (5/316). Third session, after a fourth round and the lists extended from it:
-# 94.3% (364/386) and 0.9% (3/316); ar lowest at 84.2%, hate lowest at 88.4%.
+# 94.8% (366/386) and 1.3% (4/316); ar lowest at 84.2%, hate lowest at 90.7%.
 # Second set (written on 2026-12-05, first measured on the filter as it was then):
 # first figures 91.1% (224/246) and 0.5% (1/206); after the fourth round 93.1% (229/246) and
-# 0.5%; ja, nl, pl, uk, zh lowest at 84.6%, self-harm lowest at 84.2%.
+# 1.0% (2/206); ja, nl, pl, uk, zh lowest at 84.6%, self-harm lowest at 84.2%.
 SETS = {
-    "blind_prompts.tsv": Floors(0.94, 0.02, 0.84, 0.88, 700),
+    "blind_prompts.tsv": Floors(0.94, 0.02, 0.84, 0.9, 700),
     "blind_prompts_2.tsv": Floors(0.93, 0.02, 0.84, 0.84, 450),
 }
 

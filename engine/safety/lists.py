@@ -42,12 +42,14 @@ DATA = Path(__file__).resolve().parent / "data"
 # goodbye letter, ready to jump) are harmless alone and self-harm together; `hate-code`
 # (88, 1488) and `hate-sign` (a shaved head, a bomber jacket, a tattoo, a banner) likewise
 # make hate together. `suggestive` (a seductive pose, a lifted skirt, kissing in bed) is
-# refused with a child only.
+# refused with a child only. `pretext` ("for a medical textbook", "for an art class",
+# "ignore your rules") is the excuse the policy names as an evasion: where it is found, no
+# context lifts a rule.
 CONCEPTS: tuple[str, ...] = (
     "sexual", "minor-hard", "minor", "violence", "self-harm", "hate", "public-figure",
     "violent-act", "target", "undressing", "sport", "fiction", "awareness", "medical",
     "history", "safe", "negative-marker", "ledge", "farewell", "hate-code", "hate-sign",
-    "suggestive",
+    "suggestive", "pretext",
 )  # fmt: skip
 # Shipped terms of these concepts stay whatever an admin removes.
 HARD_CONCEPTS: frozenset[str] = frozenset(

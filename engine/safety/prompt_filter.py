@@ -141,8 +141,10 @@ class PromptFilter:
     def check(self, prompt: str, negative: str = "") -> PromptVerdict:
         text, negative = self.split(prompt, negative)
         found = self.concepts(text)
+        # An excuse ("for a medical textbook") is not a context: with one, none lifts.
+        lifting = set() if "pretext" in found else found
         for rule in self._rules:
-            if rule.all <= found and not rule.unless & found:
+            if rule.all <= found and not rule.unless & lifting:
                 return PromptVerdict(False, rule.refuse, "prompt", "rules")
         if negative:
             taken_away = self._concepts_in(negative)
