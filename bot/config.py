@@ -23,6 +23,7 @@ from engine.jobs import TRAINING_METHODS
 from engine.logs import LOG_FORMATS
 from engine.models.families import FAMILY_NAMES, resolve_family
 from engine.models.memory import QUANTIZE_MODES
+from engine.models.speed import COMPILE_MODES
 from engine.safety.classifier import MODEL_PATH
 from engine.safety.image_filter import NUDENET_LABELS
 
@@ -124,6 +125,9 @@ class EngineConfig:
     cpu_offload: bool = False
     gradient_checkpointing: bool = True
     quantize: str = "none"
+    # torch.compile for pictures, users' LoRAs hotswapped into one compiled slot
+    # (engine.models.speed): "auto" on CUDA only, "on" or "off".
+    compile: str = "auto"
 
 
 @dataclass(frozen=True, slots=True)
@@ -364,6 +368,7 @@ _CHECKS: dict[str, _Check] = {
     "engine.max_attempts": (lambda v: 1 <= v <= 20, "1 to 20"),
     "engine.max_training_wait": (lambda v: 0 <= v <= 1e9, "0 to 1e9 seconds"),
     "engine.quantize": (lambda v: v in QUANTIZE_MODES, f"one of {', '.join(QUANTIZE_MODES)}"),
+    "engine.compile": (lambda v: v in COMPILE_MODES, f"one of {', '.join(COMPILE_MODES)}"),
     "moderation.classifier_file": (
         lambda v: v == "" or v.endswith(".safetensors"),
         '"" (the packaged model) or a .safetensors file',

@@ -49,6 +49,7 @@ class EngineOptions:
     controlnet: str = "auto"  # edge control's ControlNet (bot.config.ModelConfig.controlnet)
     inpainting: str = ""  # /edit's dedicated inpainting base (ModelConfig.inpainting)
     memory: MemoryOptions = field(default_factory=MemoryOptions)  # engine.models.memory
+    compile: str = "auto"  # engine.models.speed
 
 
 class Engine(Protocol):
@@ -127,7 +128,7 @@ class EngineProcess:
             *(["--keep-blocked"] if o.keep_blocked_images else []),
             "--controlnet", o.controlnet, "--inpainting", o.inpainting,
             "--certificate", str(o.certificate), "--private-key", str(o.private_key),
-            "--quantize", o.memory.quantize,
+            "--quantize", o.memory.quantize, "--compile", o.compile,
             *(["--cpu-offload"] if o.memory.cpu_offload else []),
             *([] if o.memory.gradient_checkpointing else ["--no-gradient-checkpointing"]),
             stdin=asyncio.subprocess.PIPE,

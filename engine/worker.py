@@ -32,11 +32,12 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Literal, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal, cast
 
 from engine.jobs import ATTACHMENTS, ImagineRequest, TrainRequest, decode_request
 from engine.logs import LOG_FORMATS, configure_logging
 from engine.models.memory import QUANTIZE_MODES, MemoryOptions, whole_on_device
+from engine.models.speed import COMPILE_MODES, compile_denoiser, compiled, compiles
 from engine.protocol import (
     BlockedImage,
     Command,
@@ -103,6 +104,13 @@ class Worker:
             args.base, self.family, device, models_dir=args.models_dir, memory=self.memory
         )
         self.adapters = LoraCache.for_pipeline(self.pipeline)
+        # The compiled denoiser, for pictures (engine.models.speed); None: eager.
+        self.compiled: Any = None
+        if compiles(args.compile, self.device):
+            from engine.generation.hotswap import HotswapCache
+
+            self.compiled = compile_denoiser(self.pipeline, args.compile)
+            self.adapters = HotswapCache(self.pipeline, self.family.recipe.rank)
         self.adapters.family = self.family.name
         classes: dict[str, float] = json.loads(args.blocked_classes)
         self.image_filter = ImageFilter(classes) if classes else None
@@ -406,18 +414,21 @@ class Worker:
                 self.send({"event": "sample", "job_id": job_id, "step": step, "path": str(path)})
 
         previews = LatestOnly(preview, name=f"previews-{job_id}")
+        # The tools' pipelines share the plain modules: text-to-image alone is compiled.
+        wrapper = self.compiled if request.tool == "imagine" else None
         try:
-            result = generate(
-                self.pipeline,
-                request,
-                adapters=self.adapters,
-                progress=progress,
-                preview=previews.put,
-                preview_every=max(1, request.steps // 4),  # about three previews a picture
-                watermark=job_id,
-                controlnet=self.controlnet() if request.edges is not None else None,
-                inpainting_unet=self.inpainting_unet() if request.mask is not None else None,
-            )
+            with compiled(self.pipeline, wrapper):
+                result = generate(
+                    self.pipeline,
+                    request,
+                    adapters=self.adapters,
+                    progress=progress,
+                    preview=previews.put,
+                    preview_every=max(1, request.steps // 4),  # about three previews a picture
+                    watermark=job_id,
+                    controlnet=self.controlnet() if request.edges is not None else None,
+                    inpainting_unet=self.inpainting_unet() if request.mask is not None else None,
+                )
         finally:
             previews.close()  # before the result: no preview event follows "done"
         images, blocked = screen_results(
@@ -603,6 +614,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quantize", choices=QUANTIZE_MODES, default="none")
     parser.add_argument("--cpu-offload", action="store_true")
     parser.add_argument("--no-gradient-checkpointing", action="store_true")
+    parser.add_argument("--compile", choices=COMPILE_MODES, default="auto")
     args = parser.parse_args(argv)
     configure_logging(
         args.log_level, args.log_format, fmt="%(asctime)s %(levelname)s engine: %(message)s"

@@ -49,6 +49,7 @@ def engine_options(config: Config) -> EngineOptions:
             gradient_checkpointing=config.engine.gradient_checkpointing,
             quantize=config.engine.quantize,
         ),
+        compile=config.engine.compile,
     )
 
 

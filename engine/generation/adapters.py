@@ -112,6 +112,43 @@ class LoraCache:
         self.pipeline.enable_lora()
         self.pipeline.set_adapters([name for name in names if name], adapter_weights=weights)
 
+    def activate_each(self, loras: Sequence[LoraRef | None]) -> list[str]:
+        """Load every one of `loras` and activate them all at once, for a batch whose row i
+        uses the adapter of name i ("" for no LoRA; engine.generation.together).
+
+        A model with an embedding changes the tokenizers, which are shared by the whole
+        batch, so it is refused here; so is one LoRA asked at two scales.
+        """
+        scales: dict[str, float] = {}
+        for lora in loras:
+            if lora is not None and scales.setdefault(lora.sha256, lora.scale) != lora.scale:
+                raise ValueError(f"LoRA {lora.sha256[:12]} is asked at two scales in one batch")
+        keep = set(scales)
+        if len(keep) > self.capacity:
+            raise ValueError(f"{len(keep)} LoRAs in one batch, the cache holds {self.capacity}")
+        names: dict[str, str] = {}
+        for lora in loras:
+            if lora is None or lora.sha256 in names:
+                continue
+            name = self._loaded.get(lora.sha256)
+            if name is None:
+                name = self._load(lora.path, lora.sha256, style=False, keep=keep)
+            self._loaded.move_to_end(lora.sha256)
+            if lora.sha256 in self._embeddings:
+                raise ValueError(
+                    f"model {lora.sha256[:12]} has a trained embedding: it needs its own batch"
+                )
+            names[lora.sha256] = name
+        self._use_embedding(None)
+        if names:
+            self.pipeline.enable_lora()
+            self.pipeline.set_adapters(
+                list(names.values()), adapter_weights=[scales[sha] for sha in names]
+            )
+        elif any(self._loaded.values()):
+            self.pipeline.disable_lora()
+        return [names[lora.sha256] if lora is not None else "" for lora in loras]
+
     def _use_embedding(self, sha256: str | None) -> None:
         """Put the trigger token of model `sha256` in the tokenizers (if it has one), and
         no other user's."""

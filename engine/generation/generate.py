@@ -44,7 +44,7 @@ from engine.generation.tools import (
 from engine.models.pipeline import Pipeline, denoiser, is_flux, text_options
 from engine.provenance import embed
 
-__all__ = ["NO_CONTROLNET", "generate", "with_styles", "with_trigger"]
+__all__ = ["NO_CONTROLNET", "generate", "package", "with_styles", "with_trigger"]
 
 NO_CONTROLNET = "edge control is not set up for this model: set model.controlnet"
 
@@ -165,6 +165,24 @@ def generate(
         **text_options(pipeline),
         **inputs,
     )
+    seconds = time.monotonic() - started
+    return package(
+        pipeline, request, output.images, prompt, seed, (width, height), seconds, watermark
+    )
+
+
+def package(
+    pipeline: Pipeline,
+    request: GenerationRequest,
+    pictures: Sequence[object],
+    prompt: str,
+    seed: int,
+    size: tuple[int, int],
+    seconds: float,
+    watermark: int | None,
+) -> GenerationResult:
+    """The request's pictures as marked PNGs carrying the parameters that made them."""
+    width, height = size
     parameters: dict[str, str | int | float] = {
         "tool": request.tool,
         "prompt": prompt,
@@ -184,9 +202,8 @@ def generate(
         parameters["strength"] = request.strength  # how much of the source was redrawn
     if request.upscale > 1:
         parameters["upscale"] = request.upscale
-    seconds = time.monotonic() - started
     images: list[GeneratedImage] = []
-    for i, image in enumerate(output.images):
+    for i, image in enumerate(pictures):
         if not isinstance(image, Image.Image):
             raise TypeError(f"the pipeline returned a {type(image).__name__}, not a PIL image")
         if watermark is not None:

@@ -1,0 +1,66 @@
+"""The engine's speed settings for pictures, named in the config's [engine] section.
+
+`compile`: the denoiser runs through `torch.compile` when it makes pictures, and users'
+LoRAs are hotswapped into one slot so that switching users does not recompile
+(engine.generation.hotswap). "auto" compiles on CUDA only, and there a part dynamo
+cannot compile runs eagerly instead of failing the job; "on" compiles on any device and
+lets errors through; "off" never compiles. Trainings always run the plain module: the
+compiled graph is for inference, and a training's adapter would recompile it.
+
+Torch-free at import: the bot validates the names without loading torch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+__all__ = ["COMPILE_MODES", "compile_denoiser", "compiled", "compiles"]
+
+_log = logging.getLogger(__name__)
+
+COMPILE_MODES = ("auto", "on", "off")
+
+
+def compiles(mode: str, device: Any) -> bool:
+    """Whether `mode` compiles the denoiser on `device`."""
+    if mode not in COMPILE_MODES:
+        raise ValueError(f"compile must be one of {', '.join(COMPILE_MODES)}, got {mode!r}")
+    return mode == "on" or (mode == "auto" and device.type == "cuda")
+
+
+def compile_denoiser(pipeline: Any, mode: str, *, backend: str = "inductor") -> Any:
+    """The pipeline's denoiser's call, compiled by `torch.compile` at its first use.
+
+    As `nn.Module.compile` does it, but kept aside: `compiled` puts it in place only
+    while pictures are made, so the module stays the pipeline's own (diffusers' adapter
+    calls see it as before) and a training runs it uncompiled.
+    """
+    import torch
+
+    if mode == "auto":
+        # A graph break or a backend failure falls back to eager for that frame.
+        torch._dynamo.config.suppress_errors = True
+    net = _denoiser(pipeline)
+    _log.info("compiling the %s (%s) at its first picture", type(net).__name__, backend)
+    return torch.compile(net._call_impl, backend=backend)
+
+
+@contextlib.contextmanager
+def compiled(pipeline: Any, call: Any | None) -> Iterator[None]:
+    """The denoiser runs `call` (from `compile_denoiser`) inside the block; None: as it is."""
+    if call is None:
+        yield
+        return
+    net = _denoiser(pipeline)
+    net._compiled_call_impl = call  # what nn.Module.__call__ runs when it is set
+    try:
+        yield
+    finally:
+        net._compiled_call_impl = None
+
+
+def _denoiser(pipeline: Any) -> Any:
+    return pipeline.transformer if hasattr(pipeline, "transformer") else pipeline.unet
