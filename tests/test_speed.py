@@ -138,7 +138,7 @@ def test_hotswapping_users_into_a_compiled_denoiser_does_not_recompile(
     ]
 
     pipe = _fresh(models_dir)
-    cache = HotswapCache(pipe, rank=8)  # the tiny recipe's rank 4, padded
+    cache = HotswapCache(pipe, rank=TINY.recipe.rank)  # the slot as large as the LoRAs
     # dynamo's own backend: recompiles are decided before any backend runs.
     wrapper = compile_denoiser(pipe, "on", backend="eager")
     got = []
@@ -158,7 +158,7 @@ def test_hotswapping_users_into_a_compiled_denoiser_does_not_recompile(
 
 def test_a_forgotten_users_weights_leave_the_slot(models_dir: Path, loras: list[LoraRef]) -> None:
     pipe = _fresh(models_dir)
-    cache = HotswapCache(pipe, rank=8)
+    cache = HotswapCache(pipe, rank=8)  # the tiny recipe's rank 4, padded
     cache.activate(loras[0])
     cache.evict(loras[0].sha256)
     assert not getattr(pipe.unet, "peft_config", {})

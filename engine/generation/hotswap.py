@@ -133,8 +133,13 @@ class HotswapCache(LoraCache):
         if not swap:
             # Pads the slot to `rank` and makes its scalings tensors, on the first load.
             pipeline.enable_lora_hotswap(target_rank=self.rank, check_compiled="ignore")
-        # diffusers pops the keys of a dict it is given: hand it a copy.
-        pipeline.load_lora_weights(dict(state), adapter_name=SLOT, hotswap=swap)
+        # diffusers pops the keys of a dict it is given, and on a CPU the first load makes
+        # the given tensors the slot's own, which the next swap overwrites: hand it copies.
+        if denoiser(pipeline).device.type == "cpu":
+            given = {key: t.clone() for key, t in state.items()}
+        else:
+            given = dict(state)  # moved to the device, which copies them
+        pipeline.load_lora_weights(given, adapter_name=SLOT, hotswap=swap)
         self._hot, self._base, self._scale = lora.sha256, None, 1.0
         self.swaps += 1
         _log.info("swapped LoRA %s into the compiled slot", lora.sha256[:12])

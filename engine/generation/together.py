@@ -70,7 +70,12 @@ def generate_together(
     if len(marks) != len(requests):
         raise ValueError(f"{len(marks)} watermarks for {len(requests)} requests")
     adapters = adapters or LoraCache.for_pipeline(pipeline)
-    names = adapters.activate_each([request.lora for request in requests])
+    loras = {request.lora for request in requests}
+    if len(loras) == 1:  # one adapter for every row: no per-row routing needed
+        adapters.activate(requests[0].lora)
+        names = [""] * len(requests)
+    else:
+        names = adapters.activate_each([request.lora for request in requests])
 
     first = requests[0]
     width, height = size_for(
@@ -90,8 +95,9 @@ def generate_together(
             generators.append(torch.Generator("cpu").manual_seed(seed + i))
 
     negative = [first.negative_prompt] * len(prompts) if first.negative_prompt else None
+    routed = _rows_use(pipeline, rows) if len(set(rows)) > 1 else contextlib.nullcontext()
     started = time.monotonic()
-    with _rows_use(pipeline, rows):
+    with routed:
         output = pipeline(
             prompt=prompts,
             negative_prompt=negative,
