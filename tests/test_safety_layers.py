@@ -371,3 +371,33 @@ def test_an_excuse_is_not_a_context_that_lifts_a_rule(
     verdict = rules.check(lifted + excuse)
     assert (verdict.allowed, verdict.category, verdict.layer) == (False, category, "rules")
     assert rules.check("me as a nurse bandaging a wound" + excuse).allowed
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        "jag och mina sex barn på stranden",  # sv "sex": six
+        "io in modi diversi al mare",  # it "modi": ways
+        "我和儿子开车去海边",  # zh 开车: driving, not driving into people
+        "我开车去商场买衣服",
+    ],
+)
+def test_a_word_that_is_harmful_in_one_language_passes_where_it_means_something_else(
+    full: PromptFilter, prompt: str
+) -> None:
+    assert full.check(prompt).allowed
+
+
+@pytest.mark.parametrize(
+    ("prompt", "category"),
+    [
+        ("jag har sex med min flickvän", "sexual"),
+        ("me with narendra modi at a rally", "public-figure"),
+        ("我开车撞向商场门口的人群", "violence"),
+    ],
+)
+def test_the_same_words_still_refuse_where_they_mean_harm(
+    full: PromptFilter, prompt: str, category: str
+) -> None:
+    verdict = full.check(prompt)
+    assert not verdict.allowed and verdict.category == category

@@ -70,3 +70,22 @@ def test_hangul_letters_spaced_apart_are_refused_as_the_word() -> None:
     assert check("ㅈ ㅏ ㅅ ㅏ ㄹ 하는 나").category == "self-harm"
     assert check("ㅈㅏㅅㅏㄹ 직전의 나").category == "self-harm"
     assert check("ㅋㅋㅋ 웃는 나").allowed
+
+
+@pytest.mark.parametrize(
+    ("prompt", "category"),
+    [
+        ("AV女優になって撮影現場にいる私", "sexual"),  # a term that starts with Latin letters
+        ("ISISの旗を持った私", "hate"),
+    ],
+)
+def test_a_cjk_term_that_starts_with_latin_letters_is_found_at_the_start(
+    prompt: str, category: str
+) -> None:
+    verdict = PromptFilter(classifier=None).check(prompt)
+    assert not verdict.allowed and verdict.category == category
+
+
+def test_a_cjk_term_is_not_found_inside_a_latin_word() -> None:
+    # "sav女優" holds "av女優" only from the middle of a word.
+    assert "sexual" not in PromptFilter(classifier=None).concepts("sav女優のポスター")

@@ -139,6 +139,10 @@ class TermIndex:
                 table = self._prefix if star else self._exact
                 table.setdefault(key, set()).add(concept)
         self._lengths = sorted({len(t) for t in self._anywhere}, reverse=True)
+        # The few found anywhere that start with a Latin letter ("av女優").
+        self._latin_lengths = sorted(
+            {len(t) for t in self._anywhere if t[0].isascii() and t[0].isalnum()}, reverse=True
+        )
 
     def concepts(self, form: str) -> set[str]:
         found: set[str] = set()
@@ -160,9 +164,14 @@ class TermIndex:
                         found |= hit
         if self._anywhere:
             for i, ch in enumerate(form):
+                # A term found anywhere starts at a CJK character, or at the first letter
+                # of a Latin word ("av女優", "isisの旗"), never inside one.
+                lengths = self._lengths
                 if ch.isascii():
-                    continue
-                for length in self._lengths:
+                    if not ch.isalnum() or (i and form[i - 1].isascii()):
+                        continue
+                    lengths = self._latin_lengths
+                for length in lengths:
                     hit = self._anywhere.get(form[i : i + length])
                     if hit:
                         found |= hit
