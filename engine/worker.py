@@ -103,14 +103,14 @@ class Worker:
         self.pipeline = load_pipeline(
             args.base, self.family, device, models_dir=args.models_dir, memory=self.memory
         )
-        self.adapters = LoraCache.for_pipeline(self.pipeline)
         # The compiled denoiser, for pictures (engine.models.speed); None: eager.
         self.compiled: Any = None
         if compiles(args.compile, self.device):
             from engine.generation.hotswap import HotswapCache
 
             self.compiled = compile_denoiser(self.pipeline, args.compile)
-            self.adapters = HotswapCache(self.pipeline, self.family.recipe.rank)
+            HotswapCache(self.pipeline, self.family.recipe.rank).install()
+        self.adapters = LoraCache.for_pipeline(self.pipeline)
         self.adapters.family = self.family.name
         classes: dict[str, float] = json.loads(args.blocked_classes)
         self.image_filter = ImageFilter(classes) if classes else None

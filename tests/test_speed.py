@@ -159,6 +159,8 @@ def test_hotswapping_users_into_a_compiled_denoiser_does_not_recompile(
 def test_a_forgotten_users_weights_leave_the_slot(models_dir: Path, loras: list[LoraRef]) -> None:
     pipe = _fresh(models_dir)
     cache = HotswapCache(pipe, rank=8)  # the tiny recipe's rank 4, padded
+    cache.install()
+    assert LoraCache.for_pipeline(pipe) is cache  # what generate() uses by default
     cache.activate(loras[0])
     cache.evict(loras[0].sha256)
     assert not getattr(pipe.unet, "peft_config", {})

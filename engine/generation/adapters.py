@@ -67,6 +67,11 @@ class LoraCache:
             cache = _CACHES[pipeline] = cls(pipeline)
         return cache
 
+    def install(self) -> None:
+        """Make this the cache `for_pipeline` gives for its pipeline (a hotswap cache in
+        place of the plain one, before either loaded anything)."""
+        _CACHES[self.pipeline] = self
+
     def sibling(self, pipeline: Pipeline) -> LoraCache:
         """The cache of a pipeline that shares this one's text encoders but not its UNet
         (a dedicated inpainting UNet). Its adapter names differ, as both load into the
