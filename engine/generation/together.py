@@ -85,10 +85,10 @@ def generate_together(
     rows: list[str] = []
     generators: list[torch.Generator] = []
     seeds: list[int] = []
-    for request, name in zip(requests, names, strict=True):
+    asked = [with_trigger(request.prompt, request.lora) for request in requests]
+    for request, name, prompt in zip(requests, names, asked, strict=True):
         seed = request.seed if request.seed is not None else secrets.randbelow(2**32 - MAX_IMAGES)
         seeds.append(seed)
-        prompt = with_trigger(request.prompt, request.lora)
         for i in range(request.count):
             prompts.append(prompt)
             rows.append(name or BASE)
@@ -113,10 +113,9 @@ def generate_together(
     seconds = time.monotonic() - started
     results = []
     at = 0
-    for request, seed, mark in zip(requests, seeds, marks, strict=True):
+    for request, prompt, seed, mark in zip(requests, asked, seeds, marks, strict=True):
         pictures = output.images[at : at + request.count]
         at += request.count
-        prompt = with_trigger(request.prompt, request.lora)
         results.append(
             package(pipeline, request, pictures, prompt, seed, (width, height), seconds, mark)
         )

@@ -40,10 +40,12 @@ def compile_denoiser(pipeline: Any, mode: str, *, backend: str = "inductor") -> 
     """
     import torch
 
+    from engine.models.pipeline import denoiser
+
     if mode == "auto":
         # A graph break or a backend failure falls back to eager for that frame.
         torch._dynamo.config.suppress_errors = True
-    net = _denoiser(pipeline)
+    net = denoiser(pipeline)
     _log.info("compiling the %s (%s) at its first picture", type(net).__name__, backend)
     return torch.compile(net._call_impl, backend=backend)
 
@@ -54,13 +56,11 @@ def compiled(pipeline: Any, call: Any | None) -> Iterator[None]:
     if call is None:
         yield
         return
-    net = _denoiser(pipeline)
+    from engine.models.pipeline import denoiser
+
+    net = denoiser(pipeline)
     net._compiled_call_impl = call  # what nn.Module.__call__ runs when it is set
     try:
         yield
     finally:
         net._compiled_call_impl = None
-
-
-def _denoiser(pipeline: Any) -> Any:
-    return pipeline.transformer if hasattr(pipeline, "transformer") else pipeline.unet
