@@ -128,6 +128,9 @@ class EngineConfig:
     # torch.compile for pictures, users' LoRAs hotswapped into one compiled slot
     # (engine.models.speed): "auto" on CUDA only, "on" or "off".
     compile: str = "auto"
+    # Pictures of several users made in one denoising batch, at most (each with its own
+    # LoRA, engine.generation.together); 0: 8 on CUDA, 1 (each job alone) elsewhere.
+    batch: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -369,6 +372,7 @@ _CHECKS: dict[str, _Check] = {
     "engine.max_training_wait": (lambda v: 0 <= v <= 1e9, "0 to 1e9 seconds"),
     "engine.quantize": (lambda v: v in QUANTIZE_MODES, f"one of {', '.join(QUANTIZE_MODES)}"),
     "engine.compile": (lambda v: v in COMPILE_MODES, f"one of {', '.join(COMPILE_MODES)}"),
+    "engine.batch": (lambda v: 0 <= v <= 64, "0 (8 on CUDA, 1 elsewhere) to 64 pictures"),
     "moderation.classifier_file": (
         lambda v: v == "" or v.endswith(".safetensors"),
         '"" (the packaged model) or a .safetensors file',

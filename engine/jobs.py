@@ -244,6 +244,14 @@ class ImagineRequest:
         """The blob keys of the pictures this request reads (see ATTACHMENTS)."""
         return tuple(key for key in (self.source, self.mask, self.edges) if key is not None)
 
+    def batch_key(self) -> tuple[object, ...] | None:
+        """Requests with equal keys can share one denoising batch; None: this one runs
+        alone. The same rule as engine.generation.together.batch_key, which the engine
+        applies again to what it is sent."""
+        if self.styles or self.source is not None or self.edges is not None or self.variation:
+            return None
+        return (self.steps, self.guidance, self.aspect_ratio, self.negative)
+
     def check(self) -> None:
         """Raise RequestError for the first value that is not allowed."""
         if not self.prompt.strip():

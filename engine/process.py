@@ -50,11 +50,14 @@ class EngineOptions:
     inpainting: str = ""  # /edit's dedicated inpainting base (ModelConfig.inpainting)
     memory: MemoryOptions = field(default_factory=MemoryOptions)  # engine.models.memory
     compile: str = "auto"  # engine.models.speed
+    # Pictures in one denoising batch at most (engine.generation.together); 0: 8 on CUDA,
+    # 1 (each job alone) elsewhere.
+    batch: int = 0
 
 
 class Engine(Protocol):
-    """What the dispatcher drives: one engine that runs one job at a time, here as a
-    child process, on a cluster as a Ray actor (engine.cluster)."""
+    """What the dispatcher drives: one engine that runs one job at a time (or one batch
+    of pictures), here as a child process, on a cluster as a Ray actor (engine.cluster)."""
 
     @property
     def name(self) -> str: ...
@@ -65,6 +68,11 @@ class Engine(Protocol):
     @property
     def exited(self) -> bool:
         """It ended without being stopped (it died, or was killed)."""
+        ...
+
+    @property
+    def batch(self) -> int:
+        """Pictures it makes in one batch (a `batch` command); 1: one job at a time."""
         ...
 
     def describe(self) -> str:
@@ -93,6 +101,7 @@ class EngineProcess:
         self.options = options
         self._proc: asyncio.subprocess.Process | None = None
         self._ready = False  # the current process has loaded its model
+        self._batch = 1  # as the current process said when ready
 
     @property
     def pid(self) -> int | None:
@@ -107,6 +116,10 @@ class EngineProcess:
         """The process ended without being stopped (it died, or was killed)."""
         return self._proc is not None and self._proc.returncode is not None
 
+    @property
+    def batch(self) -> int:
+        return self._batch
+
     def describe(self) -> str:
         """The process's state in words, for a health check."""
         if self._proc is None:
@@ -119,6 +132,7 @@ class EngineProcess:
     async def start(self) -> None:
         o = self.options
         self._ready = False
+        self._batch = 1
         self._proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "engine.worker",
             "--base", o.base, "--family", o.family,
@@ -128,7 +142,7 @@ class EngineProcess:
             *(["--keep-blocked"] if o.keep_blocked_images else []),
             "--controlnet", o.controlnet, "--inpainting", o.inpainting,
             "--certificate", str(o.certificate), "--private-key", str(o.private_key),
-            "--quantize", o.memory.quantize, "--compile", o.compile,
+            "--quantize", o.memory.quantize, "--compile", o.compile, "--batch", str(o.batch),
             *(["--cpu-offload"] if o.memory.cpu_offload else []),
             *([] if o.memory.gradient_checkpointing else ["--no-gradient-checkpointing"]),
             stdin=asyncio.subprocess.PIPE,
@@ -141,6 +155,7 @@ class EngineProcess:
         if event.get("event") != "ready":
             raise EngineDied(f"the engine said {event!r} instead of ready")
         self._ready = True
+        self._batch = max(1, int(event.get("batch", 1)))
         _log.info("engine process %d ready", self._proc.pid)
 
     async def send(self, command: Command) -> None:

@@ -13,6 +13,7 @@ import typing
 from typing import Literal, NotRequired, TypedDict, cast
 
 __all__ = [
+    "BatchCommand",
     "BlockedImage",
     "Command",
     "ControlCommand",
@@ -62,12 +63,20 @@ class GenerateCommand(TypedDict):
     files: GenerateFiles
 
 
+class BatchCommand(TypedDict):
+    """Picture jobs run together, in one denoising batch where they can share one
+    (engine.generation.together); each job still ends with its own event."""
+
+    op: Literal["batch"]
+    jobs: list[GenerateCommand]
+
+
 class ControlCommand(TypedDict):
     op: Literal["cancel", "yield", "shutdown"]
     job_id: NotRequired[int]
 
 
-Command = TrainCommand | GenerateCommand | ControlCommand
+Command = TrainCommand | GenerateCommand | BatchCommand | ControlCommand
 
 
 class OutputImage(TypedDict):
@@ -128,6 +137,8 @@ class Event(TypedDict):
     error: NotRequired[str]
     # With "progress" and "done" on CUDA: bytes of GPU memory the engine holds.
     gpu_memory: NotRequired[int]
+    # With "ready": how many pictures the engine makes in one batch (1: one job a run).
+    batch: NotRequired[int]
     # With "done", by the job's kind:
     generated: NotRequired[Generated]
     trained: NotRequired[Trained]
@@ -146,7 +157,7 @@ def _object(line: bytes) -> dict[str, object]:
 
 def decode_command(line: bytes) -> Command:
     value = _object(line)
-    if value.get("op") not in ("train", "generate", "cancel", "yield", "shutdown"):
+    if value.get("op") not in ("train", "generate", "batch", "cancel", "yield", "shutdown"):
         raise ValueError(f"unknown command: {line[:80]!r}")
     # Both ends are this program: the shape is this module's, the op checked above.
     return cast(Command, value)

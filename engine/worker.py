@@ -1,4 +1,5 @@
-"""The engine process: owns the model and the device, runs one job at a time.
+"""The engine process: owns the model and the device, runs one job at a time (or a
+batch of picture jobs, in one denoising batch where they can share one).
 
     python -m engine.worker --base tiny --family auto --models-dir DIR [--device auto]
         --certificate CHAIN.pem --private-key KEY.pem
@@ -55,7 +56,7 @@ if TYPE_CHECKING:
     from diffusers import ControlNetModel, UNet2DConditionModel
     from PIL import Image
 
-    from engine.generation import GeneratedImage
+    from engine.generation import GeneratedImage, GenerationRequest, GenerationResult
     from engine.intake.faces import FaceAnalyzer
     from engine.safety.image_filter import ImageFilter
     from engine.training import TrainingRequest
@@ -124,7 +125,9 @@ class Worker:
         self.commands: queue.Queue[Command | None] = queue.Queue()
         # job id -> "cancel" or "yield"; may arrive before the job starts.
         self.interrupts: dict[int, str] = {}
-        self.running: int | None = None  # the job being worked on
+        self.running: tuple[int, ...] = ()  # the jobs being worked on
+        # Pictures made in one batch at most (engine.generation.together); 1: one job a run.
+        self.batch: int = args.batch or (8 if self.cuda else 1)
 
     def controlnet(self) -> ControlNetModel | None:
         """The deployment's ControlNet, loaded at the first edge control job."""
@@ -164,32 +167,42 @@ class Worker:
             self.commands.put(command)
         # stdin closed: the bot (or the lane's actor) is gone, and nobody would take the
         # running job's result: it stops at its next step, a training with a checkpoint.
-        if (running := self.running) is not None:
-            self.interrupts[running] = "cancel"
+        for job_id in self.running:
+            self.interrupts[job_id] = "cancel"
         self.commands.put(None)
 
     def serve(self) -> None:
-        self.send({"event": "ready"})
+        self.send({"event": "ready", "batch": self.batch})
         while (command := self.commands.get()) is not None:
-            if command["op"] != "train" and command["op"] != "generate":
+            if command["op"] == "batch":
+                self.generate_batch(command["jobs"])
+            elif command["op"] == "train" or command["op"] == "generate":
+                self.run(command)
+            else:
                 break  # shutdown
-            job_id = command["job_id"]
-            self.running = job_id
-            try:
-                if command["op"] == "train":
-                    self.send({"event": "done", "job_id": job_id, "trained": self.train(command)})
-                else:
-                    generated = self.generate(command)
-                    self.send({"event": "done", "job_id": job_id, "generated": generated})
-            except JobInterrupted as stop:
-                reason: Literal["cancel", "yield"] = "yield" if stop.reason == "yield" else "cancel"
-                self.send({"event": "stopped", "job_id": job_id, "reason": reason})
-            except Exception as exc:  # a job's failure must not end the engine
-                _log.error("job %d failed:\n%s", job_id, traceback.format_exc())
-                self.send({"event": "failed", "job_id": job_id, "error": _describe(exc)})
-            finally:
-                self.running = None
-                self.interrupts.pop(job_id, None)
+
+    def run(self, command: TrainCommand | GenerateCommand) -> None:
+        """Run one job and send how it ended."""
+        job_id = command["job_id"]
+        self.running = (job_id,)
+        try:
+            if command["op"] == "train":
+                self.send({"event": "done", "job_id": job_id, "trained": self.train(command)})
+            else:
+                generated = self.generate(command)
+                self.send({"event": "done", "job_id": job_id, "generated": generated})
+        except JobInterrupted as stop:
+            reason: Literal["cancel", "yield"] = "yield" if stop.reason == "yield" else "cancel"
+            self.send({"event": "stopped", "job_id": job_id, "reason": reason})
+        except Exception as exc:  # a job's failure must not end the engine
+            self.failed(job_id, exc)
+        finally:
+            self.running = ()
+            self.interrupts.pop(job_id, None)
+
+    def failed(self, job_id: int, exc: Exception) -> None:
+        _log.error("job %d failed:\n%s", job_id, traceback.format_exc())
+        self.send({"event": "failed", "job_id": job_id, "error": _describe(exc)})
 
     def train(self, command: TrainCommand) -> Trained:
         from PIL import Image
@@ -351,69 +364,19 @@ class Worker:
         return tuple(images)
 
     def generate(self, command: GenerateCommand) -> Generated:
-        from engine.generation import GenerationRequest, LoraRef, StyleLora, generate
+        from engine.generation import generate
 
-        job_id, files = command["job_id"], command["files"]
-        asked = decode_request("imagine", command["request"])
-        assert isinstance(asked, ImagineRequest)
-        asked.check()
-        model, lora_file = asked.model, files["lora"]
-        if (model is None) != (lora_file is None):
-            raise ValueError("a generation's model and its file come together or not at all")
-        variation = asked.variation
-        lora = (
-            LoraRef(Path(lora_file), model.sha256, model.trigger) if model and lora_file else None
-        )
-        style_files = files.get("styles", [])
-        if len(style_files) != len(asked.styles):
-            raise ValueError(
-                f"the request names {len(asked.styles)} styles but {len(style_files)} files came"
-            )
-        styles = tuple(
-            StyleLora(Path(path), style.sha256, style.name, style.weight, style.trigger)
-            for style, path in zip(asked.styles, style_files, strict=True)
-        )
-        attached: dict[str, Image.Image | None] = {}
-        for name in ATTACHMENTS:
-            path = cast("str | None", files.get(name))
-            if (getattr(asked, name) is None) != (path is None):
-                raise ValueError(
-                    f"a request's {name} picture and its file come together or not at all"
-                )
-            attached[name] = _open_source(Path(path)) if path else None
-        request = GenerationRequest(
-            prompt=asked.prompt,
-            lora=lora,
-            negative_prompt=asked.negative,
-            seed=asked.seed,
-            steps=asked.steps,
-            guidance=asked.guidance,
-            aspect_ratio=asked.aspect_ratio,
-            count=asked.count,
-            variation_seed=variation.seed if variation else None,
-            variation_strength=variation.strength if variation else 0.0,
-            styles=styles,
-            source=attached["source"],
-            strength=asked.strength,
-            mask=attached["mask"],
-            edges=attached["edges"],
-            upscale=asked.upscale,
-        )
+        job_id = command["job_id"]
+        request = generation_request(command)
 
         def progress(step: int, total: int) -> None:
             if self.interrupts.get(job_id) == "cancel":
                 raise JobInterrupted("cancel")  # generations are short: they never yield
             self.send({"event": "progress", "job_id": job_id, "step": step, "total": total})
 
-        out_dir = Path(files["out_dir"])
+        out_dir = Path(command["files"]["out_dir"])
         out_dir.mkdir(parents=True, exist_ok=True)
-
-        def preview(step: int, image: Image.Image) -> None:
-            path = out_dir / f"preview-{step:03d}.png"
-            if self.outgoing(job_id, image, path, tool=request.tool):
-                self.send({"event": "sample", "job_id": job_id, "step": step, "path": str(path)})
-
-        previews = LatestOnly(preview, name=f"previews-{job_id}")
+        previews = self.previews(job_id, out_dir, request.tool)
         # The tools' pipelines share the plain modules: text-to-image alone is compiled.
         wrapper = self.compiled if request.tool == "imagine" else None
         try:
@@ -431,13 +394,120 @@ class Worker:
                 )
         finally:
             previews.close()  # before the result: no preview event follows "done"
+        return self.delivered(job_id, result, out_dir)
+
+    def generate_batch(self, commands: Sequence[GenerateCommand]) -> None:
+        """Run picture jobs together where they can share a denoising batch (at most
+        `self.batch` pictures each), the others one by one; each job ends with its own
+        event."""
+        from engine.generation.together import batch_key
+
+        groups: dict[tuple[object, ...], list[list[tuple[GenerateCommand, GenerationRequest]]]]
+        groups = {}
+        for command in commands:
+            try:
+                request = generation_request(command)
+            except Exception as exc:
+                self.failed(command["job_id"], exc)
+                continue
+            key = batch_key(request)
+            if key is None:
+                self.run(command)
+                continue
+            batches = groups.setdefault(key, [[]])
+            if sum(r.count for _, r in batches[-1]) + request.count > self.batch:
+                batches.append([])
+            batches[-1].append((command, request))
+        for batches in groups.values():
+            for members in batches:
+                if len(members) == 1:
+                    self.run(members[0][0])
+                else:
+                    self.together(members)
+
+    def together(self, members: Sequence[tuple[GenerateCommand, GenerationRequest]]) -> None:
+        from engine.generation.together import generate_together
+
+        ids = [command["job_id"] for command, _ in members]
+        requests = [request for _, request in members]
+        out_dirs = [Path(command["files"]["out_dir"]) for command, _ in members]
+        self.running = tuple(ids)
+
+        def progress(step: int, total: int) -> None:
+            going = [job_id for job_id in ids if self.interrupts.get(job_id) != "cancel"]
+            if not going:
+                raise JobInterrupted("cancel")
+            for job_id in going:
+                self.send({"event": "progress", "job_id": job_id, "step": step, "total": total})
+
+        for out_dir in out_dirs:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        previews = [
+            self.previews(job_id, out_dir, "imagine")
+            for job_id, out_dir in zip(ids, out_dirs, strict=True)
+        ]
+        results: list[GenerationResult] | None = None
+        try:
+            results = generate_together(
+                self.pipeline,
+                requests,
+                adapters=self.adapters,
+                watermarks=ids,
+                progress=progress,
+                previews=[preview.put for preview in previews],
+                preview_every=max(1, requests[0].steps // 4),
+            )
+        except JobInterrupted:
+            results = []  # every job of the batch was cancelled
+        except Exception:
+            # A model that cannot share a batch (an embedding), or a batch too large for
+            # the device: each job runs alone below, and fails alone if it must.
+            _log.warning("jobs %s could not run in one batch:\n%s", ids, traceback.format_exc())
+        finally:
+            for preview in previews:
+                preview.close()
+            self.running = ()
+        if results is None:
+            for command, _ in members:
+                self.run(command)
+            return
+        if not results:
+            for job_id in ids:
+                self.send({"event": "stopped", "job_id": job_id, "reason": "cancel"})
+                self.interrupts.pop(job_id, None)
+            return
+        for job_id, result, out_dir in zip(ids, results, out_dirs, strict=True):
+            try:
+                if self.interrupts.get(job_id) == "cancel":
+                    self.send({"event": "stopped", "job_id": job_id, "reason": "cancel"})
+                else:
+                    generated = self.delivered(job_id, result, out_dir)
+                    self.send({"event": "done", "job_id": job_id, "generated": generated})
+            except Exception as exc:
+                self.failed(job_id, exc)
+            finally:
+                self.interrupts.pop(job_id, None)
+
+    def previews(self, job_id: int, out_dir: Path, tool: str) -> LatestOnly:
+        """Where a job's previews go: screened, marked and sent, off the denoising thread."""
+
+        def preview(step: int, image: Image.Image) -> None:
+            path = out_dir / f"preview-{step:03d}.png"
+            if self.outgoing(job_id, image, path, tool=tool):
+                self.send({"event": "sample", "job_id": job_id, "step": step, "path": str(path)})
+
+        return LatestOnly(preview, name=f"previews-{job_id}")
+
+    def delivered(self, job_id: int, result: GenerationResult, out_dir: Path) -> Generated:
+        """A job's pictures screened, signed and written to `out_dir`, as its result."""
+        tool = str(result.parameters["tool"])
         images, blocked = screen_results(
             result.images,
             out_dir,
             self.image_filter,
             keep_blocked=self.keep_blocked,
             seal=lambda png: self.credentials.sign(
-                png, job_id=job_id, family=self.family.name, tool=request.tool
+                png, job_id=job_id, family=self.family.name, tool=tool
             ),
         )
         for entry in blocked:
@@ -477,6 +547,54 @@ class Worker:
             self.credentials.sign(png.getvalue(), job_id=job_id, family=self.family.name, tool=tool)
         )
         return True
+
+
+def generation_request(command: GenerateCommand) -> GenerationRequest:
+    """The generation a picture job's command asks for, its files opened and checked."""
+    from engine.generation import GenerationRequest, LoraRef, StyleLora
+
+    files = command["files"]
+    asked = decode_request("imagine", command["request"])
+    assert isinstance(asked, ImagineRequest)
+    asked.check()
+    model, lora_file = asked.model, files["lora"]
+    if (model is None) != (lora_file is None):
+        raise ValueError("a generation's model and its file come together or not at all")
+    variation = asked.variation
+    lora = LoraRef(Path(lora_file), model.sha256, model.trigger) if model and lora_file else None
+    style_files = files.get("styles", [])
+    if len(style_files) != len(asked.styles):
+        raise ValueError(
+            f"the request names {len(asked.styles)} styles but {len(style_files)} files came"
+        )
+    styles = tuple(
+        StyleLora(Path(path), style.sha256, style.name, style.weight, style.trigger)
+        for style, path in zip(asked.styles, style_files, strict=True)
+    )
+    attached: dict[str, Image.Image | None] = {}
+    for name in ATTACHMENTS:
+        path = cast("str | None", files.get(name))
+        if (getattr(asked, name) is None) != (path is None):
+            raise ValueError(f"a request's {name} picture and its file come together or not at all")
+        attached[name] = _open_source(Path(path)) if path else None
+    return GenerationRequest(
+        prompt=asked.prompt,
+        lora=lora,
+        negative_prompt=asked.negative,
+        seed=asked.seed,
+        steps=asked.steps,
+        guidance=asked.guidance,
+        aspect_ratio=asked.aspect_ratio,
+        count=asked.count,
+        variation_seed=variation.seed if variation else None,
+        variation_strength=variation.strength if variation else 0.0,
+        styles=styles,
+        source=attached["source"],
+        strength=asked.strength,
+        mask=attached["mask"],
+        edges=attached["edges"],
+        upscale=asked.upscale,
+    )
 
 
 def screen_results(
@@ -615,6 +733,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cpu-offload", action="store_true")
     parser.add_argument("--no-gradient-checkpointing", action="store_true")
     parser.add_argument("--compile", choices=COMPILE_MODES, default="auto")
+    # Pictures in one batch at most; 0: 8 on CUDA, 1 (no batches) elsewhere.
+    parser.add_argument("--batch", type=int, default=0)
     args = parser.parse_args(argv)
     configure_logging(
         args.log_level, args.log_format, fmt="%(asctime)s %(levelname)s engine: %(message)s"

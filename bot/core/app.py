@@ -50,6 +50,7 @@ def engine_options(config: Config) -> EngineOptions:
             quantize=config.engine.quantize,
         ),
         compile=config.engine.compile,
+        batch=config.engine.batch,
     )
 
 

@@ -4,7 +4,9 @@ Jobs are rows first (storage.jobs); a doorbell only wakes the dispatcher when on
 added. Each engine is a lane that runs one job at a time: the local engine process, or
 the lanes of a Ray cluster (engine.cluster). A free lane takes the next job of the
 schedule, preferring a picture whose model it has loaded already among the jobs that
-would start now anyway; a user's second training waits for their first. A training asked
+would start now anyway; a user's second training waits for their first. An engine that
+makes several pictures in one batch (on CUDA) takes, with a plain text-to-image picture,
+the queued pictures that can share its denoising batch, each with its own LoRA. A training asked
 to make way for a waiting generation (when no lane is free) stops after its next step
 with a checkpoint, goes back to the queue, and resumes from that checkpoint once the
 generations are done; one queued longer than the queue's `training_wait` makes way no
@@ -28,6 +30,7 @@ from pathlib import Path
 from bot.core.likeness import LikenessGuard
 from bot.core.sources import release_source
 from bot.core.telemetry import (
+    BATCH_JOBS,
     ENGINE_RESTARTS,
     GPU_MEMORY,
     JOB_SECONDS,
@@ -47,7 +50,7 @@ from engine.jobs import (
     TrainResult,
 )
 from engine.process import Engine, EngineDied
-from engine.protocol import Command, Generated, GenerateFiles, Trained
+from engine.protocol import Command, Event, Generated, GenerateFiles, Trained
 from storage import BlobStore, ports
 from storage.records import JobRecord
 from storage.repository import utcnow
@@ -65,10 +68,10 @@ _AFFINITY = 4  # models a lane remembers having loaded (its LoRA cache holds a f
 
 @dataclass(eq=False)
 class Lane:
-    """One engine and the job it runs."""
+    """One engine and the jobs it runs: one, or a batch of pictures."""
 
     engine: Engine
-    current: JobRecord | None = None
+    running: list[JobRecord] = field(default_factory=list)  # those not over yet
     idle: asyncio.Event = field(default_factory=asyncio.Event)
     bell: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
@@ -77,6 +80,11 @@ class Lane:
 
     def __post_init__(self) -> None:
         self.idle.set()
+
+    @property
+    def current(self) -> JobRecord | None:
+        """The job it runs (the first of a batch); None when it is free."""
+        return self.running[0] if self.running else None
 
 
 class Dispatcher:
@@ -196,9 +204,9 @@ class Dispatcher:
                 job_event("cancelled", job, "erased with its user")
                 self._publish(JobUpdate(job.id, "erased"))
         for lane in self.lanes:
-            current = lane.current
-            if current is not None and current.user_id == user_id:
-                self._abandoned.add(current.id)
+            theirs = [job.id for job in lane.running if job.user_id == user_id]
+            if theirs:
+                self._abandoned.update(theirs)
                 await lane.engine.kill()
                 await lane.idle.wait()
 
@@ -235,23 +243,26 @@ class Dispatcher:
             # With several lanes, one whose engine cannot start (its machine left the
             # cluster) takes no job: another lane runs it.
             ready = not shared or lane.engine.alive
-            job = await self._claim(lane) if ready and not paused else None
+            jobs = await self._claim(lane) if ready and not paused else []
             if self._next_look is not None and not self._next_look.done():
                 self._next_look.set_result(None)
-            if job is None:
+            if not jobs:
                 # Other processes (the command line) queue jobs and pause the queue through
                 # the database only: look again now and then even when nobody rings.
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(lane.bell.wait(), POLL_SECONDS)
                 continue
             try:
-                await self._run(lane, job)
+                await self._run(lane, jobs)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 # The dispatcher outlives any one job's bug.
-                _log.exception("job %d: unexpected error", job.id)
-                await self._fail(job, "an internal error stopped this job")
+                _log.exception("jobs %s: unexpected error", [job.id for job in jobs])
+                for job in jobs:
+                    row = await self.jobs.get(job.id)
+                    if row is not None and row.status not in FINAL_STATES:
+                        await self._fail(job, "an internal error stopped this job")
 
     async def _wants_engine(self, lane: Lane) -> bool:
         """Whether to start the lane's engine before it takes a job: it died (health
@@ -263,8 +274,9 @@ class Dispatcher:
             return False  # the only engine starts with its next job
         return bool(await self.jobs.schedule())
 
-    async def _claim(self, lane: Lane) -> JobRecord | None:
-        """The job this lane runs next, marked running; None when there is none for it."""
+    async def _claim(self, lane: Lane) -> list[JobRecord]:
+        """The jobs this lane runs next, marked running: one, or pictures that share a
+        batch; none when there is none for it."""
         async with self._claiming:
             training = {
                 other.current.user_id
@@ -272,8 +284,9 @@ class Dispatcher:
                 if other.current is not None and other.current.kind == "train"
             }
             free = [other for other in self.lanes if other.current is None]
+            order = await self.jobs.schedule()
             starting: list[JobRecord] = []  # the jobs that would start now on free lanes
-            for job_id in await self.jobs.schedule():
+            for job_id in order:
                 job = await self.jobs.get(job_id)
                 if job is None or (job.kind == "train" and job.user_id in training):
                     continue  # one training per user at a time
@@ -290,126 +303,178 @@ class Dispatcher:
                     None,
                 )
             if chosen is None:
-                return None
-            await self.jobs.mark_running(chosen.id)
-            lane.current = await self.jobs.get(chosen.id) or chosen
+                return []
+            batch = [chosen, *await self._batch_mates(chosen, order, lane.engine.batch)]
+            for job in batch:
+                await self.jobs.mark_running(job.id)
+                lane.running.append(await self.jobs.get(job.id) or job)
             lane.idle.clear()
-            return lane.current
+            return list(lane.running)
 
-    async def _run(self, lane: Lane, job: JobRecord) -> None:
-        job_event("started", job, f"attempt {job.attempts}", attempt=job.attempts)
+    async def _batch_mates(self, chosen: JobRecord, order: list[int], room: int) -> list[JobRecord]:
+        """Queued pictures, in the schedule's order, that can share `chosen`'s denoising
+        batch of at most `room` pictures."""
+        key, count = _batch_of(chosen)
+        room -= count
+        mates: list[JobRecord] = []
+        if key is None:
+            return mates
+        for job_id in order:
+            if room <= 0:
+                break
+            job = await self.jobs.get(job_id)
+            if job is None or job.id == chosen.id:
+                continue
+            their_key, their_count = _batch_of(job)
+            if their_key == key and their_count <= room:
+                mates.append(job)
+                room -= their_count
+        return mates
+
+    async def _run(self, lane: Lane, jobs: list[JobRecord]) -> None:
+        for job in jobs:
+            together = f", in a batch of {len(jobs)}" if len(jobs) > 1 else ""
+            job_event(
+                "started", job, f"attempt {job.attempts}{together}", attempt=job.attempts,
+                batch=len(jobs),
+            )  # fmt: skip
+            LANE_JOBS.labels(lane.engine.name, job.kind).inc()
         LANE_BUSY.labels(lane.engine.name).set(1)
-        LANE_JOBS.labels(lane.engine.name, job.kind).inc()
+        BATCH_JOBS.observe(len(jobs))
         try:
-            await self._drive(lane, job)
+            await self._drive(lane)
         except (EngineDied, TimeoutError) as exc:
-            await self._engine_lost(lane, job, exc)
+            await self._engine_lost(lane, exc)
         finally:
             LANE_BUSY.labels(lane.engine.name).set(0)
-            lane.current = None
+            lane.running.clear()
             lane.idle.set()
 
-    async def _drive(self, lane: Lane, job: JobRecord) -> None:
+    async def _drive(self, lane: Lane) -> None:
         engine = lane.engine
-        try:
-            command = await self._command(job)
-        except JobFormatError as exc:
-            # Queued by a version of selfiebooth that wrote another format.
-            await self._fail(job, f"this job cannot run: {exc}")
+        commands: list[Command] = []
+        for job in list(lane.running):
+            try:
+                commands.append(await self._command(job))
+            except JobFormatError as exc:
+                # Queued by a version of selfiebooth that wrote another format.
+                lane.running.remove(job)
+                await self._fail(job, f"this job cannot run: {exc}")
+        if not commands:
             return
         if not engine.alive:
             await self._start_engine(lane)
-        if (model := _model_of(job)) is not None and model not in lane.models:
-            lane.models.append(model)
+        for job in lane.running:
+            if (model := _model_of(job)) is not None and model not in lane.models:
+                lane.models.append(model)
         began = time.monotonic()  # loading the model is not the job's time
-        quarters = 0  # the quarters of the run logged so far
-        first_step: list[float] = []
-        await engine.send(command)
-        self._publish(JobUpdate(job.id, "running"))
-        if await self.jobs.cancel_requested(job.id):
-            await engine.send({"op": "cancel", "job_id": job.id})
-        elif (
-            job.kind == "train"
-            and not self.jobs.waited_long(job)
+        if len(commands) == 1:
+            await engine.send(commands[0])
+        else:  # a batch holds pictures only (_batch_mates)
+            pictures = [command for command in commands if command["op"] == "generate"]
+            assert len(pictures) == len(commands)
+            await engine.send({"op": "batch", "jobs": pictures})
+        for job in lane.running:
+            self._publish(JobUpdate(job.id, "running"))
+            if await self.jobs.cancel_requested(job.id):
+                await engine.send({"op": "cancel", "job_id": job.id})
+        first = lane.running[0]
+        if (
+            first.kind == "train"
+            and not self.jobs.waited_long(first)
+            and not await self.jobs.cancel_requested(first.id)
             and all(other.current is not None for other in self.lanes)
             and await self.jobs.has_queued("imagine")
         ):
-            await engine.send({"op": "yield", "job_id": job.id})
-        while True:
+            await engine.send({"op": "yield", "job_id": first.id})
+        runs = {job.id: _Run() for job in lane.running}
+        while lane.running:
             event = await engine.next_event()
-            if event.get("job_id") != job.id:
-                continue
-            kind = event["event"]
-            if "gpu_memory" in event:
-                GPU_MEMORY.set(event["gpu_memory"])
-            if kind in ("done", "stopped", "failed"):
-                self._seconds[job.id] += time.monotonic() - began
-            if kind == "progress":
-                step, total = int(event["step"]), int(event["total"])
-                if step * 4 // total > quarters and step < total:
-                    quarters = step * 4 // total
-                    job_event("progress", job, f"step {step} of {total}", step=step, total=total)
-                if job.kind == "train":
-                    self._training_rate(first_step, step)
-                await self.jobs.set_progress(job.id, step / total)
-                self._publish(
-                    JobUpdate(job.id, "progress", step, total, event.get("loss"), event.get("eta"))
-                )
-            elif kind == "checking":  # a training measures its likeness (a few seconds)
-                self._publish(JobUpdate(job.id, "checking", int(event["step"])))
-            elif kind == "sample":
-                try:
-                    preview = await asyncio.to_thread(Path(event["path"]).read_bytes)
-                except OSError:
-                    continue  # the engine moved on and removed it: the next one will do
-                if self.likeness is None or await self.likeness.allows_preview(
-                    job.user_id, preview
-                ):
-                    self._publish(JobUpdate(job.id, "sample", int(event["step"]), preview=preview))
-            elif kind == "done":
-                await self._complete(job, event.get("generated"), event.get("trained"))
-                return
-            elif kind == "stopped":
-                if event.get("reason") == "yield":
-                    await self.jobs.requeue(job.id, attempt_counts=False)
-                    job_event("requeued", job, "making way for pictures", reason="yield")
-                    self._publish(JobUpdate(job.id, "paused", message="making way for pictures"))
-                else:
-                    await self._end(job, "cancelled", error="cancelled by the user")
-                return
-            elif kind == "failed":
-                await self._fail(job, str(event.get("error", "unknown error")))
-                return
+            about = next((job for job in lane.running if job.id == event.get("job_id")), None)
+            if about is not None and await self._follow(about, event, began, runs[about.id]):
+                lane.running.remove(about)
 
-    async def _engine_lost(self, lane: Lane, job: JobRecord, exc: Exception) -> None:
+    async def _follow(self, job: JobRecord, event: Event, began: float, run: _Run) -> bool:
+        """Act on one of a running job's events; True when the job is over."""
+        kind = event["event"]
+        if "gpu_memory" in event:
+            GPU_MEMORY.set(event["gpu_memory"])
+        if kind in ("done", "stopped", "failed"):
+            self._seconds[job.id] += time.monotonic() - began
+        if kind == "progress":
+            step, total = int(event["step"]), int(event["total"])
+            if step * 4 // total > run.quarters and step < total:
+                run.quarters = step * 4 // total
+                job_event("progress", job, f"step {step} of {total}", step=step, total=total)
+            if job.kind == "train":
+                self._training_rate(run.first_step, step)
+            await self.jobs.set_progress(job.id, step / total)
+            self._publish(
+                JobUpdate(job.id, "progress", step, total, event.get("loss"), event.get("eta"))
+            )
+        elif kind == "checking":  # a training measures its likeness (a few seconds)
+            self._publish(JobUpdate(job.id, "checking", int(event["step"])))
+        elif kind == "sample":
+            try:
+                preview = await asyncio.to_thread(Path(event["path"]).read_bytes)
+            except OSError:
+                return False  # the engine moved on and removed it: the next one will do
+            if self.likeness is None or await self.likeness.allows_preview(job.user_id, preview):
+                self._publish(JobUpdate(job.id, "sample", int(event["step"]), preview=preview))
+        elif kind == "done":
+            await self._complete(job, event.get("generated"), event.get("trained"))
+            return True
+        elif kind == "stopped":
+            if event.get("reason") == "yield":
+                await self.jobs.requeue(job.id, attempt_counts=False)
+                job_event("requeued", job, "making way for pictures", reason="yield")
+                self._publish(JobUpdate(job.id, "paused", message="making way for pictures"))
+            else:
+                await self._end(job, "cancelled", error="cancelled by the user")
+            return True
+        elif kind == "failed":
+            await self._fail(job, str(event.get("error", "unknown error")))
+            return True
+        return False
+
+    async def _engine_lost(self, lane: Lane, exc: Exception) -> None:
+        """The lane's engine is gone mid-run: each of its jobs not over yet goes back to
+        the queue, or ends if it was cancelled, erased or out of attempts."""
         await lane.engine.kill()
-        if job.id in self._abandoned:
-            self._abandoned.discard(job.id)
-            self._seconds.pop(job.id, None)
-            job_event("cancelled", job, "erased with its user")
-            # Followers (chat front ends) hear the end; the rows go with the erasure.
-            self._publish(JobUpdate(job.id, "erased"))
-            return
-        if await self.jobs.cancel_requested(job.id):
-            await self._end(job, "cancelled", error="cancelled by the user")
-        elif job.attempts >= self.max_attempts:
-            message = (
-                f"the engine stopped unexpectedly {job.attempts} times while running this job;"
-                " it will not be tried again"
-            )
-            await self._fail(job, message)
-        else:
-            await self.jobs.requeue(job.id, attempt_counts=True)
-            self.wake()  # a free lane takes it while this one starts again
-            job_event(
-                "requeued",
-                job,
-                f"the engine was lost ({exc}) in attempt {job.attempts} of {self.max_attempts}",
-                level=logging.WARNING,
-                reason="engine lost",
-                attempt=job.attempts,
-            )
-            self._publish(JobUpdate(job.id, "retrying", message=str(exc)))
+        # Killed on purpose to stop an erased user's job: its batch mates lost no attempt.
+        erasure = any(job.id in self._abandoned for job in lane.running)
+        for job in list(lane.running):
+            lane.running.remove(job)
+            if job.id in self._abandoned:
+                self._abandoned.discard(job.id)
+                self._seconds.pop(job.id, None)
+                job_event("cancelled", job, "erased with its user")
+                # Followers (chat front ends) hear the end; the rows go with the erasure.
+                self._publish(JobUpdate(job.id, "erased"))
+            elif await self.jobs.cancel_requested(job.id):
+                await self._end(job, "cancelled", error="cancelled by the user")
+            elif erasure:
+                await self.jobs.requeue(job.id, attempt_counts=False)
+                job_event("requeued", job, "its batch was stopped for an erasure", reason="erasure")
+                self._publish(JobUpdate(job.id, "retrying", message="the engine was restarted"))
+            elif job.attempts >= self.max_attempts:
+                message = (
+                    f"the engine stopped unexpectedly {job.attempts} times while running this"
+                    " job; it will not be tried again"
+                )
+                await self._fail(job, message)
+            else:
+                await self.jobs.requeue(job.id, attempt_counts=True)
+                job_event(
+                    "requeued",
+                    job,
+                    f"the engine was lost ({exc}) in attempt {job.attempts} of {self.max_attempts}",
+                    level=logging.WARNING,
+                    reason="engine lost",
+                    attempt=job.attempts,
+                )
+                self._publish(JobUpdate(job.id, "retrying", message=str(exc)))
+        self.wake()  # a free lane takes them while this one starts again
 
     # inputs and results ----------------------------------------------------------------
 
@@ -642,13 +707,34 @@ class Dispatcher:
 
     def _lane_of(self, job_id: int) -> Lane | None:
         for lane in self.lanes:
-            if lane.current is not None and lane.current.id == job_id:
+            if any(job.id == job_id for job in lane.running):
                 return lane
         return None
 
     def _publish(self, update: JobUpdate) -> None:
         for queue in self._listeners.get(update.job_id, ()):
             queue.put_nowait(update)
+
+
+@dataclass
+class _Run:
+    """What the dispatcher follows of one job's run."""
+
+    quarters: int = 0  # the quarters of the run logged so far
+    first_step: list[float] = field(default_factory=list)  # a training's first step, time
+
+
+def _batch_of(job: JobRecord) -> tuple[tuple[object, ...] | None, int]:
+    """The picture job's batch key (None: it runs alone) and its number of pictures."""
+    if job.kind != "imagine":
+        return None, 1
+    try:
+        request = job.request()
+    except JobFormatError:
+        return None, 1
+    if not isinstance(request, ImagineRequest):
+        return None, 1
+    return request.batch_key(), request.count
 
 
 def _model_of(job: JobRecord) -> str | None:

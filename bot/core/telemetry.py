@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from storage.records import JobRecord
 
 __all__ = [
+    "BATCH_JOBS",
     "ENGINE_RESTARTS",
     "GPU_MEMORY",
     "JOBS",
@@ -78,6 +79,12 @@ LANE_JOBS = Counter(
     "selfiebooth_lane_jobs",
     "Job runs started on each engine lane, by kind",
     ["lane", "kind"],
+    registry=REGISTRY,
+)
+BATCH_JOBS = Histogram(
+    "selfiebooth_batch_jobs",
+    "Jobs an engine run takes at once: 1, or the pictures sharing a denoising batch",
+    buckets=(1, 2, 4, 8, 16, 32, 64),
     registry=REGISTRY,
 )
 GPU_MEMORY = Gauge(

@@ -97,6 +97,10 @@ class RayLane:
     def exited(self) -> bool:
         return self._ended
 
+    @property
+    def batch(self) -> int:
+        return 1  # a lane's stream carries one job's files; its pictures run one by one
+
     def describe(self) -> str:
         if self._ended:
             return "ended unexpectedly; it starts again with the next job"
@@ -146,6 +150,8 @@ class RayLane:
             packed, inputs = await asyncio.to_thread(pack_command, command, root)
             self._root = root
             self._stream = actor.run.options(num_returns="streaming").remote(packed, inputs)
+        elif command["op"] == "batch":
+            raise ValueError(f"{self.name} takes one job at a time (its batch is 1)")
         elif command["op"] != "shutdown":
             try:
                 await actor.control.remote(command)

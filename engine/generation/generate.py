@@ -44,7 +44,7 @@ from engine.generation.tools import (
 from engine.models.pipeline import Pipeline, denoiser, is_flux, text_options
 from engine.provenance import embed
 
-__all__ = ["NO_CONTROLNET", "generate", "package", "with_styles", "with_trigger"]
+__all__ = ["NO_CONTROLNET", "generate", "package", "preview_of", "with_styles", "with_trigger"]
 
 NO_CONTROLNET = "edge control is not set up for this model: set model.controlnet"
 
@@ -133,8 +133,6 @@ def generate(
     elif request.variation_seed is not None:
         inputs["latents"] = _variation_latents(pipeline, request, seed, width, height)
 
-    scale = int(pipeline.vae_scale_factor)
-
     def on_step_end(
         pipe: object, step: int, timestep: object, kwargs: dict[str, object]
     ) -> dict[str, object]:
@@ -145,11 +143,7 @@ def generate(
         wanted = preview is not None and preview_every and done % preview_every == 0
         if wanted and done < total and isinstance(latents, torch.Tensor):
             assert preview is not None
-            if flux:
-                image = _flux_preview(pipeline, latents, height, width)
-            else:
-                image = latents_to_preview(latents, sdxl=_is_sdxl(pipeline), scale=scale)
-            preview(done, image)
+            preview(done, preview_of(pipeline, latents, width, height))
         return kwargs
 
     started = time.monotonic()
@@ -242,6 +236,14 @@ def _variation_latents(
     if is_flux(pipeline):
         latents = FluxPipeline._pack_latents(latents, request.count, channels, *shape[2:])
     return latents.to(net.device)
+
+
+def preview_of(pipeline: Pipeline, latents: torch.Tensor, width: int, height: int) -> Image.Image:
+    """A preview of the first picture of a batch, from its latents mid-run."""
+    if is_flux(pipeline):
+        return _flux_preview(pipeline, latents, height, width)
+    scale = int(pipeline.vae_scale_factor)
+    return latents_to_preview(latents, sdxl=_is_sdxl(pipeline), scale=scale)
 
 
 def _flux_preview(

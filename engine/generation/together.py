@@ -25,9 +25,16 @@ import torch
 from peft.tuners.lora import LoraLayer
 
 from engine.generation.adapters import LoraCache
-from engine.generation.generate import package, with_trigger
+from engine.generation.generate import package, preview_of, with_trigger
 from engine.generation.sizes import native_resolution, size_for, size_multiple
-from engine.generation.spec import MAX_IMAGES, GenerationRequest, GenerationResult, check_request
+from engine.generation.spec import (
+    MAX_IMAGES,
+    GenerationRequest,
+    GenerationResult,
+    PreviewFn,
+    StepFn,
+    check_request,
+)
 from engine.models.pipeline import Pipeline, denoiser, text_options
 
 __all__ = ["BASE", "batch_key", "generate_together"]
@@ -54,8 +61,15 @@ def generate_together(
     *,
     adapters: LoraCache | None = None,
     watermarks: Sequence[int | None] | None = None,
+    progress: StepFn | None = None,
+    previews: Sequence[PreviewFn | None] = (),
+    preview_every: int = 0,
 ) -> list[GenerationResult]:
-    """The results of `requests`, in order, made in one run of the pipeline."""
+    """The results of `requests`, in order, made in one run of the pipeline.
+
+    `progress` hears each step once for the whole batch; `previews[i]`, when given, gets
+    a preview of request i's first picture every `preview_every` steps.
+    """
     if not requests:
         return []
     keys = {batch_key(request) for request in requests}
@@ -69,6 +83,8 @@ def generate_together(
     marks = list(watermarks) if watermarks is not None else [None] * len(requests)
     if len(marks) != len(requests):
         raise ValueError(f"{len(marks)} watermarks for {len(requests)} requests")
+    if previews and len(previews) != len(requests):
+        raise ValueError(f"{len(previews)} preview callbacks for {len(requests)} requests")
     adapters = adapters or LoraCache.for_pipeline(pipeline)
     loras = {request.lora for request in requests}
     if len(loras) == 1:  # one adapter for every row: no per-row routing needed
@@ -95,6 +111,22 @@ def generate_together(
             generators.append(torch.Generator("cpu").manual_seed(seed + i))
 
     negative = [first.negative_prompt] * len(prompts) if first.negative_prompt else None
+    starts = [sum(request.count for request in requests[:i]) for i in range(len(requests))]
+
+    def on_step_end(
+        pipe: object, step: int, timestep: object, kwargs: dict[str, object]
+    ) -> dict[str, object]:
+        done = step + 1
+        if progress is not None:
+            progress(done, first.steps)
+        latents = kwargs.get("latents")
+        due = preview_every and done % preview_every == 0 and done < first.steps
+        if due and isinstance(latents, torch.Tensor):
+            for show, at in zip(previews, starts, strict=True):
+                if show is not None:
+                    show(done, preview_of(pipeline, latents[at : at + 1], width, height))
+        return kwargs
+
     routed = _rows_use(pipeline, rows) if len(set(rows)) > 1 else contextlib.nullcontext()
     started = time.monotonic()
     with routed:
@@ -105,6 +137,7 @@ def generate_together(
             guidance_scale=first.guidance,
             num_images_per_prompt=1,
             generator=generators,
+            callback_on_step_end=on_step_end,
             output_type="pil",
             width=width,
             height=height,
