@@ -18,6 +18,9 @@ from engine.safety.normalise import base_form, variants
         ("n4k3d", "naked"),  # leetspeak
         ("p0rn", "porn"),
         ("n u d e", "nude"),  # spaced out
+        ('me "n u d e" at the beach', "nude"),  # spaced out, in quotes
+        ("me, n u d e.", "nude"),  # spaced out, then a full stop
+        ("jag b o m b i tunnelbanan", "bomb"),  # a real one-letter word ends the run
         ("n.a.k.e.d", "naked"),  # punctuation inside the word
         ("s-e-x", "sex"),
         ("nu*de", "nude"),

@@ -52,9 +52,9 @@ _LEET_WORD = re.compile(rf"[a-z{re.escape(_LEET_CHARS)}]*[a-z][a-z{re.escape(_LE
 # Punctuation between two letters or digits of any script: "n.a.k.e.d", "س.ك.س".
 _INNER_PUNCT = re.compile(r"(?<=[^\W_])[.\-_*'’`~^/\\,:;=#\"•·]+(?=[^\W_])")
 # Three or more single characters in a row: "n u d e", "d e c 4 p 1 t a t e d", and
-# the same in any script (spaced-out Arabic letters).
+# the same in any script (spaced-out Arabic letters), quotes or a full stop around them.
 _ONE = rf"(?:[^\W_]|[{re.escape(_LEET_CHARS)}])"
-_SPACED = re.compile(rf"(?<![^\s]){_ONE}(?:\s+{_ONE}(?![^\s])){{2,}}")
+_SPACED = re.compile(rf"(?<!{_ONE}){_ONE}(?:\s+{_ONE}(?!{_ONE})){{2,}}")
 _STRETCHED = re.compile(r"([a-z])\1{2,}")
 _SPACES = re.compile(r"\s+")
 
@@ -115,8 +115,8 @@ def variants(text: str) -> list[str]:
     forms = [base, joined]
     for run in _SPACED.finditer(joined):
         letters = run[0].split()
-        # "as a n a z i": the run may start with a real one-letter word.
-        for joined_run in ("".join(letters), "".join(letters[1:])):
+        # "as a n a z i", "b o m b i ...": a real one-letter word may start or end the run.
+        for joined_run in ("".join(letters), "".join(letters[1:]), "".join(letters[:-1])):
             forms.append(unicodedata.normalize("NFC", _hangul(joined_run)))
     forms += [_unleet(form) for form in forms]
     forms += [_STRETCHED.sub(r"\1", form) for form in forms]
