@@ -76,7 +76,15 @@ class ControlCommand(TypedDict):
     job_id: NotRequired[int]
 
 
-Command = TrainCommand | GenerateCommand | BatchCommand | ControlCommand
+class ForgetCommand(TypedDict):
+    """Drop these models from the engine's memory: their user was erased. Answered with
+    a "forgotten" event that counts the ones it held."""
+
+    op: Literal["forget"]
+    sha256s: list[str]
+
+
+Command = TrainCommand | GenerateCommand | BatchCommand | ControlCommand | ForgetCommand
 
 
 class OutputImage(TypedDict):
@@ -122,7 +130,9 @@ class Trained(TypedDict):
     likeness: NotRequired[LikenessReport]
 
 
-EventName = Literal["ready", "progress", "checking", "sample", "done", "stopped", "failed"]
+EventName = Literal[
+    "ready", "progress", "checking", "sample", "done", "stopped", "failed", "forgotten"
+]
 
 
 class Event(TypedDict):
@@ -139,6 +149,8 @@ class Event(TypedDict):
     gpu_memory: NotRequired[int]
     # With "ready": how many pictures the engine makes in one batch (1: one job a run).
     batch: NotRequired[int]
+    # With "forgotten": how many of the models named it held.
+    count: NotRequired[int]
     # With "done", by the job's kind:
     generated: NotRequired[Generated]
     trained: NotRequired[Trained]
@@ -157,7 +169,8 @@ def _object(line: bytes) -> dict[str, object]:
 
 def decode_command(line: bytes) -> Command:
     value = _object(line)
-    if value.get("op") not in ("train", "generate", "batch", "cancel", "yield", "shutdown"):
+    ops = ("train", "generate", "batch", "cancel", "yield", "shutdown", "forget")
+    if value.get("op") not in ops:
         raise ValueError(f"unknown command: {line[:80]!r}")
     # Both ends are this program: the shape is this module's, the op checked above.
     return cast(Command, value)

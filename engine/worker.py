@@ -178,6 +178,9 @@ class Worker:
                 self.generate_batch(command["jobs"])
             elif command["op"] == "train" or command["op"] == "generate":
                 self.run(command)
+            elif command["op"] == "forget":
+                held = self.adapters.forget(command["sha256s"])
+                self.send({"event": "forgotten", "count": held})
             else:
                 break  # shutdown
 

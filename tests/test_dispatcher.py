@@ -309,6 +309,28 @@ async def test_forget_mid_training_stops_the_job_and_erases_everything(
     assert not any(engine_config.work_dir.glob("job-*"))
 
 
+async def test_forget_drops_the_model_an_idle_engine_keeps_loaded(booth: Booth) -> None:
+    await with_photos(booth, ANN)
+    trained = await booth.train(ANN)
+    assert (await asyncio.wait_for(watch(booth, trained.job_id), TIMEOUT))[-1].state == "succeeded"
+    picture = await booth.imagine(ANN, ImagineRequest("a portrait", seed=1, steps=2))
+    assert (await asyncio.wait_for(watch(booth, picture.job_id), TIMEOUT))[-1].state == "succeeded"
+    assert booth.dispatcher is not None
+    lane = booth.dispatcher.lanes[0]
+    assert lane.models  # the lane remembers Ann's model for her next picture
+    ann = await booth.repo.find_user(ANN.platform, ANN.user_id)
+    assert ann is not None
+    models = [model.sha256 for model in await booth.repo.loras(ann.id)]
+    await booth.forget(ANN)
+    assert not lane.models
+    # Nothing runs: the engine is idle, and its events are this test's to read.
+    event = await asyncio.wait_for(lane.engine.next_event(), TIMEOUT)
+    assert event == {"event": "forgotten", "count": 1}  # it held her LoRA in memory
+    await lane.engine.send({"op": "forget", "sha256s": models})
+    event = await asyncio.wait_for(lane.engine.next_event(), TIMEOUT)
+    assert event == {"event": "forgotten", "count": 0}  # and holds it no longer
+
+
 async def test_scratch_space_of_finished_jobs_is_swept_at_start(engine_config: Config) -> None:
     async with open_booth(engine_config, dispatch=False) as booth:
         await with_photos(booth, ANN)

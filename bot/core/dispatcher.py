@@ -209,6 +209,19 @@ class Dispatcher:
                 self._abandoned.update(theirs)
                 await lane.engine.kill()
                 await lane.idle.wait()
+        # Engines that made their pictures keep their models loaded: they drop them now
+        # (between jobs, if one runs another user's picture).
+        models = await self.repo.loras(user_id)
+        if not models:
+            return
+        blobs = {model.blob for model in models}
+        forget: Command = {"op": "forget", "sha256s": [model.sha256 for model in models]}
+        for lane in self.lanes:
+            for blob in blobs & set(lane.models):
+                lane.models.remove(blob)
+            if lane.engine.alive:
+                with contextlib.suppress(EngineDied):
+                    await lane.engine.send(forget)
 
     async def updates(self, job_id: int) -> AsyncIterator[JobUpdate]:
         """Updates of `job_id` until it ends; ends at once for a job already finished."""

@@ -180,6 +180,21 @@ class LoraCache:
             unload_embeddings(self.pipeline, self._token[1])
             self._token = None
 
+    def forget(self, sha256s: Sequence[str]) -> int:
+        """Unload these models everywhere this cache and its siblings hold them (their
+        user was erased); how many it held."""
+        held = 0
+        for sha256 in sha256s:
+            caches = [self, *self._siblings.values()]
+            held += any(cache.holds(sha256) for cache in caches)
+            for cache in caches:
+                cache.evict(sha256)
+        return held
+
+    def holds(self, sha256: str) -> bool:
+        """Whether this cache keeps anything of the model `sha256` in memory."""
+        return sha256 in self._loaded or sha256 in self._embeddings
+
     def clear(self) -> None:
         """Unload every adapter: training needs a pipeline without them."""
         for sha256 in list(self._loaded):

@@ -86,6 +86,9 @@ class HotswapCache(LoraCache):
             self.pipeline.delete_adapters(SLOT)
             self._hot, self._base, self._active = None, None, None
 
+    def holds(self, sha256: str) -> bool:
+        return super().holds(sha256) or sha256 in self._states or self._hot == sha256
+
     def clear(self) -> None:
         super().clear()
         if self._hot is not None:
