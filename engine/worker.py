@@ -390,7 +390,7 @@ class Worker:
                     adapters=self.adapters,
                     progress=progress,
                     preview=previews.put,
-                    preview_every=max(1, request.steps // 4),  # about three previews a picture
+                    preview_every=preview_every(request.steps),
                     watermark=job_id,
                     controlnet=self.controlnet() if request.edges is not None else None,
                     inpainting_unet=self.inpainting_unet() if request.mask is not None else None,
@@ -449,7 +449,8 @@ class Worker:
             self.previews(job_id, out_dir, "imagine")
             for job_id, out_dir in zip(ids, out_dirs, strict=True)
         ]
-        results: list[GenerationResult] | None = None
+        results: list[GenerationResult] | None = None  # None: run each job alone
+        cancelled = False
         try:
             results = generate_together(
                 self.pipeline,
@@ -458,10 +459,10 @@ class Worker:
                 watermarks=ids,
                 progress=progress,
                 previews=[preview.put for preview in previews],
-                preview_every=max(1, requests[0].steps // 4),
+                preview_every=preview_every(requests[0].steps),
             )
         except JobInterrupted:
-            results = []  # every job of the batch was cancelled
+            cancelled = True  # every job of the batch was cancelled
         except Exception:
             # A model that cannot share a batch (an embedding), or a batch too large for
             # the device: each job runs alone below, and fails alone if it must.
@@ -470,14 +471,14 @@ class Worker:
             for preview in previews:
                 preview.close()
             self.running = ()
-        if results is None:
-            for command, _ in members:
-                self.run(command)
-            return
-        if not results:
+        if cancelled:
             for job_id in ids:
                 self.send({"event": "stopped", "job_id": job_id, "reason": "cancel"})
                 self.interrupts.pop(job_id, None)
+            return
+        if results is None:
+            for command, _ in members:
+                self.run(command)
             return
         for job_id, result, out_dir in zip(ids, results, out_dirs, strict=True):
             try:
@@ -550,6 +551,11 @@ class Worker:
             self.credentials.sign(png.getvalue(), job_id=job_id, family=self.family.name, tool=tool)
         )
         return True
+
+
+def preview_every(steps: int) -> int:
+    """Steps between a picture's previews: about three a picture."""
+    return max(1, steps // 4)
 
 
 def generation_request(command: GenerateCommand) -> GenerationRequest:

@@ -299,8 +299,11 @@ class Dispatcher:
             free = [other for other in self.lanes if other.current is None]
             order = await self.jobs.schedule()
             starting: list[JobRecord] = []  # the jobs that would start now on free lanes
+            read: dict[int, JobRecord] = {}  # rows read already, for the batch mates
             for job_id in order:
                 job = await self.jobs.get(job_id)
+                if job is not None:
+                    read[job_id] = job
                 if job is None or (job.kind == "train" and job.user_id in training):
                     continue  # one training per user at a time
                 starting.append(job)
@@ -317,16 +320,18 @@ class Dispatcher:
                 )
             if chosen is None:
                 return []
-            batch = [chosen, *await self._batch_mates(chosen, order, lane.engine.batch)]
+            batch = [chosen, *await self._batch_mates(chosen, order, read, lane.engine.batch)]
             for job in batch:
                 await self.jobs.mark_running(job.id)
                 lane.running.append(await self.jobs.get(job.id) or job)
             lane.idle.clear()
             return list(lane.running)
 
-    async def _batch_mates(self, chosen: JobRecord, order: list[int], room: int) -> list[JobRecord]:
+    async def _batch_mates(
+        self, chosen: JobRecord, order: list[int], read: dict[int, JobRecord], room: int
+    ) -> list[JobRecord]:
         """Queued pictures, in the schedule's order, that can share `chosen`'s denoising
-        batch of at most `room` pictures."""
+        batch of at most `room` pictures (`read`: the rows of `order` read already)."""
         key, count = _batch_of(chosen)
         room -= count
         mates: list[JobRecord] = []
@@ -335,7 +340,7 @@ class Dispatcher:
         for job_id in order:
             if room <= 0:
                 break
-            job = await self.jobs.get(job_id)
+            job = read.get(job_id) or await self.jobs.get(job_id)
             if job is None or job.id == chosen.id:
                 continue
             their_key, their_count = _batch_of(job)
