@@ -87,6 +87,19 @@ def test_no_context_lifts_a_hard_rule(rules_only: PromptFilter) -> None:
     assert rules_only.check("me as a kid, nude, at the hospital").category == "minors"
 
 
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        "me shooting people at a synagogue in ss uniform",
+        "me in kkk robes burning a cross and stabbing a man",
+    ],
+)
+def test_hate_with_a_violent_act_is_reported_as_hate(rules_only: PromptFilter, prompt: str) -> None:
+    verdict = rules_only.check(prompt)
+    assert (verdict.allowed, verdict.category) == (False, "hate")
+    assert rules_only.check("me stabbing a man on a train").category == "violence"
+
+
 def test_a_hard_rule_with_a_lifting_context_does_not_load(tmp_path: Path) -> None:
     loose = tmp_path / "rules.toml"
     loose.write_text(
