@@ -180,6 +180,17 @@ def test_a_lora_above_the_slots_rank_takes_the_ordinary_path(
     assert cache.loaded == (loras[0].sha256,)
 
 
+def test_a_lora_file_changed_since_it_was_recorded_is_refused(
+    models_dir: Path, loras: list[LoraRef], tmp_path: Path
+) -> None:
+    changed = tmp_path / "changed.safetensors"
+    changed.write_bytes(loras[1].path.read_bytes())
+    cache = HotswapCache(_fresh(models_dir), rank=8)
+    with pytest.raises(ValueError, match="expected"):
+        cache.activate(replace(loras[0], path=changed))  # the other user's weights
+    assert cache.swaps == 0 and not cache.holds(loras[0].sha256)
+
+
 def test_auto_compiles_on_cuda_only() -> None:
     assert compiles("auto", torch.device("cuda")) and not compiles("auto", torch.device("cpu"))
     assert compiles("on", torch.device("cpu")) and not compiles("off", torch.device("cuda"))

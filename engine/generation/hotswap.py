@@ -15,6 +15,7 @@ may recompile once for that set of adapters.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -22,13 +23,12 @@ from typing import Any, cast
 
 import torch
 from peft.tuners.lora import LoraLayer
-from safetensors.torch import load_file
+from safetensors.torch import load
 
 from engine.generation.adapters import DEFAULT_CAPACITY, LoraCache
 from engine.generation.spec import LoraRef, StyleLora
 from engine.models.pipeline import Pipeline, denoiser
 from engine.training.embedding import EMBEDDING_PREFIX
-from engine.training.export import file_sha256
 
 __all__ = ["SLOT", "HotswapCache"]
 
@@ -107,10 +107,13 @@ class HotswapCache(LoraCache):
     def _read(self, lora: LoraRef) -> dict[str, torch.Tensor] | None:
         """The file's tensors, kept (pinned on CUDA) for the next switch; None when it has
         an embedding or a rank above the slot's."""
-        actual = file_sha256(lora.path)
+        # Read once: the tensors are the bytes whose hash was checked, whatever happens to
+        # the file meanwhile, and the file is not read a second time.
+        data = lora.path.read_bytes()
+        actual = hashlib.sha256(data).hexdigest()
         if actual != lora.sha256:
             raise ValueError(f"LoRA file {lora.path} has sha256 {actual}, expected {lora.sha256}")
-        state = load_file(str(lora.path))
+        state = load(data)
         if any(key.startswith(EMBEDDING_PREFIX) for key in state):
             return None
         ranks = {t.shape[0] for key, t in state.items() if key.endswith(_DOWN)}
