@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import os
 import re
 import signal
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_batching import batches, held, queue
 from test_dispatcher import ANN, BOB, TIMEOUT, steps, watch, with_photos
 
 from bot.config import ClusterConfig, Config
@@ -198,6 +200,43 @@ async def test_cancel_and_forget_reach_a_remote_lane(booth: Booth, cluster_confi
     assert (await asyncio.wait_for(watcher, TIMEOUT))[-1].state == "erased"
     assert erasure.jobs == 1 and await booth.jobs.get(ticket.job_id) is None
     assert not any(cluster_config.work_dir.glob(f"job-{ticket.job_id}"))
+
+
+async def test_pictures_of_several_users_share_a_batch_on_a_remote_lane(
+    cluster_config: Config, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "selfiebooth.jobs")
+    config = dataclasses.replace(
+        cluster_config,
+        engine=dataclasses.replace(cluster_config.engine, batch=4),
+        cluster=dataclasses.replace(cluster_config.cluster, lanes=1),
+    )
+    async with open_booth(config, dispatch=True) as booth:
+        for who in (ANN, BOB):
+            await with_photos(booth, who)
+        # The lane says how many pictures it batches once its engine is ready.
+        warm = await queue(booth, ANN, ImagineRequest("warm up", seed=1, steps=1))
+        assert (await asyncio.wait_for(watch(booth, warm), TIMEOUT))[-1].state == "succeeded"
+        asks = [
+            (ANN, ImagineRequest("a portrait", seed=5, steps=3)),
+            (BOB, ImagineRequest("a cat", seed=6, steps=3, count=2)),
+            (ANN, ImagineRequest("a hat", seed=7, steps=3)),
+        ]
+        async with held(booth):
+            ids = [await queue(booth, who, request) for who, request in asks]
+        finals = await asyncio.wait_for(
+            asyncio.gather(
+                *(watch(booth, job_id, who=who) for job_id, (who, _) in zip(ids, asks, strict=True))
+            ),
+            TIMEOUT,
+        )
+        assert [updates[-1].state for updates in finals] == ["succeeded"] * 3
+        assert [batches(caplog, job_id) for job_id in ids] == [[3]] * 3
+        # Each job's pictures came back to its own directory, and only its own.
+        made = [await booth.repo.images_of_job(job_id) for job_id in ids]
+        assert [len(images) for images in made] == [1, 2, 1]
+        blobs = [image.blob for images in made for image in images]
+        assert len(set(blobs)) == 4
 
 
 async def test_a_machine_that_joins_adds_a_lane(booth: Booth, cluster: Cluster) -> None:

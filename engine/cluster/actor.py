@@ -1,11 +1,11 @@
 """The worker's side of a lane: a Ray actor that runs the engine process on its machine.
 
 The actor holds an engine.process.EngineProcess, the same child process the bot runs
-without a cluster, so a lane loads its model once and keeps it between jobs. A job
-arrives as a command with its files as bytes (engine.cluster.transfer); its events
-stream back from `run`, each with the files it names and the checkpoints written since
-the last one. Cancel and yield arrive through `control`, in a concurrency group of its
-own, while `run` is waiting for the engine.
+without a cluster, so a lane loads its model once and keeps it between jobs. A job,
+or a batch of picture jobs, arrives as commands with their files as bytes
+(engine.cluster.transfer); the events stream back from `run`, each with the files it
+names and the checkpoints written since the last one. Cancel and yield arrive through
+`control`, in a concurrency group of its own, while `run` is waiting for the engine.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import ray
 
 from engine.cluster.transfer import Files, checkpoints_since, pack_event, unpack_command
 from engine.process import EngineDied, EngineOptions, EngineProcess
-from engine.protocol import Command, Event
+from engine.protocol import Command, Event, GenerateCommand, TrainCommand
 
 __all__ = ["LaneActor", "project_version"]
 
@@ -50,8 +50,11 @@ class LaneActor:
         """The version of selfiebooth here, the Ray node and this process's id."""
         return project_version(), ray.get_runtime_context().get_node_id(), os.getpid()
 
-    async def start(self, options: EngineOptions, certificate: bytes, private_key: bytes) -> str:
-        """Start the engine process here; says where it runs."""
+    async def start(
+        self, options: EngineOptions, certificate: bytes, private_key: bytes
+    ) -> tuple[str, int]:
+        """Start the engine process here; says where it runs, and how many pictures it
+        makes in one batch."""
         self._loop = asyncio.get_running_loop()
         keys = self._scratch / "credentials"
         keys.mkdir(mode=0o700, exist_ok=True)
@@ -62,29 +65,44 @@ class LaneActor:
         )
         self._engine = EngineProcess(options)
         await self._engine.start()
-        return f"{socket.gethostname()}, process {self._engine.pid}"
+        return f"{socket.gethostname()}, process {self._engine.pid}", self._engine.batch
 
-    async def run(self, command: Command, files: Files) -> AsyncIterator[tuple[Event, Files]]:
-        """The events of one job, each with its files, until the job's last one."""
+    async def run(
+        self, jobs: list[tuple[TrainCommand | GenerateCommand, Files]]
+    ) -> AsyncIterator[tuple[Event, Files]]:
+        """The events of one job, or of picture jobs run as one batch, each with its
+        files, until each job's last one."""
         engine = self._require()
-        job_id = command.get("job_id", -1)
-        root = self._scratch / f"job-{job_id}"
-        shutil.rmtree(root, ignore_errors=True)
-        local = unpack_command(command, files, root)
+        roots: dict[int, Path] = {}
+        local: list[TrainCommand | GenerateCommand] = []
+        for command, files in jobs:
+            root = roots[command["job_id"]] = self._scratch / f"job-{command['job_id']}"
+            shutil.rmtree(root, ignore_errors=True)
+            local.append(unpack_command(command, files, root))
         # What the bot sent back to resume from, it has already.
-        sent = {path.name for path in (root / "checkpoints").glob("step-*")}
+        sent = {
+            path.name for root in roots.values() for path in (root / "checkpoints").glob("step-*")
+        }
+        running = set(roots)
         try:
-            await engine.send(local)
-            while True:
+            if len(local) == 1:
+                await engine.send(local[0])
+            else:
+                pictures = [command for command in local if command["op"] == "generate"]
+                await engine.send({"op": "batch", "jobs": pictures})
+            while running:
                 event = await engine.next_event()
+                job_id = event.get("job_id", -1)
+                root = roots.get(job_id, self._scratch)
                 packed, out = pack_event(event, root)
-                if event["event"] in ("progress", *_FINAL):
+                if event["event"] in ("progress", *_FINAL) and job_id in roots:
                     out |= checkpoints_since(root, sent)
                 yield packed, out
-                if event.get("job_id") == job_id and event["event"] in _FINAL:
-                    return
+                if event["event"] in _FINAL:
+                    running.discard(job_id)
         finally:
-            shutil.rmtree(root, ignore_errors=True)
+            for root in roots.values():
+                shutil.rmtree(root, ignore_errors=True)
 
     @ray.method(concurrency_group="control")
     async def control(self, command: Command) -> None:

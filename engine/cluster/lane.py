@@ -22,7 +22,7 @@ from ray.exceptions import RayError
 from engine.cluster.actor import LaneActor, project_version
 from engine.cluster.transfer import pack_command, unpack_event
 from engine.process import EngineDied, EngineOptions
-from engine.protocol import Command, Event
+from engine.protocol import Command, Event, GenerateCommand, TrainCommand
 
 __all__ = [
     "ENGINE_RESOURCE", "RayLane", "VersionMismatch", "connect", "joined", "lane_count", "lanes",
@@ -71,6 +71,13 @@ def _placement() -> dict[str, Any]:
     return {"num_cpus": 0, "resources": {ENGINE_RESOURCE: 1}}
 
 
+def _root(command: TrainCommand | GenerateCommand) -> Path:
+    """The job's directory on the bot's side: where its output goes."""
+    if command["op"] == "train":
+        return Path(command["files"]["output"]).parent
+    return Path(command["files"]["out_dir"]).parent
+
+
 class RayLane:
     def __init__(self, options: EngineOptions, number: int, placement: dict[str, Any]) -> None:
         self.options = options
@@ -79,8 +86,9 @@ class RayLane:
         self.node_id = ""  # the Ray node its actor runs on
         self.actor_pid = 0
         self._actor: Any = None  # the LaneActor's handle
-        self._stream: Any = None  # the running job's event stream
-        self._root: Path | None = None  # the running job's directory here
+        self._stream: Any = None  # the running jobs' event stream
+        self._roots: dict[int, Path] = {}  # the running jobs' directories here
+        self._batch = 1  # as the actor's engine said when ready
         self._where = ""
         self._ended = False  # the actor died (or was killed) without being stopped
         self._failed = ""  # why the last start failed
@@ -99,7 +107,7 @@ class RayLane:
 
     @property
     def batch(self) -> int:
-        return 1  # a lane's stream carries one job's files; its pictures run one by one
+        return self._batch
 
     def describe(self) -> str:
         if self._ended:
@@ -113,6 +121,7 @@ class RayLane:
     async def start(self) -> None:
         self._ended = False
         self._where = ""
+        self._batch = 1
         actor = LaneActor.options(**self.placement, max_restarts=0).remote()  # type: ignore[attr-defined]
         self._actor = actor
         try:
@@ -139,19 +148,17 @@ class RayLane:
         secrets = await asyncio.to_thread(
             lambda: (o.certificate.read_bytes(), o.private_key.read_bytes())
         )
-        self._where = await actor.start.remote(o, *secrets)
+        self._where, self._batch = await actor.start.remote(o, *secrets)
 
     async def send(self, command: Command) -> None:
         actor = self._require()
-        if command["op"] == "train" or command["op"] == "generate":
-            files = command["files"]
-            job_file = files["output"] if command["op"] == "train" else files["out_dir"]  # type: ignore[typeddict-item]
-            root = Path(job_file).parent
-            packed, inputs = await asyncio.to_thread(pack_command, command, root)
-            self._root = root
-            self._stream = actor.run.options(num_returns="streaming").remote(packed, inputs)
-        elif command["op"] == "batch":
-            raise ValueError(f"{self.name} takes one job at a time (its batch is 1)")
+        if command["op"] == "train" or command["op"] == "generate" or command["op"] == "batch":
+            jobs = command["jobs"] if command["op"] == "batch" else [command]
+            self._roots = {job["job_id"]: _root(job) for job in jobs}
+            packed = await asyncio.to_thread(
+                lambda: [pack_command(job, self._roots[job["job_id"]]) for job in jobs]
+            )
+            self._stream = actor.run.options(num_returns="streaming").remote(packed)
         elif command["op"] != "shutdown":
             try:
                 await actor.control.remote(command)
@@ -159,7 +166,7 @@ class RayLane:
                 raise self._died(exc) from exc
 
     async def next_event(self) -> Event:
-        if self._stream is None or self._root is None:
+        if self._stream is None or not self._roots:
             raise EngineDied(f"{self.name} runs no job")
         try:
             event, files = await (await self._stream.__anext__())
@@ -167,7 +174,8 @@ class RayLane:
             raise EngineDied(f"{self.name} ended a job without its last event") from None
         except RayError as exc:
             raise self._died(exc) from exc
-        result: Event = await asyncio.to_thread(unpack_event, event, files, self._root)
+        root = self._roots.get(event.get("job_id", -1)) or next(iter(self._roots.values()))
+        result: Event = await asyncio.to_thread(unpack_event, event, files, root)
         return result
 
     async def stop(self, grace: float = 10.0) -> None:

@@ -67,7 +67,7 @@ def pack_command(command: Command, root: Path) -> tuple[Command, Files]:
     return cast(Command, packed), files
 
 
-def unpack_command(command: Command, files: Mapping[str, bytes], root: Path) -> Command:
+def unpack_command(command: _T, files: Mapping[str, bytes], root: Path) -> _T:
     """The engine's side: the input files written under `root`, the paths made local."""
     _write(files, root)
     return _with_root(command, root)
