@@ -27,6 +27,8 @@ from engine.safety.normalise import base_form, variants
         ("nuuuude", "nude"),  # stretched
         ("DESNUDA", "desnuda"),
         ("Pornografía", "pornografia"),  # accents
+        ("ÇIPLAK", "ciplak"),  # Turkish dotless i, as typed on keyboards without it
+        ("çıplak", "ciplak"),
     ],
 )
 def test_evasions_are_undone(written: str, expected: str) -> None:
@@ -80,9 +82,10 @@ def test_hangul_letters_spaced_apart_are_refused_as_the_word() -> None:
     [
         ("AV女優になって撮影現場にいる私", "sexual"),  # a term that starts with Latin letters
         ("ISISの旗を持った私", "hate"),
+        ("me as an AV女優 on set", "sexual"),  # after a space
     ],
 )
-def test_a_cjk_term_that_starts_with_latin_letters_is_found_at_the_start(
+def test_a_cjk_term_that_starts_with_latin_letters_is_found_at_a_word_start(
     prompt: str, category: str
 ) -> None:
     verdict = PromptFilter(classifier=None).check(prompt)

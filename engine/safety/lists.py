@@ -168,7 +168,7 @@ class TermIndex:
                 # of a Latin word ("av女優", "isisの旗"), never inside one.
                 lengths = self._lengths
                 if ch.isascii():
-                    if not ch.isalnum() or (i and form[i - 1].isascii()):
+                    if not ch.isalnum() or (i and form[i - 1].isascii() and form[i - 1].isalnum()):
                         continue
                     lengths = self._latin_lengths
                 for length in lengths:

@@ -27,6 +27,8 @@ _CONFUSABLES = str.maketrans(
         # Greek
         "α": "a", "β": "b", "ε": "e", "η": "n", "ι": "i", "κ": "k", "ν": "v", "ο": "o",
         "ρ": "p", "τ": "t", "υ": "u", "χ": "x", "ω": "w", "ς": "s",
+        # Turkish dotless i: written "i" on keyboards without it ("kiz" for "kız").
+        "ı": "i",
     }
 )  # fmt: skip
 # Arabic: one form for the letters people write interchangeably; the tatweel goes.
