@@ -10,7 +10,7 @@ import pytest
 
 from engine.safety import PromptFilter
 from engine.safety.classifier import MODEL_PATH, Classifier
-from engine.safety.lists import DATA, load_rules
+from engine.safety.lists import DATA, TermIndex, load_rules
 
 
 @pytest.fixture(scope="module")
@@ -414,3 +414,14 @@ def test_the_same_words_still_refuse_where_they_mean_harm(
 ) -> None:
     verdict = full.check(prompt)
     assert not verdict.allowed and verdict.category == category
+
+
+def test_a_term_written_with_an_equals_sign_matches_only_as_written() -> None:
+    # Polish "syn" (a son) with the English endings would be Swedish "synd" (a pity) and
+    # "syns" (shows); written "=syn", it is the word alone.
+    assert TermIndex({"minor": ["syn"]}).concepts("det syns inte") == {"minor"}
+    index = TermIndex({"minor": ["=syn"], "sexual": ["=nago"]})
+    assert index.concepts("moj syn na plazy") == {"minor"}
+    assert index.concepts("det syns inte, synd") == set()
+    assert index.concepts("ja nago") == {"sexual"}
+    assert index.concepts("ja nagos") == set()

@@ -3,7 +3,8 @@ that combine the concepts found into a refusal. Both are data (engine/safety/dat
 
 A concept is a named list of terms (`sexual`, `minor`, `sport`, ...). terms.tsv holds
 `concept<TAB>lang<TAB>term`; a term is a word or phrase in normalised form, matching as
-whole words with the common English endings, or any word it begins when it ends in `*`.
+whole words with the common English endings, or any word it begins when it ends in `*`,
+or only as written when it starts with `=` (Polish "=syn", a son, is not Swedish "synd").
 Terms in scripts written without spaces (Chinese, Japanese, Korean, Arabic) and emoji
 match anywhere in the text. rules.toml says which concepts together refuse, in which
 category, and which contexts lift a rule; a hard rule has no lifting context.
@@ -121,11 +122,13 @@ class TermIndex:
 
     def __init__(self, terms: Mapping[str, Iterable[str]]) -> None:
         self._exact: dict[str, set[str]] = {}
+        self._whole: dict[str, set[str]] = {}  # `=` terms: no endings
         self._prefix: dict[str, set[str]] = {}
         self._anywhere: dict[str, set[str]] = {}
         for concept, listed in terms.items():
             for raw in listed:
-                term = base_form(raw)
+                whole = raw.startswith("=")
+                term = base_form(raw.removeprefix("="))
                 star = term.endswith("*")
                 term = term.rstrip("*").strip()
                 if not term:
@@ -136,7 +139,7 @@ class TermIndex:
                 key = " ".join(words(term))
                 if not key:
                     continue
-                table = self._prefix if star else self._exact
+                table = self._prefix if star else self._whole if whole else self._exact
                 table.setdefault(key, set()).add(concept)
         self._lengths = sorted({len(t) for t in self._anywhere}, reverse=True)
         # The few found anywhere that start with a Latin letter ("av女優").
@@ -147,11 +150,14 @@ class TermIndex:
     def concepts(self, form: str) -> set[str]:
         found: set[str] = set()
         tokens = words(form)
-        exact, prefix = self._exact, self._prefix
+        exact, whole, prefix = self._exact, self._whole, self._prefix
         for start in range(len(tokens)):
             for end in range(start + 1, min(start + _MAX_WORDS, len(tokens)) + 1):
                 head = " ".join(tokens[start : end - 1])
                 last = tokens[end - 1]
+                hit = whole.get(f"{head} {last}" if head else last)
+                if hit:
+                    found |= hit
                 for stem in _stems(last):
                     key = f"{head} {stem}" if head else stem
                     hit = exact.get(key)

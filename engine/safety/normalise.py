@@ -27,7 +27,7 @@ _CONFUSABLES = str.maketrans(
         # Greek
         "α": "a", "β": "b", "ε": "e", "η": "n", "ι": "i", "κ": "k", "ν": "v", "ο": "o",
         "ρ": "p", "τ": "t", "υ": "u", "χ": "x", "ω": "w", "ς": "s",
-        # Turkish dotless i: written "i" on keyboards without it ("kiz" for "kız").
+        # The Turkish dotless i (U+0131), written "i" on keyboards without it.
         "ı": "i",
     }
 )  # fmt: skip

@@ -109,11 +109,13 @@ class PromptFilter:
             raise ValueError(
                 f"unknown category {unknown[0]!r}; one of {', '.join(BLOCKLIST_GROUPS)}"
             )
-        removed = {base_form(t) for t in removed_terms}
+        removed = {base_form(t.removeprefix("=")) for t in removed_terms}
         terms = load_terms()
         for concept, listed in terms.items():
             if concept not in HARD_CONCEPTS:
-                terms[concept] = [t for t in listed if base_form(t) not in removed]
+                terms[concept] = [
+                    t for t in listed if base_form(t.removeprefix("=")) not in removed
+                ]
         for group, added in extra.items():
             concept = _GROUP_CONCEPT[group]
             if concept == "safe":
@@ -200,10 +202,11 @@ class PromptFilter:
 
 
 def _phrase_pattern(phrases: Iterable[str]) -> re.Pattern[str]:
-    """Whole-word phrases; `*` at the end takes the rest of the word."""
+    """Whole-word phrases (`=`, no endings, is what they are anyway); `*` at the end
+    takes the rest of the word."""
     parts = []
     for raw in phrases:
-        phrase = base_form(raw)
+        phrase = base_form(raw.removeprefix("="))
         star = phrase.endswith("*")
         phrase = phrase.rstrip("*").strip()
         if not phrase:
