@@ -283,3 +283,51 @@ async def test_a_batch_that_cannot_run_together_runs_each_job_alone(tmp_path: Pa
         await engine.stop()
     assert ended[1]["event"] == "done" and len(ended[1]["generated"]["images"]) == 1
     assert ended[2]["event"] == "failed" and ended[2]["error"]
+
+
+def test_the_queue_and_the_engine_agree_on_which_pictures_share_a_batch(tmp_path: Path) -> None:
+    """The dispatcher picks batch mates by ImagineRequest.batch_key and the engine checks
+    them again by engine.generation.together.batch_key: the two rules group alike."""
+    from PIL import Image
+
+    from engine.generation.together import batch_key
+    from engine.jobs import Variation
+    from engine.worker import generation_request
+
+    picture = tmp_path / "attached.png"
+    Image.new("RGB", (64, 64), "gray").save(picture)
+    lora = tmp_path / "lora.safetensors"
+    model = ModelRef("blob", "0" * 64, "zovaka", 1)
+    style = StyleRef("noir", "1" * 64, "1" * 64, 0.8)
+    requests = [
+        ImagineRequest("a"),
+        ImagineRequest("b", model=model, seed=3, count=2),  # a LoRA and a count: same batch
+        ImagineRequest("c", steps=10),
+        ImagineRequest("d", guidance=4.0),
+        ImagineRequest("e", aspect_ratio="3:2"),
+        ImagineRequest("f", negative="hats"),
+        ImagineRequest("g", styles=(style,)),
+        ImagineRequest("h", source="blob-1"),
+        ImagineRequest("i", edges="blob-2"),
+        ImagineRequest("j", variation=Variation(5, 0.3)),
+    ]
+
+    def command(request: ImagineRequest) -> GenerateCommand:
+        files: GenerateFiles = {
+            "lora": str(lora) if request.model else None,
+            "out_dir": str(tmp_path / "out"),
+            "styles": [str(lora)] * len(request.styles),
+        }
+        for name in ("source", "edges"):
+            if getattr(request, name) is not None:
+                files[name] = str(picture)
+        return {"op": "generate", "job_id": 1, "request": encode(request), "files": files}
+
+    queue_keys = [request.batch_key() for request in requests]
+    engine_keys = [batch_key(generation_request(command(request))) for request in requests]
+    assert queue_keys[:2] == [queue_keys[0]] * 2 and queue_keys[6:] == [None] * 4
+    for i, (a, b) in enumerate(zip(queue_keys, engine_keys, strict=True)):
+        assert (a is None) == (b is None), requests[i]
+        for c, d in zip(queue_keys, engine_keys, strict=True):
+            if a is not None and c is not None:
+                assert (a == c) == (b == d), requests[i]
