@@ -89,6 +89,9 @@ class LaneActor:
                 await engine.send(local[0])
             else:
                 pictures = [command for command in local if command["op"] == "generate"]
+                if len(pictures) != len(local):
+                    # A training job in a batch would never get its events: fail loudly.
+                    raise ValueError("only picture jobs run as one batch")
                 await engine.send({"op": "batch", "jobs": pictures})
             while running:
                 event = await engine.next_event()

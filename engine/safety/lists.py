@@ -32,6 +32,7 @@ __all__ = [
     "TermIndex",
     "load_rules",
     "load_terms",
+    "term_form",
 ]
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -117,6 +118,11 @@ def load_rules(path: Path = DATA / "rules.toml") -> list[Rule]:
     return rules
 
 
+def term_form(raw: str) -> str:
+    """A listed term as it is matched: normalised, without its `=` mark."""
+    return base_form(raw.removeprefix("="))
+
+
 class TermIndex:
     """Which concepts' terms occur in a normalised text."""
 
@@ -128,7 +134,7 @@ class TermIndex:
         for concept, listed in terms.items():
             for raw in listed:
                 whole = raw.startswith("=")
-                term = base_form(raw.removeprefix("="))
+                term = term_form(raw)
                 star = term.endswith("*")
                 term = term.rstrip("*").strip()
                 if not term:
@@ -154,18 +160,17 @@ class TermIndex:
         for start in range(len(tokens)):
             for end in range(start + 1, min(start + _MAX_WORDS, len(tokens)) + 1):
                 head = " ".join(tokens[start : end - 1])
+                lead = f"{head} " if head else ""
                 last = tokens[end - 1]
-                hit = whole.get(f"{head} {last}" if head else last)
+                hit = whole.get(lead + last)
                 if hit:
                     found |= hit
                 for stem in _stems(last):
-                    key = f"{head} {stem}" if head else stem
-                    hit = exact.get(key)
+                    hit = exact.get(lead + stem)
                     if hit:
                         found |= hit
                 for cut in range(2, len(last) + 1):
-                    key = f"{head} {last[:cut]}" if head else last[:cut]
-                    hit = prefix.get(key)
+                    hit = prefix.get(lead + last[:cut])
                     if hit:
                         found |= hit
         if self._anywhere:

@@ -37,6 +37,7 @@ from engine.safety.lists import (
     TermIndex,
     load_rules,
     load_terms,
+    term_form,
 )
 from engine.safety.normalise import base_form, fold_confusables, variants
 from engine.safety.terms import AGE_PATTERNS, BLOCKLIST_GROUPS, CATEGORIES
@@ -109,13 +110,11 @@ class PromptFilter:
             raise ValueError(
                 f"unknown category {unknown[0]!r}; one of {', '.join(BLOCKLIST_GROUPS)}"
             )
-        removed = {base_form(t.removeprefix("=")) for t in removed_terms}
+        removed = {term_form(t) for t in removed_terms}
         terms = load_terms()
         for concept, listed in terms.items():
             if concept not in HARD_CONCEPTS:
-                terms[concept] = [
-                    t for t in listed if base_form(t.removeprefix("=")) not in removed
-                ]
+                terms[concept] = [t for t in listed if term_form(t) not in removed]
         for group, added in extra.items():
             concept = _GROUP_CONCEPT[group]
             if concept == "safe":
@@ -206,7 +205,7 @@ def _phrase_pattern(phrases: Iterable[str]) -> re.Pattern[str]:
     takes the rest of the word."""
     parts = []
     for raw in phrases:
-        phrase = base_form(raw.removeprefix("="))
+        phrase = term_form(raw)
         star = phrase.endswith("*")
         phrase = phrase.rstrip("*").strip()
         if not phrase:
