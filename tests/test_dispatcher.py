@@ -85,9 +85,21 @@ async def booth(engine_config: Config) -> AsyncIterator[Booth]:  # type: ignore[
 async def test_train_then_imagine_reproducibly(booth: Booth) -> None:
     await with_photos(booth, ANN)
     ticket = await booth.train(ANN)
-    updates = await asyncio.wait_for(watch(booth, ticket.job_id), TIMEOUT)
+    saved: dict[int, float] = {}
+
+    async def read_progress(update: JobUpdate) -> None:
+        if update.state == "progress":
+            job = await booth.jobs.get(ticket.job_id)
+            assert job is not None
+            saved[update.step] = job.progress
+
+    updates = await asyncio.wait_for(watch(booth, ticket.job_id, read_progress), TIMEOUT)
     assert updates[-1].state == "succeeded", updates[-1]
     assert steps(updates) == list(range(1, 13))
+    # The queue keeps a job's progress a tenth at a time, not at every step.
+    tenths = [s for s in range(1, 13) if s * 10 // 12 > (s - 1) * 10 // 12]
+    assert saved == {s: max([t for t in tenths if t <= s], default=0) / 12 for s in saved}
+    assert len(saved) == 12 and saved[7] == saved[6] == 6 / 12
     user = await booth.repo.find_user(ANN.platform, ANN.user_id)
     lora = await booth.repo.active_lora(user.id)  # type: ignore[union-attr]
     assert lora is not None and lora.version == 1

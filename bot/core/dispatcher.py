@@ -426,7 +426,11 @@ class Dispatcher:
                 job_event("progress", job, f"step {step} of {total}", step=step, total=total)
             if job.kind == "train":
                 self._training_rate(run.first_step, step)
-            await self.jobs.set_progress(job.id, step / total)
+            if step * 10 // total > run.tenths:
+                # A tenth at a time: a batch of eight pictures would write each step of
+                # each picture, and the console shows whole percents of long jobs anyway.
+                run.tenths = step * 10 // total
+                await self.jobs.set_progress(job.id, step / total)
             self._publish(
                 JobUpdate(job.id, "progress", step, total, event.get("loss"), event.get("eta"))
             )
@@ -739,6 +743,7 @@ class _Run:
     """What the dispatcher follows of one job's run."""
 
     quarters: int = 0  # the quarters of the run logged so far
+    tenths: int = 0  # the tenths of the run saved as the job's progress so far
     first_step: list[float] = field(default_factory=list)  # a training's first step, time
 
 
