@@ -255,7 +255,10 @@ class LoraCache:
             self.pipeline.load_lora_weights(str(path), adapter_name=name)
         self._loaded[sha256] = name
         self.loads += 1
-        _log.info("loaded %s %s as adapter %s", "style" if style else "LoRA", sha256[:12], name)
+        _log.info(
+            "loaded %s %s as adapter %s%s",
+            "style" if style else "LoRA", sha256[:12], name, " (read ahead)" if ahead else "",
+        )  # fmt: skip
         return name
 
     def _load_denoiser_lora(self, source: Path | Prefetched, name: str) -> None:
