@@ -20,7 +20,11 @@ On the tiny model on the CPU (the default) one run measures and prints:
    weights, the style words in both prompts).
 2. LoRA switching, ms: `LoraCache.activate` alternating between two loaded adapters,
    against a cold `activate` of a LoRA file not loaded yet (sha256 check and file read
-   included).
+   included). Then the cold load three ways, in turn on the same files: the plain library
+   call (`load_lora_weights(path)` and `set_adapters`, no check), `activate` reading the
+   file, and `activate` of a file read ahead (engine.generation.prefetch: the read and
+   sha256 check happened on the prefetch thread, while another job would denoise; its
+   own time is printed too, off the picture's path). `--switch-only` runs this part alone.
 3. Training, optimiser steps per second: `engine.training.train` in this process against
    a plain diffusers+peft loop written here over the same images (latents and caption
    encoded once, `unet.add_adapter` with the same rank/alpha/targets, AdamW, the same
@@ -51,6 +55,7 @@ another process takes a core, which would swamp the differences measured here.
 
 Usage (from the repository root):
     python bench/engine.py [--gen-steps 30] [--gen-reps 7] [--train-steps 40] [--threads 1]
+    python bench/engine.py --switch-only [--switch-passes 4]
     python bench/engine.py --full sd15|sdxl|flux [--dry-run]
 """
 
@@ -94,6 +99,7 @@ from peft import LoraConfig  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from engine.generation import GenerationRequest, LoraCache, LoraRef, generate  # noqa: E402
+from engine.generation.prefetch import Prefetcher, read_model  # noqa: E402
 from engine.generation.tools import canny_edges  # noqa: E402
 from engine.jobs import ImagineRequest, ModelRef, StyleRef, encode  # noqa: E402
 from engine.models.controlnet import tiny_controlnet  # noqa: E402
@@ -729,6 +735,54 @@ def bench_switch(
     return hot, cold
 
 
+def bench_prefetch(pipe: Pipeline, colds: list[Lora], passes: int) -> dict[str, list[float]]:
+    """Seconds of a cold load of each of `colds`, `passes` times: the plain library call,
+    the cache reading the file, the cache taking it read ahead; and the read ahead itself."""
+    times: dict[str, list[float]] = {"plain": [], "file": [], "ahead": [], "read": []}
+    cache = LoraCache(pipe)
+    prefetcher = Prefetcher(pin=torch.cuda.is_available())
+    for _ in range(passes):
+        for lora in colds:
+            start = time.perf_counter()
+            pipe.load_lora_weights(str(lora.path), adapter_name="plain")
+            pipe.set_adapters(["plain"], adapter_weights=[1.0])
+            times["plain"].append(time.perf_counter() - start)
+            pipe.delete_adapters("plain")
+
+            cache.prefetched = None
+            times["file"].append(timed(lambda lora=lora: cache.activate(lora.ref())))
+            cache.evict(lora.sha256)
+
+            cache.prefetched = prefetcher
+            prefetcher.request([(lora.path, lora.sha256)])
+            prefetcher.settle()  # untimed: done while another job denoises
+            times["ahead"].append(timed(lambda lora=lora: cache.activate(lora.ref())))
+            cache.evict(lora.sha256)
+            times["read"].append(
+                timed(lambda lora=lora: read_model(lora.path, lora.sha256, pin=prefetcher.pin))
+            )
+    assert cache.reads == len(times["file"])  # every prefetched load skipped the file
+    prefetcher.close()
+    cache.clear()
+    return times
+
+
+def print_prefetch(times: dict[str, list[float]], colds: list[Lora]) -> None:
+    size = colds[0].path.stat().st_size / 1e6
+    print(f"   cold load three ways, {len(colds)} files of {size:.2f} MB, median")
+    labels = {
+        "plain": "plain load_lora_weights",
+        "file": "activate, file         ",
+        "ahead": "activate, read ahead   ",
+        "read": "the read ahead itself  ",
+    }
+    for key, label in labels.items():
+        where = "(prefetch thread)" if key == "read" else f"n={len(times[key])}"
+        print(f"     {label} {median_ms(times[key]):8.2f} ms   {where}")
+    ahead, file, plain = (statistics.median(times[key]) for key in ("ahead", "file", "plain"))
+    print(f"     ratio read ahead/file  {ahead / file:8.3f}   read ahead/plain {ahead / plain:.3f}")
+
+
 # --- the run ----------------------------------------------------------------------------
 
 
@@ -749,6 +803,20 @@ def run_tiny(args: argparse.Namespace) -> int:
             bench_flux(
                 Path(tmp), args.train_steps, args.train_rounds, args.gen_steps, args.gen_reps
             )
+        print(f"\ntotal {time.perf_counter() - began:.1f} s")
+        return 0
+    if args.switch_only:
+        with tempfile.TemporaryDirectory(prefix="selfiebooth-bench-") as tmp:
+            work = Path(tmp)
+            scratch = load_pipeline("tiny", family, "cpu", models_dir=work / "models")
+            loras = [
+                random_lora(scratch, family, n, work / f"lora-{n}.safetensors") for n in range(7)
+            ]
+            hot, cold = bench_switch(scratch, loras[0], loras[1], loras[2:], args.switch_reps)
+            print(f"\n2. LoRA switch on {family.name} (rank {family.recipe.rank}), median")
+            print(f"   loaded, alternating {median_ms(hot):8.2f} ms       n={len(hot)}")
+            print(f"   cold, new file      {median_ms(cold):8.2f} ms       n={len(cold)}")
+            print_prefetch(bench_prefetch(scratch, loras[2:], args.switch_passes), loras[2:])
         print(f"\ntotal {time.perf_counter() - began:.1f} s")
         return 0
     if args.methods_only:
@@ -816,6 +884,9 @@ def run_tiny(args: argparse.Namespace) -> int:
         print(f"   loaded, alternating {median_ms(hot):8.2f} ms       n={len(hot)}")
         print(f"   cold, new file      {median_ms(cold):8.2f} ms       n={len(cold)}")
         print(f"   ratio cold/loaded   {statistics.median(cold) / statistics.median(hot):8.1f}")
+        pipe = load_pipeline("tiny", family, "cpu", models_dir=models)
+        print_prefetch(bench_prefetch(pipe, loras[2:], args.switch_passes), loras[2:])
+        del pipe
 
         # Training last; the two alternate A B B A ... so drift hits both alike.
         rates: dict[str, list[float]] = {"project": [], "plain": []}
@@ -873,6 +944,12 @@ def main(argv: list[str] | None = None) -> int:
         "--methods-only", action="store_true", help="only part 4: the training methods"
     )
     parser.add_argument("--flux-only", action="store_true", help="only part 5: FLUX")
+    parser.add_argument(
+        "--switch-only", action="store_true", help="only part 2: LoRA switch and prefetch"
+    )
+    parser.add_argument(
+        "--switch-passes", type=int, default=4, help="cold loads of each file, each way (4)"
+    )
     parser.add_argument(
         "--threads",
         type=int,

@@ -23,7 +23,7 @@ from engine.jobs import TRAINING_METHODS
 from engine.logs import LOG_FORMATS
 from engine.models.families import FAMILY_NAMES, resolve_family
 from engine.models.memory import QUANTIZE_MODES
-from engine.models.speed import COMPILE_MODES
+from engine.models.speed import COMPILE_MODES, PREFETCH_MODES
 from engine.safety.classifier import MODEL_PATH
 from engine.safety.image_filter import NUDENET_LABELS
 
@@ -128,6 +128,9 @@ class EngineConfig:
     # torch.compile for pictures, users' LoRAs hotswapped into one compiled slot
     # (engine.models.speed): "auto" on CUDA only, "on" or "off".
     compile: str = "auto"
+    # Users' LoRA files read ahead of their queued pictures, into (pinned) CPU memory,
+    # while the engine makes others (engine.models.speed): "auto" on CUDA only, "on", "off".
+    lora_prefetch: str = "auto"
     # Pictures of several users made in one denoising batch, at most (each with its own
     # LoRA, engine.generation.together); 0: 8 on CUDA, 1 (each job alone) elsewhere.
     batch: int = 0
@@ -372,6 +375,10 @@ _CHECKS: dict[str, _Check] = {
     "engine.max_training_wait": (lambda v: 0 <= v <= 1e9, "0 to 1e9 seconds"),
     "engine.quantize": (lambda v: v in QUANTIZE_MODES, f"one of {', '.join(QUANTIZE_MODES)}"),
     "engine.compile": (lambda v: v in COMPILE_MODES, f"one of {', '.join(COMPILE_MODES)}"),
+    "engine.lora_prefetch": (
+        lambda v: v in PREFETCH_MODES,
+        f"one of {', '.join(PREFETCH_MODES)}",
+    ),
     "engine.batch": (lambda v: 0 <= v <= 64, "0 (8 on CUDA, 1 elsewhere) to 64 pictures"),
     "moderation.classifier_file": (
         lambda v: v == "" or v.endswith(".safetensors"),

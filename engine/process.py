@@ -50,6 +50,7 @@ class EngineOptions:
     inpainting: str = ""  # /edit's dedicated inpainting base (ModelConfig.inpainting)
     memory: MemoryOptions = field(default_factory=MemoryOptions)  # engine.models.memory
     compile: str = "auto"  # engine.models.speed
+    lora_prefetch: str = "auto"  # engine.models.speed
     # Pictures in one denoising batch at most (engine.generation.together); 0: 8 on CUDA,
     # 1 (each job alone) elsewhere.
     batch: int = 0
@@ -143,6 +144,7 @@ class EngineProcess:
             "--controlnet", o.controlnet, "--inpainting", o.inpainting,
             "--certificate", str(o.certificate), "--private-key", str(o.private_key),
             "--quantize", o.memory.quantize, "--compile", o.compile, "--batch", str(o.batch),
+            "--lora-prefetch", o.lora_prefetch,
             *(["--cpu-offload"] if o.memory.cpu_offload else []),
             *([] if o.memory.gradient_checkpointing else ["--no-gradient-checkpointing"]),
             stdin=asyncio.subprocess.PIPE,

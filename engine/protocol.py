@@ -22,6 +22,8 @@ __all__ = [
     "GenerateFiles",
     "Generated",
     "OutputImage",
+    "PrefetchCommand",
+    "PrefetchFile",
     "TrainCommand",
     "TrainFiles",
     "Trained",
@@ -84,7 +86,23 @@ class ForgetCommand(TypedDict):
     sha256s: list[str]
 
 
-Command = TrainCommand | GenerateCommand | BatchCommand | ControlCommand | ForgetCommand
+class PrefetchFile(TypedDict):
+    path: str  # a user's model file, readable by the engine
+    sha256: str  # as the bot recorded it: the engine keeps the file only if it matches
+
+
+class PrefetchCommand(TypedDict):
+    """Read these model files ahead, while the running job goes on: the pictures queued
+    next use them (engine.generation.prefetch). Advisory: no event answers it, and an
+    engine that does not read ahead ignores it."""
+
+    op: Literal["prefetch"]
+    files: list[PrefetchFile]
+
+
+Command = (
+    TrainCommand | GenerateCommand | BatchCommand | ControlCommand | ForgetCommand | PrefetchCommand
+)
 
 
 class OutputImage(TypedDict):
@@ -169,7 +187,7 @@ def _object(line: bytes) -> dict[str, object]:
 
 def decode_command(line: bytes) -> Command:
     value = _object(line)
-    ops = ("train", "generate", "batch", "cancel", "yield", "shutdown", "forget")
+    ops = ("train", "generate", "batch", "cancel", "yield", "shutdown", "forget", "prefetch")
     if value.get("op") not in ops:
         raise ValueError(f"unknown command: {line[:80]!r}")
     # Both ends are this program: the shape is this module's, the op checked above.

@@ -7,8 +7,9 @@ batch of picture jobs, in one denoising batch where they can share one).
 
 Commands arrive on stdin and events leave on stdout (engine.protocol). A reader thread
 takes `cancel` and `yield` while a job runs, so training stops between two steps (after
-a checkpoint) and generation between two denoising steps. Anything else the libraries
-print goes to stderr, so stdout carries the protocol only.
+a checkpoint) and generation between two denoising steps; it also hands `prefetch` to
+the thread that reads the next pictures' models ahead (engine.generation.prefetch).
+Anything else the libraries print goes to stderr, so stdout carries the protocol only.
 
 Every image that leaves the engine (a result, a generation preview, a training sample)
 first passes the image filter (NudeNet, with the blocked classes given), carries the
@@ -38,7 +39,14 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Literal, cast
 from engine.jobs import ATTACHMENTS, ImagineRequest, TrainRequest, decode_request
 from engine.logs import LOG_FORMATS, configure_logging
 from engine.models.memory import QUANTIZE_MODES, MemoryOptions, whole_on_device
-from engine.models.speed import COMPILE_MODES, compile_denoiser, compiled, compiles
+from engine.models.speed import (
+    COMPILE_MODES,
+    PREFETCH_MODES,
+    compile_denoiser,
+    compiled,
+    compiles,
+    prefetches,
+)
 from engine.protocol import (
     BlockedImage,
     Command,
@@ -113,6 +121,11 @@ class Worker:
             HotswapCache(self.pipeline, self.family.recipe.rank).install()
         self.adapters = LoraCache.for_pipeline(self.pipeline)
         self.adapters.family = self.family.name
+        # FLUX's LoRA loader does more than a dict of tensors can say: it reads its files.
+        if prefetches(args.lora_prefetch, self.device) and hasattr(self.pipeline, "unet"):
+            from engine.generation.prefetch import Prefetcher
+
+            self.adapters.prefetched = Prefetcher(pin=self.cuda)
         classes: dict[str, float] = json.loads(args.blocked_classes)
         self.image_filter = ImageFilter(classes) if classes else None
         self.keep_blocked: bool = args.keep_blocked
@@ -157,7 +170,20 @@ class Worker:
 
     def read_commands(self, stdin: BinaryIO) -> None:
         for line in stdin:
-            command = decode_command(line)
+            try:
+                command = decode_command(line)
+            except ValueError:
+                # A bot of another version: what this engine cannot read, it says and
+                # skips, rather than stop hearing the bot (the job's events still come).
+                _log.error("a command this engine cannot read is ignored: %r", line[:80])
+                continue
+            if command["op"] == "prefetch":
+                # Advisory, and for while a job runs: never queued behind it.
+                if self.adapters.prefetched is not None:
+                    self.adapters.prefetched.request(
+                        (Path(f["path"]), f["sha256"]) for f in command["files"]
+                    )
+                continue
             if command["op"] == "cancel" or command["op"] == "yield":
                 job_id = command.get("job_id", -1)
                 # A cancel is never downgraded to a yield.
@@ -742,6 +768,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cpu-offload", action="store_true")
     parser.add_argument("--no-gradient-checkpointing", action="store_true")
     parser.add_argument("--compile", choices=COMPILE_MODES, default="auto")
+    parser.add_argument("--lora-prefetch", choices=PREFETCH_MODES, default="auto")
     # Pictures in one batch at most; 0: 8 on CUDA, 1 (no batches) elsewhere.
     parser.add_argument("--batch", type=int, default=0)
     args = parser.parse_args(argv)

@@ -343,6 +343,38 @@ async def test_forget_drops_the_model_an_idle_engine_keeps_loaded(booth: Booth) 
     assert event == {"event": "forgotten", "count": 0}  # and holds it no longer
 
 
+async def test_a_running_lane_has_the_next_pictures_model_read_ahead(
+    engine_config: Config, capfd: pytest.CaptureFixture[str]
+) -> None:
+    engine = dataclasses.replace(engine_config.engine, lora_prefetch="on")
+    training = dataclasses.replace(engine_config.training, steps=4, likeness=False)
+    config = dataclasses.replace(engine_config, engine=engine, training=training)
+    async with open_booth(config, dispatch=True) as booth:
+        await with_photos(booth, ANN)
+        trained = await booth.train(ANN)
+        assert (await asyncio.wait_for(watch(booth, trained.job_id), TIMEOUT))[-1].state == (
+            "succeeded"
+        )
+        ann = await booth.repo.find_user(ANN.platform, ANN.user_id)
+        assert ann is not None
+        sha256 = (await booth.repo.loras(ann.id))[0].sha256
+        operator = Identity("cli", "operator")
+        await booth.admin.pause(operator, "queueing two pictures")
+        bare = await booth.jobs.enqueue(ann.id, JobImagine("a bare picture", seed=1, steps=8))
+        theirs = await booth.imagine(ANN, ImagineRequest("a portrait", seed=2, steps=2))
+        await booth.admin.resume(operator)
+        for job_id in (bare.id, theirs.job_id):
+            updates = await asyncio.wait_for(watch(booth, job_id), TIMEOUT)
+            assert updates[-1].state == "succeeded"
+            job = await booth.jobs.get(job_id)
+            assert job is not None and job.attempts == 1  # advice: the queue is as it was
+    # The engine's log: while the bare picture was made, Ann's model was read ahead (the
+    # dispatcher named it), and her picture loaded it from there.
+    log = capfd.readouterr().err
+    assert f"prefetched LoRA {sha256[:12]}" in log
+    assert f"loaded LoRA {sha256[:12]} as adapter lora_{sha256[:16]} (read ahead)" in log
+
+
 async def test_scratch_space_of_finished_jobs_is_swept_at_start(engine_config: Config) -> None:
     async with open_booth(engine_config, dispatch=False) as booth:
         await with_photos(booth, ANN)

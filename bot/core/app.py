@@ -50,6 +50,7 @@ def engine_options(config: Config) -> EngineOptions:
             quantize=config.engine.quantize,
         ),
         compile=config.engine.compile,
+        lora_prefetch=config.engine.lora_prefetch,
         batch=config.engine.batch,
     )
 
@@ -119,6 +120,7 @@ async def open_booth(
                     max_attempts=config.engine.max_attempts,
                     likeness=likeness,
                     family=resolve_family(config.model.base, config.model.family).name,
+                    prefetch=config.engine.lora_prefetch != "off",
                 )
                 await dispatcher.start()
                 if config.cluster.address and config.cluster.lanes == 0:

@@ -12,6 +12,10 @@ with a checkpoint, goes back to the queue, and resumes from that checkpoint once
 generations are done; one queued longer than the queue's `training_wait` makes way no
 more. If an engine dies, its job goes back to the queue and a fresh
 engine is started, until the job has used its attempts.
+
+Once a lane's run has started, it names to its engine the models of the next few queued
+pictures it does not hold (a `prefetch` command), which the engine reads ahead while it
+works (engine.generation.prefetch). That is advice only: the queue is not touched.
 """
 
 from __future__ import annotations
@@ -46,11 +50,12 @@ from engine.jobs import (
     ImagineResult,
     JobFormatError,
     JobResult,
+    ModelRef,
     TrainRequest,
     TrainResult,
 )
 from engine.process import Engine, EngineDied
-from engine.protocol import Command, Event, Generated, GenerateFiles, Trained
+from engine.protocol import Command, Event, Generated, GenerateFiles, PrefetchFile, Trained
 from storage import BlobStore, ports
 from storage.records import JobRecord
 from storage.repository import utcnow
@@ -64,6 +69,8 @@ QUEUE_PAUSED = "queue_paused"
 POLL_SECONDS = 2.0
 RESTART_BACKOFF = 60.0
 _AFFINITY = 4  # models a lane remembers having loaded (its LoRA cache holds a few)
+PREFETCH_AHEAD = 3  # queued pictures whose models a lane's engine reads ahead
+_PREFETCH_LOOK = 16  # queued jobs looked at for them, at most
 
 
 @dataclass(eq=False)
@@ -99,6 +106,7 @@ class Dispatcher:
         max_attempts: int,
         likeness: LikenessGuard | None = None,
         family: str = "unknown",
+        prefetch: bool = True,
     ) -> None:
         self.repo = repo
         self.jobs = jobs
@@ -110,6 +118,11 @@ class Dispatcher:
         # Withholds pictures showing another user's face; None screens nothing.
         self.likeness = likeness
         self.family = family  # the metrics' label of the configured model family
+        self.prefetch = prefetch  # name the next pictures' models to the engines
+        # Erasures begun, and those under way: no prefetch computed before or during one
+        # is sent, so an erased user's model is never read ahead after their "forget".
+        self._erasures = 0
+        self._erasing = 0
         self._claiming = asyncio.Lock()  # two lanes never take the same job
         self._abandoned: set[int] = set()
         self._listeners: defaultdict[int, set[asyncio.Queue[JobUpdate]]] = defaultdict(set)
@@ -198,6 +211,14 @@ class Dispatcher:
 
     async def abandon_user(self, user_id: int) -> None:
         """Stop everything of `user_id` at once, before their data is erased."""
+        self._erasures += 1
+        self._erasing += 1
+        try:
+            await self._abandon(user_id)
+        finally:
+            self._erasing -= 1
+
+    async def _abandon(self, user_id: int) -> None:
         for job in await self.repo.jobs(user_id):
             if job.status == "queued":
                 await self.jobs.finish(job.id, "cancelled", error="erased")
@@ -396,6 +417,14 @@ class Dispatcher:
             self._publish(JobUpdate(job.id, "running"))
             if await self.jobs.cancel_requested(job.id):
                 await engine.send({"op": "cancel", "job_id": job.id})
+        if self.prefetch:
+            try:
+                await self._prefetch(lane)
+            except EngineDied:
+                raise
+            except Exception:
+                # Advice only: its failure never touches the jobs that run.
+                _log.exception("the next pictures' models could not be named to %s", engine.name)
         first = lane.running[0]
         if (
             first.kind == "train"
@@ -411,6 +440,30 @@ class Dispatcher:
             about = next((job for job in lane.running if job.id == event.get("job_id")), None)
             if about is not None and await self._follow(about, event, began, runs[about.id]):
                 lane.running.remove(about)
+
+    async def _prefetch(self, lane: Lane) -> None:
+        """Name to the lane's engine the models of the next few queued pictures it does
+        not hold, to read while it works. Reads the queue, changes nothing in it."""
+        erasures = self._erasures
+        if self._erasing:
+            return
+        files: list[PrefetchFile] = []
+        seen: set[str] = set()
+        for job_id in (await self.jobs.schedule())[:_PREFETCH_LOOK]:
+            if len(files) >= PREFETCH_AHEAD:
+                break
+            job = await self.jobs.get(job_id)
+            model = _model_ref(job) if job is not None else None
+            if model is None or model.blob in lane.models or model.blob in seen:
+                continue
+            seen.add(model.blob)
+            # A blob store without local files: the job's command copies the file later.
+            path = self.blobs.local_path(model.blob)
+            if path is not None:
+                files.append({"path": str(path), "sha256": model.sha256})
+        # No await between this check and the write: an erasure begun meanwhile drops it.
+        if files and self._erasures == erasures and not self._erasing:
+            await lane.engine.send({"op": "prefetch", "files": files})
 
     async def _follow(self, job: JobRecord, event: Event, began: float, run: _Run) -> bool:
         """Act on one of a running job's events; True when the job is over."""
@@ -760,15 +813,20 @@ def _batch_of(job: JobRecord) -> tuple[tuple[object, ...] | None, int]:
     return request.batch_key(), request.count
 
 
-def _model_of(job: JobRecord) -> str | None:
-    """The blob of the picture job's own model, which a lane keeps loaded after it."""
+def _model_ref(job: JobRecord) -> ModelRef | None:
+    """The picture job's own model (its blob and sha256); None for any other job."""
     if job.kind != "imagine":
         return None
     try:
         request = job.request()
     except JobFormatError:
         return None
-    model = request.model if isinstance(request, ImagineRequest) else None
+    return request.model if isinstance(request, ImagineRequest) else None
+
+
+def _model_of(job: JobRecord) -> str | None:
+    """The blob of the picture job's own model, which a lane keeps loaded after it."""
+    model = _model_ref(job)
     return model.blob if model is not None else None
 
 

@@ -159,6 +159,8 @@ class RayLane:
                 lambda: [pack_command(job, self._roots[job["job_id"]]) for job in jobs]
             )
             self._stream = actor.run.options(num_returns="streaming").remote(packed)
+        elif command["op"] == "prefetch":
+            return  # its files are paths on the bot's machine, not the worker's
         elif command["op"] != "shutdown":
             try:
                 await actor.control.remote(command)

@@ -11,10 +11,15 @@ A user's model trained by textual inversion or pivotal tuning also holds the emb
 of their trigger token (engine.training.embedding). Its vectors are kept in memory, and
 the token is in the tokenizers only while that user's model is active: no other
 generation can name it.
+
+A user's model the dispatcher named ahead of its picture (engine.generation.prefetch)
+was read and checked already, on another thread: it loads from those tensors, and its
+file is not read again. Forgetting a model drops those tensors too.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import weakref
 from collections import OrderedDict
@@ -23,8 +28,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from diffusers.loaders.lora_base import LORA_ADAPTER_METADATA_KEY
 from safetensors import safe_open
 
+from engine.generation.prefetch import Prefetched, Prefetcher
 from engine.generation.spec import LoraRef, StyleLora
 from engine.models.pipeline import Pipeline
 from engine.models.styles import check_fits, inspect_style, model_layers
@@ -55,7 +62,10 @@ class LoraCache:
         # sha256 -> the trigger token and its vectors, of models that have an embedding
         self._embeddings: dict[str, tuple[str, dict[str, torch.Tensor]]] = {}
         self._token: tuple[str, str] | None = None  # (sha256, trigger) in the tokenizers
-        self.loads = 0  # files read so far (for stats and tests)
+        self.loads = 0  # models loaded so far, from their file or prefetched (stats, tests)
+        self.reads = 0  # model files this cache read and hashed itself (stats, tests)
+        # Users' models read ahead while other pictures are made; None: none are.
+        self.prefetched: Prefetcher | None = None
         self._prefix = ""
         self._siblings: dict[Pipeline, LoraCache] = {}
 
@@ -186,7 +196,8 @@ class LoraCache:
         held = 0
         for sha256 in sha256s:
             caches = [self, *self._siblings.values()]
-            held += any(cache.holds(sha256) for cache in caches)
+            ahead = self.prefetched is not None and self.prefetched.forget([sha256]) > 0
+            held += ahead or any(cache.holds(sha256) for cache in caches)
             for cache in caches:
                 cache.evict(sha256)
         return held
@@ -202,10 +213,18 @@ class LoraCache:
         for sibling in self._siblings.values():
             sibling.clear()
 
+    def _prefetched(self, sha256: str) -> Prefetched | None:
+        """Model `sha256` as read ahead (its sha256 checked), when it was; else None."""
+        return self.prefetched.take(sha256) if self.prefetched is not None else None
+
     def _load(self, path: Path, sha256: str, *, style: bool, keep: set[str]) -> str:
-        actual = file_sha256(path)
-        if actual != sha256:
-            raise ValueError(f"LoRA file {path} has sha256 {actual}, expected {sha256}")
+        # Styles come from the library, not the queue: only users' models are read ahead.
+        ahead = None if style else self._prefetched(sha256)
+        if ahead is None:
+            actual = file_sha256(path)
+            self.reads += 1
+            if actual != sha256:
+                raise ValueError(f"LoRA file {path} has sha256 {actual}, expected {sha256}")
         if style:
             self._check_style(path)
         # The adapters of this generation stay, even past the capacity for a moment.
@@ -215,30 +234,47 @@ class LoraCache:
                 break
             self.evict(oldest)
         name = f"{self._prefix}lora_{sha256[:16]}"
-        with safe_open(str(path), framework="pt") as f:
-            keys = list(f.keys())
-            embedding = {k: f.get_tensor(k) for k in keys if k.startswith(EMBEDDING_PREFIX)}
-            trigger = (f.metadata() or {}).get(TRIGGER_KEY)
-        if not embedding:
-            self.pipeline.load_lora_weights(str(path), adapter_name=name)
+        if ahead is not None:
+            keys = list(ahead.tensors)
+            embedding = {k: t for k, t in ahead.tensors.items() if k.startswith(EMBEDDING_PREFIX)}
+            trigger = ahead.metadata.get(TRIGGER_KEY)
         else:
+            with safe_open(str(path), framework="pt") as f:
+                keys = list(f.keys())
+                embedding = {k: f.get_tensor(k) for k in keys if k.startswith(EMBEDDING_PREFIX)}
+                trigger = (f.metadata() or {}).get(TRIGGER_KEY)
+        if embedding:
             if trigger is None or style:
                 raise ValueError(f"{path} holds an embedding for no trigger word")
             self._embeddings[sha256] = (trigger, embedding)
-            if len(embedding) == len(keys):
-                name = ""  # textual inversion: nothing for the UNet
-            else:
-                self._load_beside_embedding(path, name)
+        if embedding and len(embedding) == len(keys):
+            name = ""  # textual inversion: nothing for the UNet
+        elif embedding or ahead is not None:
+            self._load_denoiser_lora(ahead or path, name)
+        else:
+            self.pipeline.load_lora_weights(str(path), adapter_name=name)
         self._loaded[sha256] = name
         self.loads += 1
-        _log.info("loaded %s %s as adapter %s", "style" if style else "LoRA", sha256[:12], name)
+        _log.info(
+            "loaded %s %s as adapter %s%s",
+            "style" if style else "LoRA", sha256[:12], name, " (read ahead)" if ahead else "",
+        )  # fmt: skip
         return name
 
-    def _load_beside_embedding(self, path: Path, name: str) -> None:
-        """The LoRA of a pivotal model file: `load_lora_weights` wants LoRA keys only,
-        so the file's embedding is left out and its LoRA metadata (rank, alpha) passed on."""
+    def _load_denoiser_lora(self, source: Path | Prefetched, name: str) -> None:
+        """The UNet's LoRA of a model file, or of its prefetched tensors, with its LoRA
+        metadata (rank, alpha). `load_lora_weights` wants LoRA keys only, so a pivotal
+        file's embedding is left out; and it takes no metadata with a dict of tensors."""
         pipeline: Any = self.pipeline
-        state, alphas, metadata = pipeline.lora_state_dict(str(path), return_lora_metadata=True)
+        if isinstance(source, Path):
+            state, alphas, metadata = pipeline.lora_state_dict(
+                str(source), return_lora_metadata=True
+            )
+        else:
+            # A copy: diffusers pops the keys of the dict it is given.
+            state, alphas = pipeline.lora_state_dict(dict(source.tensors))
+            raw = source.metadata.get(LORA_ADAPTER_METADATA_KEY)
+            metadata = json.loads(raw) if raw else None
         for key in [k for k in state if k.startswith(EMBEDDING_PREFIX)]:
             del state[key]
         type(pipeline).load_lora_into_unet(

@@ -15,7 +15,6 @@ may recompile once for that set of adapters.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -23,9 +22,9 @@ from typing import Any, cast
 
 import torch
 from peft.tuners.lora import LoraLayer
-from safetensors.torch import load
 
 from engine.generation.adapters import DEFAULT_CAPACITY, LoraCache
+from engine.generation.prefetch import read_model
 from engine.generation.spec import LoraRef, StyleLora
 from engine.models.pipeline import Pipeline, denoiser
 from engine.training.embedding import EMBEDDING_PREFIX
@@ -106,21 +105,19 @@ class HotswapCache(LoraCache):
 
     def _read(self, lora: LoraRef) -> dict[str, torch.Tensor] | None:
         """The file's tensors, kept (pinned on CUDA) for the next switch; None when it has
-        an embedding or a rank above the slot's."""
-        # Read once: the tensors are the bytes whose hash was checked, whatever happens to
-        # the file meanwhile, and the file is not read a second time.
-        data = lora.path.read_bytes()
-        actual = hashlib.sha256(data).hexdigest()
-        if actual != lora.sha256:
-            raise ValueError(f"LoRA file {lora.path} has sha256 {actual}, expected {lora.sha256}")
-        state = load(data)
+        an embedding or a rank above the slot's (the ordinary path reads the file then)."""
+        # Read once (or ahead, engine.generation.prefetch): the tensors are the bytes whose
+        # hash was checked, whatever happens to the file meanwhile.
+        ahead = self._prefetched(lora.sha256)
+        if ahead is None:
+            ahead = read_model(lora.path, lora.sha256, pin=torch.cuda.is_available())
+            self.reads += 1
+        state = ahead.tensors
         if any(key.startswith(EMBEDDING_PREFIX) for key in state):
             return None
         ranks = {t.shape[0] for key, t in state.items() if key.endswith(_DOWN)}
         if not ranks or max(ranks) > self.rank:
             return None
-        if torch.cuda.is_available():
-            state = {key: t.pin_memory() for key, t in state.items()}
         self._states[lora.sha256] = state
         while len(self._states) > self.capacity:
             self._states.popitem(last=False)

@@ -7,6 +7,16 @@ cannot compile runs eagerly instead of failing the job; "on" compiles on any dev
 lets errors through; "off" never compiles. Trainings always run the plain module: the
 compiled graph is for inference, and a training's adapter would recompile it.
 
+`lora_prefetch`: while a lane's engine makes pictures, the dispatcher names the models
+of the pictures queued next, and the engine reads and checks their files on a thread of
+its own, into CPU memory (pinned on CUDA; engine.generation.prefetch): the next user's
+LoRA then loads without touching the disk. "auto" reads ahead on CUDA only, where the
+denoising leaves the CPU free and pinned memory makes the copy a DMA (on a CPU engine the
+reading thread takes a core from the denoising); "on" reads ahead on any device; "off"
+reads each file when its picture starts.
+Only models of a UNet (SD1.5, SDXL, tiny) are read ahead: FLUX's LoRA loader does more
+than a dict of tensors can say, and reads its file as before.
+
 Torch-free at import: the bot validates the names without loading torch.
 """
 
@@ -17,17 +27,32 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["COMPILE_MODES", "compile_denoiser", "compiled", "compiles"]
+__all__ = [
+    "COMPILE_MODES",
+    "PREFETCH_MODES",
+    "compile_denoiser",
+    "compiled",
+    "compiles",
+    "prefetches",
+]
 
 _log = logging.getLogger(__name__)
 
 COMPILE_MODES = ("auto", "on", "off")
+PREFETCH_MODES = ("auto", "on", "off")
 
 
 def compiles(mode: str, device: Any) -> bool:
     """Whether `mode` compiles the denoiser on `device`."""
     if mode not in COMPILE_MODES:
         raise ValueError(f"compile must be one of {', '.join(COMPILE_MODES)}, got {mode!r}")
+    return mode == "on" or (mode == "auto" and device.type == "cuda")
+
+
+def prefetches(mode: str, device: Any) -> bool:
+    """Whether `mode` reads users' model files ahead of their pictures on `device`."""
+    if mode not in PREFETCH_MODES:
+        raise ValueError(f"lora_prefetch must be one of {', '.join(PREFETCH_MODES)}, got {mode!r}")
     return mode == "on" or (mode == "auto" and device.type == "cuda")
 
 
