@@ -45,6 +45,8 @@ _log = logging.getLogger(__name__)
 # Room for a user's adapter and two styles, and then some: rank-16 SD1.5 LoRAs are
 # ~25 MB each; eight fit any GPU beside the model.
 DEFAULT_CAPACITY = 8
+# What a model read ahead may hold to load from its tensors: the UNet's LoRA, an embedding.
+_FROM_TENSORS = ("unet.", EMBEDDING_PREFIX)
 _CACHES: weakref.WeakKeyDictionary[Pipeline, LoraCache] = weakref.WeakKeyDictionary()
 
 
@@ -220,6 +222,9 @@ class LoraCache:
     def _load(self, path: Path, sha256: str, *, style: bool, keep: set[str]) -> str:
         # Styles come from the library, not the queue: only users' models are read ahead.
         ahead = None if style else self._prefetched(sha256)
+        if ahead is not None and not all(k.startswith(_FROM_TENSORS) for k in ahead.tensors):
+            # Text-encoder layers: only the file's own loader puts them where they go.
+            ahead = None
         if ahead is None:
             actual = file_sha256(path)
             self.reads += 1
