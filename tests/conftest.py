@@ -1,10 +1,12 @@
-"""Shared fixtures: a config in a temporary data dir, the core over it, the shared photos."""
+"""Shared fixtures: a config in a temporary data dir, the core over it, the shared photos,
+and the tiny model's pipeline (built once per session, loaded once per module)."""
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from helpers_images import faces_absent_reason, faces_dir
@@ -12,6 +14,9 @@ from helpers_images import faces_absent_reason, faces_dir
 from bot.config import Config, load_config
 from bot.core import Booth, open_booth
 from engine.intake import FaceAnalyzer
+
+if TYPE_CHECKING:
+    from engine.models.pipeline import Pipeline
 
 
 @pytest.fixture(scope="session")
@@ -25,6 +30,22 @@ def faces() -> Path:
 @pytest.fixture(scope="session")
 def analyzer() -> FaceAnalyzer:
     return FaceAnalyzer()
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the tiny model is built, once for the whole run."""
+    return tmp_path_factory.getbasetemp() / "models"
+
+
+@pytest.fixture(scope="module")
+def pipe(models_dir: Path) -> Pipeline:
+    """The tiny model's pipeline, one per module: tests load adapters into it."""
+    # Imported here: most tests never load a model, and diffusers is slow to import.
+    from engine.models import FAMILIES
+    from engine.models.loader import load_pipeline
+
+    return load_pipeline("tiny", FAMILIES["tiny"], "cpu", models_dir=models_dir)
 
 
 @pytest.fixture

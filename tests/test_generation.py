@@ -30,16 +30,6 @@ from engine.training import TrainingRequest, file_sha256, train
 TINY = FAMILIES["tiny"]
 
 
-@pytest.fixture(scope="session")
-def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.getbasetemp() / "models"
-
-
-@pytest.fixture(scope="module")
-def pipe(models_dir: Path) -> Pipeline:
-    return load_pipeline("tiny", TINY, "cpu", models_dir=models_dir)
-
-
 @pytest.fixture(scope="module")
 def lora(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> LoraRef:
     """A LoRA trained for a few steps on flat colours: enough to change the output."""

@@ -32,16 +32,6 @@ TINY = FAMILIES["tiny"]
 
 
 @pytest.fixture(scope="module")
-def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.getbasetemp() / "models"
-
-
-@pytest.fixture(scope="module")
-def pipe(models_dir: Path) -> Pipeline:
-    return load_pipeline("tiny", TINY, "cpu", models_dir=models_dir)
-
-
-@pytest.fixture(scope="module")
 def lora(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> LoraRef:
     """A LoRA of the tiny family with random up-weights (peft starts them at zero)."""
     import torch

@@ -31,11 +31,6 @@ from engine.training.samples import VALIDATION_SEEDS, render_validation
 TINY = FAMILIES["tiny"]
 
 
-@pytest.fixture(scope="module")
-def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.getbasetemp() / "models"
-
-
 def pictures(faces: Path, name: str) -> list[Image.Image]:
     return [Image.open(p).convert("RGB") for p in person(faces, name)]
 

@@ -14,11 +14,6 @@ from engine.models.pipeline import Pipeline
 from engine.models.tiny import TINY_VERSION, bytes_to_unicode, ensure_tiny
 
 
-@pytest.fixture(scope="session")
-def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.getbasetemp() / "models"
-
-
 def _weights(pipe: Pipeline) -> dict[str, torch.Tensor]:
     out: dict[str, torch.Tensor] = {}
     for part in ("unet", "vae", "text_encoder"):

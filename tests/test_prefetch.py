@@ -28,11 +28,6 @@ TINY = FAMILIES["tiny"]
 SETTLE = 60.0  # seconds a few small files may take to be read, at most
 
 
-@pytest.fixture(scope="session")
-def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.getbasetemp() / "models"
-
-
 @pytest.fixture(scope="module")
 def trainer(models_dir: Path) -> Pipeline:
     return load_pipeline("tiny", TINY, "cpu", models_dir=models_dir)
@@ -57,11 +52,6 @@ def lora(trainer: Pipeline, tmp_path_factory: pytest.TempPathFactory) -> LoraRef
 def pivotal(trainer: Pipeline, tmp_path_factory: pytest.TempPathFactory) -> LoraRef:
     """A model with a LoRA and its trigger's embedding in one file."""
     return _train(trainer, tmp_path_factory.mktemp("pivotal") / "p.safetensors", "pivotal", 1)
-
-
-@pytest.fixture(scope="module")
-def pipe(models_dir: Path) -> Pipeline:
-    return load_pipeline("tiny", TINY, "cpu", models_dir=models_dir)
 
 
 def _png(pipe: Pipeline, cache: LoraCache, lora: LoraRef | None) -> np.ndarray:

@@ -40,16 +40,6 @@ TINY = FAMILIES["tiny"]
 TE_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
 
 
-@pytest.fixture(scope="module")
-def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.getbasetemp() / "models"
-
-
-@pytest.fixture(scope="module")
-def pipe(models_dir: Path) -> Pipeline:
-    return load_pipeline("tiny", TINY, "cpu", models_dir=models_dir)
-
-
 def _randomise(model: torch.nn.Module, adapter: str, seed: int) -> None:
     """peft starts B at zero (a no-op adapter); a style has learned something."""
     generator = torch.Generator().manual_seed(seed)

@@ -30,11 +30,6 @@ TINY = FAMILIES["tiny"]
 STEPS = 8
 
 
-@pytest.fixture(scope="session")
-def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.getbasetemp() / "models"
-
-
 @pytest.fixture(scope="module")
 def crops() -> tuple[Image.Image, ...]:
     photos = sorted((FACES / "people" / "paul_allen").glob("*.jpg"))
