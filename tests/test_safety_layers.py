@@ -11,6 +11,7 @@ import pytest
 from engine.safety import PromptFilter
 from engine.safety.classifier import MODEL_PATH, Classifier
 from engine.safety.lists import DATA, TermIndex, load_rules
+from engine.safety.normalise import base_form
 
 
 @pytest.fixture(scope="module")
@@ -425,3 +426,13 @@ def test_a_term_written_with_an_equals_sign_matches_only_as_written() -> None:
     assert index.concepts("det syns inte, synd") == set()
     assert index.concepts("ja nago") == {"sexual"}
     assert index.concepts("ja nagos") == set()
+
+
+def test_an_arabic_term_with_an_equals_sign_is_a_whole_word_not_found_anywhere() -> None:
+    # Arabic is written with spaces, but its terms match anywhere by default; "علم" (a
+    # flag) would then be found inside "اعلم" (I teach).
+    teach = base_form("أنا أعلّم الأطفال")
+    assert TermIndex({"hate-sign": ["علم"]}).concepts(teach) == {"hate-sign"}
+    index = TermIndex({"hate-sign": ["=علم"]})
+    assert index.concepts(teach) == set()
+    assert index.concepts(base_form("علم اسود")) == {"hate-sign"}

@@ -6,8 +6,10 @@ A concept is a named list of terms (`sexual`, `minor`, `sport`, ...). terms.tsv 
 whole words with the common English endings, or any word it begins when it ends in `*`,
 or only as written when it starts with `=` (Polish "=syn", a son, is not Swedish "synd").
 Terms in scripts written without spaces (Chinese, Japanese, Korean, Arabic) and emoji
-match anywhere in the text. rules.toml says which concepts together refuse, in which
-category, and which contexts lift a rule; a hard rule has no lifting context.
+match anywhere in the text, unless an Arabic term starts with `=`: then it is a whole
+word (Arabic "=علم", a flag, is not inside "أعلّم", I teach). rules.toml says which
+concepts together refuse, in which category, and which contexts lift a rule; a hard rule
+has no lifting context.
 
 Matching tokenises each variant of the prompt and looks word n-grams up in dictionaries
 (no large regular expressions), which keeps a check well under a millisecond.
@@ -139,7 +141,7 @@ class TermIndex:
                 term = term.rstrip("*").strip()
                 if not term:
                     continue
-                if ANYWHERE.search(term):
+                if ANYWHERE.search(term) and not whole:
                     self._anywhere.setdefault(term, set()).add(concept)
                     continue
                 key = " ".join(words(term))
