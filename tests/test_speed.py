@@ -4,14 +4,19 @@ is the picture: the same as the plain path gives, for the same seed."""
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from diffusers.loaders.lora_base import LORA_ADAPTER_METADATA_KEY
 from PIL import Image
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from engine.generation import GenerationRequest, LoraCache, LoraRef, generate
 from engine.generation.hotswap import SLOT, HotswapCache
@@ -178,6 +183,32 @@ def test_a_lora_above_the_slots_rank_takes_the_ordinary_path(
     cache.activate(loras[0])
     assert cache.swaps == 0 and SLOT not in pipe.unet.peft_config
     assert cache.loaded == (loras[0].sha256,)
+
+
+def test_a_lora_scaled_other_than_alpha_equals_rank_takes_the_ordinary_path(
+    models_dir: Path, loras: list[LoraRef], tmp_path: Path
+) -> None:
+    # The slot is loaded from tensors, which carry no LoRA config: a file with alpha twice
+    # its rank would be swapped in at half its strength.
+    with safe_open(str(loras[0].path), "pt") as fh:
+        tensors = {key: fh.get_tensor(key) for key in fh.keys()}  # noqa: SIM118
+        metadata = dict(fh.metadata())
+    config = json.loads(metadata[LORA_ADAPTER_METADATA_KEY])
+    config["unet.lora_alpha"] = 2 * config["unet.r"]
+    metadata[LORA_ADAPTER_METADATA_KEY] = json.dumps(config)
+    path = tmp_path / "alpha.safetensors"
+    save_file(tensors, str(path), metadata=metadata)
+    strong = LoraRef(path, hashlib.sha256(path.read_bytes()).hexdigest(), "sbx7")
+
+    plain = _fresh(models_dir)
+    plain_cache = LoraCache(plain)
+    expected = _req_png(plain, plain_cache, _req(strong))
+    assert _differ(expected, _req_png(plain, plain_cache, _req(loras[0]))) > 2
+
+    pipe = _fresh(models_dir)
+    cache = HotswapCache(pipe, rank=TINY.recipe.rank)
+    assert _differ(_req_png(pipe, cache, _req(strong)), expected) <= 1
+    assert cache.swaps == 0 and SLOT not in pipe.unet.peft_config
 
 
 def test_a_lora_file_changed_since_it_was_recorded_is_refused(

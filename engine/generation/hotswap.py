@@ -8,19 +8,23 @@ padded to the family's rank and its scalings made tensors), and the compiled gra
 Switching users is then a copy of a few MB from memory; on CUDA the weights wait in
 pinned host memory, so the copy is a DMA.
 
-Only a plain LoRA of at most the slot's rank takes the slot. A request with styles, or a
-model with an embedding, goes through the ordinary cache (engine.generation.adapters) and
-may recompile once for that set of adapters.
+Only a plain LoRA of at most the slot's rank takes the slot, scaled as diffusers scales a
+LoRA it gets as tensors (alpha = rank, no per-layer patterns): the slot is loaded from
+tensors, which carry no LoRA config. A request with styles, or a model with an embedding
+or another scaling, goes through the ordinary cache (engine.generation.adapters) and may
+recompile once for that set of adapters.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 import torch
+from diffusers.loaders.lora_base import LORA_ADAPTER_METADATA_KEY
 from peft.tuners.lora import LoraLayer
 
 from engine.generation.adapters import DEFAULT_CAPACITY, LoraCache
@@ -105,7 +109,8 @@ class HotswapCache(LoraCache):
 
     def _read(self, lora: LoraRef) -> dict[str, torch.Tensor] | None:
         """The file's tensors, kept (pinned on CUDA) for the next switch; None when it has
-        an embedding or a rank above the slot's (the ordinary path reads the file then)."""
+        an embedding, its own scaling or a rank above the slot's (the ordinary path reads
+        the file then)."""
         # Read once (or ahead, engine.generation.prefetch): the tensors are the bytes whose
         # hash was checked, whatever happens to the file meanwhile.
         ahead = self._prefetched(lora.sha256)
@@ -113,7 +118,7 @@ class HotswapCache(LoraCache):
             ahead = read_model(lora.path, lora.sha256, pin=torch.cuda.is_available())
             self.reads += 1
         state = ahead.tensors
-        if any(key.startswith(EMBEDDING_PREFIX) for key in state):
+        if any(key.startswith(EMBEDDING_PREFIX) for key in state) or _scaled(ahead.metadata):
             return None
         ranks = {t.shape[0] for key, t in state.items() if key.endswith(_DOWN)}
         if not ranks or max(ranks) > self.rank:
@@ -173,3 +178,29 @@ class HotswapCache(LoraCache):
         for layer, base in zip(layers, self._base, strict=True):
             layer.scaling[SLOT].copy_(base * scale)
         self._scale = scale
+
+
+def _scaled(metadata: Mapping[str, str]) -> bool:
+    """Whether a file's LoRA config scales the update other than by alpha = rank, which is
+    all diffusers assumes of a LoRA given as tensors."""
+    raw = metadata.get(LORA_ADAPTER_METADATA_KEY)
+    if not raw:
+        return False
+    try:
+        config = json.loads(raw)
+    except ValueError:
+        return True  # unreadable: the ordinary path reads the file and says why
+    if not isinstance(config, dict):
+        return True
+    fields: dict[str, dict[str, object]] = {}
+    for key, value in config.items():
+        component, _, name = str(key).rpartition(".")
+        fields.setdefault(component, {})[name] = value
+    return any(
+        f.get("lora_alpha", f.get("r")) != f.get("r")
+        or f.get("alpha_pattern")
+        or f.get("rank_pattern")
+        or f.get("use_rslora")
+        or f.get("use_dora")
+        for f in fields.values()
+    )
