@@ -428,11 +428,17 @@ def test_a_term_written_with_an_equals_sign_matches_only_as_written() -> None:
     assert index.concepts("ja nagos") == set()
 
 
-def test_an_arabic_term_with_an_equals_sign_is_a_whole_word_not_found_anywhere() -> None:
-    # Arabic is written with spaces, but its terms match anywhere by default; "علم" (a
-    # flag) would then be found inside "اعلم" (I teach).
+def test_an_arabic_or_korean_term_with_an_equals_sign_is_a_word_not_found_anywhere() -> None:
+    # Both are written with spaces, but their terms match anywhere by default: "علم" (a
+    # flag) would be found inside "اعلم" (I teach), and "의사" (a doctor, which lifts the
+    # violence rules) inside "국회의사당" (the National Assembly).
     teach = base_form("أنا أعلّم الأطفال")
+    assembly = base_form("국회의사당 앞의 나")
     assert TermIndex({"hate-sign": ["علم"]}).concepts(teach) == {"hate-sign"}
-    index = TermIndex({"hate-sign": ["=علم"]})
+    assert TermIndex({"medical": ["의사"]}).concepts(assembly) == {"medical"}
+    index = TermIndex({"hate-sign": ["=علم"], "medical": ["=의사", "=의사들*"]})
     assert index.concepts(teach) == set()
+    assert index.concepts(assembly) == set()
     assert index.concepts(base_form("علم اسود")) == {"hate-sign"}
+    assert index.concepts(base_form("의사 가운을 입은 나")) == {"medical"}
+    assert index.concepts(base_form("의사들과 나")) == {"medical"}

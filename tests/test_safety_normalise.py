@@ -35,6 +35,11 @@ def test_evasions_are_undone(written: str, expected: str) -> None:
     assert expected in variants(written)
 
 
+def test_a_spaced_word_between_two_one_letter_words_is_joined_alone() -> None:
+    # Ukrainian "я гола в душі" (me naked in the shower) spaced out: "я" and "в" are words.
+    assert base_form("гола") in variants("я г о л а в душі")
+
+
 def test_digits_stay_digits_in_the_base_form() -> None:
     assert base_form("Me  as a 16-Year-Old") == "me as a 16-year-old"
     assert variants("3d render")[0] == "3d render"

@@ -6,8 +6,9 @@ A concept is a named list of terms (`sexual`, `minor`, `sport`, ...). terms.tsv 
 whole words with the common English endings, or any word it begins when it ends in `*`,
 or only as written when it starts with `=` (Polish "=syn", a son, is not Swedish "synd").
 Terms in scripts written without spaces (Chinese, Japanese, Korean, Arabic) and emoji
-match anywhere in the text, unless an Arabic term starts with `=`: then it is a whole
-word (Arabic "=علم", a flag, is not inside "أعلّم", I teach). rules.toml says which
+match anywhere in the text, unless the term starts with `=`: then it is matched as words
+(Arabic "=علم", a flag, is not inside "أعلّم", I teach; Korean "=의사", a doctor, is not
+inside "국회의사당", the National Assembly). rules.toml says which
 concepts together refuse, in which category, and which contexts lift a rule; a hard rule
 has no lifting context.
 

@@ -117,8 +117,10 @@ def variants(text: str) -> list[str]:
     forms = [base, joined]
     for run in _SPACED.finditer(joined):
         letters = run[0].split()
-        # "as a n a z i", "b o m b i ...": a real one-letter word may start or end the run.
-        for joined_run in ("".join(letters), "".join(letters[1:]), "".join(letters[:-1])):
+        # "as a n a z i", "b o m b i ...", Russian "ya g o l a ya v": a real one-letter word
+        # may start or end the run, or both.
+        edges = ("".join(letters[1:]), "".join(letters[:-1]), "".join(letters[1:-1]))
+        for joined_run in ("".join(letters), *edges):
             forms.append(unicodedata.normalize("NFC", _hangul(joined_run)))
     forms += [_unleet(form) for form in forms]
     forms += [_STRETCHED.sub(r"\1", form) for form in forms]
