@@ -53,6 +53,23 @@ def test_a_trained_model_loads_and_refuses_what_it_learned(tmp_path: Path) -> No
     assert (verdict.category, verdict.layer) == ("sexual", "classifier")
 
 
+def test_half_of_a_pair_that_refuses_only_together_is_no_feature(tmp_path: Path) -> None:
+    # Every harmful prompt here stands at a railing (a `ledge` term); as a feature it would
+    # refuse any railing, though the rules refuse one only with a `farewell` term.
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    lines = [f"self-harm\ten\tplain\t{p.replace('zorp pose', 'railing')}" for p in HARMFUL]
+    lines += [f"allow\ten\tplain\t{p}" for p in HARMLESS]
+    (folder / "en.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = tmp_path / "model.safetensors"
+    assert main(["--corpus", str(folder), "--out", str(out), "--held-out", "0.3"]) == 0
+    model = Classifier(out)
+    prompt = "me at the railing of a lookout tower"
+    alone = model.predict(prompt).scores
+    for half in ({"ledge"}, {"farewell"}):
+        assert model.predict(prompt, half).scores == alone
+
+
 def test_the_trainer_refuses_a_blind_set(tmp_path: Path) -> None:
     write_corpus(tmp_path / "corpus")
     blind = tmp_path / "blind_prompts.tsv"

@@ -46,6 +46,11 @@ CATEGORIES: tuple[str, ...] = (
 _L2 = 0.01
 # Enough for the held-out rates to settle; more costs minutes on a small machine.
 _ITERATIONS = 120
+# Halves of a pair that refuses only together (rules.toml's self-harm-ledge). Alone they
+# are harmless ("me on a bridge at night", "last photo before moving"), but nearly every
+# corpus prompt that holds one is harmful, so as features each alone tipped the model to
+# self-harm. Their words still reach it as n-grams.
+_PAIR_HALVES = frozenset({"ledge", "farewell"})
 
 
 def _matrix(
@@ -75,7 +80,7 @@ def _matrix(
         rows.append(np.full(len(index), i))
         cols.append(index)
         vals.append(np.full(len(index), 1.0 / np.sqrt(len(index))))
-        found = sorted(concept_column[c] for c in terms.concepts(text))
+        found = sorted(concept_column[c] for c in terms.concepts(text) - _PAIR_HALVES)
         rows.append(np.full(len(found), i))
         cols.append(np.array(found, dtype=np.int64))
         vals.append(np.ones(len(found)))
