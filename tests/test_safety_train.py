@@ -54,11 +54,16 @@ def test_a_trained_model_loads_and_refuses_what_it_learned(tmp_path: Path) -> No
 
 
 def test_half_of_a_pair_that_refuses_only_together_is_no_feature(tmp_path: Path) -> None:
-    # Every harmful prompt here stands at a railing (a `ledge` term); as a feature it would
-    # refuse any railing, though the rules refuse one only with a `farewell` term.
+    # Every harmful prompt here holds a `ledge` term (a railing) or a `farewell` one (a last
+    # photo); as a feature either would refuse any railing or last photo, though the rules
+    # refuse only the two together.
     folder = tmp_path / "corpus"
     folder.mkdir()
-    lines = [f"self-harm\ten\tplain\t{p.replace('zorp pose', 'railing')}" for p in HARMFUL]
+    halves = ("railing", "last photo")
+    lines = [
+        f"self-harm\ten\tplain\t{p.replace('zorp pose', halves[i % 2])}"
+        for i, p in enumerate(HARMFUL)
+    ]
     lines += [f"allow\ten\tplain\t{p}" for p in HARMLESS]
     (folder / "en.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     out = tmp_path / "model.safetensors"

@@ -8,9 +8,9 @@ or only as written when it starts with `=` (Polish "=syn", a son, is not Swedish
 Terms in scripts written without spaces (Chinese, Japanese, Korean, Arabic) and emoji
 match anywhere in the text, unless the term starts with `=`: then it is matched as words
 (Arabic "=علم", a flag, is not inside "أعلّم", I teach; Korean "=의사", a doctor, is not
-inside "국회의사당", the National Assembly). rules.toml says which
-concepts together refuse, in which category, and which contexts lift a rule; a hard rule
-has no lifting context.
+inside "국회의사당", the National Assembly). rules.toml says which concepts together
+refuse, in which category, and which contexts lift a rule; a hard rule has no lifting
+context.
 
 Matching tokenises each variant of the prompt and looks word n-grams up in dictionaries
 (no large regular expressions), which keeps a check well under a millisecond.
