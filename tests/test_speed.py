@@ -185,11 +185,11 @@ def test_a_lora_above_the_slots_rank_takes_the_ordinary_path(
     assert cache.loaded == (loras[0].sha256,)
 
 
-def test_a_lora_scaled_other_than_alpha_equals_rank_takes_the_ordinary_path(
+def test_a_lora_whose_alpha_is_not_its_rank_keeps_its_strength_in_the_slot(
     models_dir: Path, loras: list[LoraRef], tmp_path: Path
 ) -> None:
-    # The slot is loaded from tensors, which carry no LoRA config: a file with alpha twice
-    # its rank would be swapped in at half its strength.
+    # The slot is loaded from tensors, which carry no LoRA config: without the file's
+    # alpha / rank, a file with alpha twice its rank would run at half its strength.
     with safe_open(str(loras[0].path), "pt") as fh:
         tensors = {key: fh.get_tensor(key) for key in fh.keys()}  # noqa: SIM118
         metadata = dict(fh.metadata())
@@ -202,13 +202,16 @@ def test_a_lora_scaled_other_than_alpha_equals_rank_takes_the_ordinary_path(
 
     plain = _fresh(models_dir)
     plain_cache = LoraCache(plain)
-    expected = _req_png(plain, plain_cache, _req(strong))
-    assert _differ(expected, _req_png(plain, plain_cache, _req(loras[0]))) > 2
+    order = (strong, replace(strong, scale=0.5), loras[0], strong)
+    expected = [_req_png(plain, plain_cache, _req(r)) for r in order]
+    assert _differ(expected[0], expected[2]) > 2
 
     pipe = _fresh(models_dir)
-    cache = HotswapCache(pipe, rank=TINY.recipe.rank)
-    assert _differ(_req_png(pipe, cache, _req(strong)), expected) <= 1
-    assert cache.swaps == 0 and SLOT not in pipe.unet.peft_config
+    cache = HotswapCache(pipe, rank=8)  # padded: rank 4 files
+    got = [_req_png(pipe, cache, _req(r)) for r in order]  # the third: alpha = rank again
+    assert cache.swaps == 3 and list(pipe.unet.peft_config) == [SLOT]
+    for a, b in zip(got, expected, strict=True):
+        assert _differ(a, b) <= 1
 
 
 def test_a_lora_file_changed_since_it_was_recorded_is_refused(

@@ -8,11 +8,12 @@ padded to the family's rank and its scalings made tensors), and the compiled gra
 Switching users is then a copy of a few MB from memory; on CUDA the weights wait in
 pinned host memory, so the copy is a DMA.
 
-Only a plain LoRA of at most the slot's rank takes the slot, scaled as diffusers scales a
-LoRA it gets as tensors (alpha = rank, no per-layer patterns): the slot is loaded from
-tensors, which carry no LoRA config. A request with styles, or a model with an embedding
-or another scaling, goes through the ordinary cache (engine.generation.adapters) and may
-recompile once for that set of adapters.
+Only a plain LoRA of at most the slot's rank takes the slot. The slot is loaded from
+tensors, which carry no LoRA config, so diffusers takes alpha = rank; the file's own
+alpha / rank is applied with the user's scale, in the slot's scaling tensors. A request
+with styles, or a model with an embedding or per-layer ranks, rsLoRA or DoRA, goes
+through the ordinary cache (engine.generation.adapters) and may recompile once for that
+set of adapters.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ class HotswapCache(LoraCache):
         self.swaps = 0  # weights copied into the slot so far (for stats and tests)
         self._states: OrderedDict[str, dict[str, torch.Tensor]] = OrderedDict()
         self._plain: dict[str, bool] = {}  # sha256 -> whether the file can take the slot
+        self._alpha: dict[str, float] = {}  # sha256 -> the file's alpha / rank
         self._hot: str | None = None  # sha256 of the weights in the slot
         self._scale = 1.0
         self._base: list[torch.Tensor] | None = None  # the slot's scalings at scale 1
@@ -79,12 +81,13 @@ class HotswapCache(LoraCache):
             self.pipeline.set_adapters([SLOT], adapter_weights=[1.0])
             self._tensor_scalings()
             self._active = (SLOT,)
-        self._set_scale(lora.scale)
+        self._set_scale(lora.scale * self._alpha.get(lora.sha256, 1.0))
 
     def evict(self, sha256: str) -> None:
         super().evict(sha256)
         self._states.pop(sha256, None)
         self._plain.pop(sha256, None)
+        self._alpha.pop(sha256, None)
         if self._hot == sha256:  # a forgotten user's weights leave the slot too
             self.pipeline.delete_adapters(SLOT)
             self._hot, self._base, self._active = None, None, None
@@ -109,8 +112,8 @@ class HotswapCache(LoraCache):
 
     def _read(self, lora: LoraRef) -> dict[str, torch.Tensor] | None:
         """The file's tensors, kept (pinned on CUDA) for the next switch; None when it has
-        an embedding, its own scaling or a rank above the slot's (the ordinary path reads
-        the file then)."""
+        an embedding, a scaling the slot cannot carry or a rank above the slot's (the
+        ordinary path reads the file then)."""
         # Read once (or ahead, engine.generation.prefetch): the tensors are the bytes whose
         # hash was checked, whatever happens to the file meanwhile.
         ahead = self._prefetched(lora.sha256)
@@ -118,8 +121,10 @@ class HotswapCache(LoraCache):
             ahead = read_model(lora.path, lora.sha256, pin=torch.cuda.is_available())
             self.reads += 1
         state = ahead.tensors
-        if any(key.startswith(EMBEDDING_PREFIX) for key in state) or _scaled(ahead.metadata):
+        alpha = _alpha_over_rank(ahead.metadata)
+        if alpha is None or any(key.startswith(EMBEDDING_PREFIX) for key in state):
             return None
+        self._alpha[lora.sha256] = alpha
         ranks = {t.shape[0] for key, t in state.items() if key.endswith(_DOWN)}
         if not ranks or max(ranks) > self.rank:
             return None
@@ -180,27 +185,31 @@ class HotswapCache(LoraCache):
         self._scale = scale
 
 
-def _scaled(metadata: Mapping[str, str]) -> bool:
-    """Whether a file's LoRA config scales the update other than by alpha = rank, which is
-    all diffusers assumes of a LoRA given as tensors."""
+def _alpha_over_rank(metadata: Mapping[str, str]) -> float | None:
+    """The factor a file's LoRA config scales its update by (alpha / rank), or None when
+    one factor cannot say it: per-layer ranks or alphas, rsLoRA, DoRA, components that
+    differ, or a config that cannot be read."""
     raw = metadata.get(LORA_ADAPTER_METADATA_KEY)
     if not raw:
-        return False
+        return 1.0  # no config: diffusers takes alpha = rank from the tensors, as the slot
     try:
         config = json.loads(raw)
     except ValueError:
-        return True  # unreadable: the ordinary path reads the file and says why
+        return None  # the ordinary path reads the file and says why
     if not isinstance(config, dict):
-        return True
-    fields: dict[str, dict[str, object]] = {}
+        return None
+    fields: dict[str, dict[str, Any]] = {}
     for key, value in config.items():
         component, _, name = str(key).rpartition(".")
         fields.setdefault(component, {})[name] = value
-    return any(
-        f.get("lora_alpha", f.get("r")) != f.get("r")
-        or f.get("alpha_pattern")
-        or f.get("rank_pattern")
-        or f.get("use_rslora")
-        or f.get("use_dora")
-        for f in fields.values()
-    )
+    factors = set()
+    for f in fields.values():
+        if any(f.get(name) for name in ("alpha_pattern", "rank_pattern", "use_rslora", "use_dora")):
+            return None
+        rank, alpha = f.get("r"), f.get("lora_alpha", f.get("r"))
+        if not isinstance(rank, int) or not isinstance(alpha, int | float) or rank < 1:
+            return None
+        factors.add(alpha / rank)
+    if len(factors) > 1:
+        return None
+    return factors.pop() if factors else 1.0
