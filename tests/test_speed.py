@@ -31,11 +31,6 @@ TINY = FAMILIES["tiny"]
 
 
 @pytest.fixture(scope="module")
-def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("models")
-
-
-@pytest.fixture(scope="module")
 def loras(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> list[LoraRef]:
     """Two users' LoRAs, trained on different colours: each moves the picture its own way."""
     trainer = load_pipeline("tiny", TINY, "cpu", models_dir=models_dir)

@@ -31,11 +31,6 @@ TINY = FAMILIES["tiny"]
 TRIGGER = "sbx7"
 
 
-@pytest.fixture(scope="module")
-def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("models")
-
-
 @pytest.fixture
 def pipe(models_dir: Path) -> Pipeline:
     return load_pipeline("tiny", TINY, "cpu", models_dir=models_dir)

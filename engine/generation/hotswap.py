@@ -58,8 +58,8 @@ class HotswapCache(LoraCache):
         self.rank = rank
         self.swaps = 0  # weights copied into the slot so far (for stats and tests)
         self._states: OrderedDict[str, dict[str, torch.Tensor]] = OrderedDict()
-        self._plain: dict[str, bool] = {}  # sha256 -> whether the file can take the slot
-        self._alpha: dict[str, float] = {}  # sha256 -> the file's alpha / rank
+        # sha256 -> the file's alpha / rank, or None when it cannot take the slot
+        self._alpha: dict[str, float | None] = {}
         self._hot: str | None = None  # sha256 of the weights in the slot
         self._scale = 1.0
         self._base: list[torch.Tensor] | None = None  # the slot's scalings at scale 1
@@ -81,12 +81,13 @@ class HotswapCache(LoraCache):
             self.pipeline.set_adapters([SLOT], adapter_weights=[1.0])
             self._tensor_scalings()
             self._active = (SLOT,)
-        self._set_scale(lora.scale * self._alpha.get(lora.sha256, 1.0))
+        alpha = self._alpha[lora.sha256]
+        assert alpha is not None  # it took the slot
+        self._set_scale(lora.scale * alpha)
 
     def evict(self, sha256: str) -> None:
         super().evict(sha256)
         self._states.pop(sha256, None)
-        self._plain.pop(sha256, None)
         self._alpha.pop(sha256, None)
         if self._hot == sha256:  # a forgotten user's weights leave the slot too
             self.pipeline.delete_adapters(SLOT)
@@ -103,12 +104,9 @@ class HotswapCache(LoraCache):
         self._hot, self._base, self._active = None, None, None
 
     def _takes_slot(self, lora: LoraRef) -> bool:
-        plain = self._plain.get(lora.sha256)
-        if plain is None:
-            state = self._read(lora)
-            plain = state is not None
-            self._plain[lora.sha256] = plain
-        return plain
+        if lora.sha256 not in self._alpha:
+            self._read(lora)  # records whether it can
+        return self._alpha[lora.sha256] is not None
 
     def _read(self, lora: LoraRef) -> dict[str, torch.Tensor] | None:
         """The file's tensors, kept (pinned on CUDA) for the next switch; None when it has
@@ -122,11 +120,12 @@ class HotswapCache(LoraCache):
             self.reads += 1
         state = ahead.tensors
         alpha = _alpha_over_rank(ahead.metadata)
-        if alpha is None or any(key.startswith(EMBEDDING_PREFIX) for key in state):
-            return None
-        self._alpha[lora.sha256] = alpha
         ranks = {t.shape[0] for key, t in state.items() if key.endswith(_DOWN)}
-        if not ranks or max(ranks) > self.rank:
+        embedding = any(key.startswith(EMBEDDING_PREFIX) for key in state)
+        if embedding or not ranks or max(ranks) > self.rank:
+            alpha = None
+        self._alpha[lora.sha256] = alpha
+        if alpha is None:
             return None
         self._states[lora.sha256] = state
         while len(self._states) > self.capacity:
