@@ -76,6 +76,11 @@ class Engine(Protocol):
         """Pictures it makes in one batch (a `batch` command); 1: one job at a time."""
         ...
 
+    @property
+    def prefetches(self) -> bool:
+        """It reads ahead the models a `prefetch` command names (else it ignores it)."""
+        ...
+
     def describe(self) -> str:
         """Its state in words, for a health check."""
         ...
@@ -103,6 +108,7 @@ class EngineProcess:
         self._proc: asyncio.subprocess.Process | None = None
         self._ready = False  # the current process has loaded its model
         self._batch = 1  # as the current process said when ready
+        self._prefetches = False  # likewise
 
     @property
     def pid(self) -> int | None:
@@ -121,6 +127,10 @@ class EngineProcess:
     def batch(self) -> int:
         return self._batch
 
+    @property
+    def prefetches(self) -> bool:
+        return self._prefetches
+
     def describe(self) -> str:
         """The process's state in words, for a health check."""
         if self._proc is None:
@@ -134,6 +144,7 @@ class EngineProcess:
         o = self.options
         self._ready = False
         self._batch = 1
+        self._prefetches = False
         self._proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "engine.worker",
             "--base", o.base, "--family", o.family,
@@ -158,6 +169,7 @@ class EngineProcess:
             raise EngineDied(f"the engine said {event!r} instead of ready")
         self._ready = True
         self._batch = max(1, int(event.get("batch", 1)))
+        self._prefetches = bool(event.get("prefetch", False))
         _log.info("engine process %d ready", self._proc.pid)
 
     async def send(self, command: Command) -> None:

@@ -165,8 +165,10 @@ class Event(TypedDict):
     error: NotRequired[str]
     # With "progress" and "done" on CUDA: bytes of GPU memory the engine holds.
     gpu_memory: NotRequired[int]
-    # With "ready": how many pictures the engine makes in one batch (1: one job a run).
+    # With "ready": how many pictures the engine makes in one batch (1: one job a run),
+    # and whether it reads the models a `prefetch` command names (else it ignores it).
     batch: NotRequired[int]
+    prefetch: NotRequired[bool]
     # With "forgotten": how many of the models named it held.
     count: NotRequired[int]
     # With "done", by the job's kind:

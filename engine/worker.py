@@ -198,7 +198,8 @@ class Worker:
         self.commands.put(None)
 
     def serve(self) -> None:
-        self.send({"event": "ready", "batch": self.batch})
+        prefetch = self.adapters.prefetched is not None
+        self.send({"event": "ready", "batch": self.batch, "prefetch": prefetch})
         while (command := self.commands.get()) is not None:
             if command["op"] == "batch":
                 self.generate_batch(command["jobs"])

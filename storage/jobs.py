@@ -22,8 +22,8 @@ __all__ = ["ACTIVE", "JobQueue"]
 
 ACTIVE = ("queued", "running")
 
-_SCHEDULE = """
-SELECT id FROM (
+_QUEUED = """
+SELECT jobs.* FROM jobs JOIN (
     SELECT id, priority,
            ROW_NUMBER() OVER (PARTITION BY user_id, priority ORDER BY id) AS turn
     FROM (
@@ -31,7 +31,7 @@ SELECT id FROM (
                CASE WHEN kind = 'imagine' OR created_at <= :waited THEN 0 ELSE 1 END AS priority
         FROM jobs WHERE status = 'queued'
     )
-) ORDER BY priority, turn, id
+) AS rank USING (id) ORDER BY rank.priority, rank.turn, rank.id
 """
 TRAINING_WAIT = 900.0  # seconds
 
@@ -73,8 +73,12 @@ class JobQueue:
 
     async def schedule(self) -> list[int]:
         """Queued job ids in the order they will run."""
-        async with self.db.conn.execute(_SCHEDULE, {"waited": _ago(self.training_wait)}) as cur:
-            return [int(row[0]) for row in await cur.fetchall()]
+        return [job.id for job in await self.queued()]
+
+    async def queued(self) -> list[JobRecord]:
+        """The queued jobs in the order they will run (`schedule`'s, as rows)."""
+        async with self.db.conn.execute(_QUEUED, {"waited": _ago(self.training_wait)}) as cur:
+            return [JobRecord(**dict(row)) for row in await cur.fetchall()]
 
     async def running(self) -> list[JobRecord]:
         async with self.db.conn.execute(

@@ -260,6 +260,10 @@ class JobQueue(Protocol):
         """Queued job ids in the order they will run."""
         ...
 
+    async def queued(self) -> list[JobRecord]:
+        """The queued jobs in the order they will run (`schedule`'s, as rows)."""
+        ...
+
     def waited_long(self, job: JobRecord) -> bool:
         """Whether a training has waited long enough to rank with the pictures, and to
         make way for them no more."""

@@ -270,6 +270,7 @@ async def test_a_batch_that_cannot_run_together_runs_each_job_alone(tmp_path: Pa
     await engine.start()
     try:
         assert engine.batch == 4
+        assert not engine.prefetches  # "auto" reads ahead on CUDA only: it is sent none
         model = ModelRef("blob", "0" * 64, "zovaka", 1)
         await engine.send(
             {"op": "batch", "jobs": [command(1, None, None), command(2, model, garbage)]}

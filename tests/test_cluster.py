@@ -208,15 +208,19 @@ async def test_pictures_of_several_users_share_a_batch_on_a_remote_lane(
     caplog.set_level(logging.INFO, "selfiebooth.jobs")
     config = dataclasses.replace(
         cluster_config,
-        engine=dataclasses.replace(cluster_config.engine, batch=4),
+        engine=dataclasses.replace(cluster_config.engine, batch=4, lora_prefetch="on"),
         cluster=dataclasses.replace(cluster_config.cluster, lanes=1),
     )
     async with open_booth(config, dispatch=True) as booth:
         for who in (ANN, BOB):
             await with_photos(booth, who)
-        # The lane says how many pictures it batches once its engine is ready.
+        # The lane says how many pictures it batches, and that it reads models ahead, once
+        # its engine is ready.
         warm = await queue(booth, ANN, ImagineRequest("warm up", seed=1, steps=1))
         assert (await asyncio.wait_for(watch(booth, warm), TIMEOUT))[-1].state == "succeeded"
+        assert booth.dispatcher is not None
+        remote = booth.dispatcher.lanes[0].engine
+        assert remote.batch == 4 and remote.prefetches
         asks = [
             (ANN, ImagineRequest("a portrait", seed=5, steps=3)),
             (BOB, ImagineRequest("a cat", seed=6, steps=3, count=2)),

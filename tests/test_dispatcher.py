@@ -368,6 +368,7 @@ async def test_a_running_lane_has_the_next_pictures_model_read_ahead(
             assert updates[-1].state == "succeeded"
             job = await booth.jobs.get(job_id)
             assert job is not None and job.attempts == 1  # advice: the queue is as it was
+        assert booth.dispatcher is not None and booth.dispatcher.lanes[0].engine.prefetches
     # The engine's log: while the bare picture was made, Ann's model was read ahead (the
     # dispatcher named it), and her picture loaded it from there.
     log = capfd.readouterr().err

@@ -66,6 +66,7 @@ async def test_generation_first_then_users_in_turn_then_age(
     b_train = await queue.enqueue(bob, TRAINING)
     b1 = await queue.enqueue(bob, PICTURE)
     assert await queue.schedule() == [a1.id, b1.id, a2.id, a_train.id, b_train.id]
+    assert await queue.queued() == [await queue.get(j.id) for j in (a1, b1, a2, a_train, b_train)]
     assert [await queue.position(j.id) for j in (a1, b1, a2, a_train, b_train)] == [1, 2, 3, 4, 5]
     assert (await queue.next_job()) == await queue.get(a1.id)
     assert await queue.has_queued("imagine") and await queue.has_queued("train")

@@ -569,10 +569,7 @@ class AdminConsole:
         ones in the order they will run."""
         await self.authorize(actor, "queue")
         paused = await self.repo.setting(QUEUE_PAUSED)
-        queued = [
-            job for job_id in await self.jobs.schedule() if (job := await self.jobs.get(job_id))
-        ]
-        return QueueView(paused, await self.jobs.running(), queued)
+        return QueueView(paused, await self.jobs.running(), await self.jobs.queued())
 
     # one line of text, for the chat front ends -------------------------------------------
 

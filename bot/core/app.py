@@ -120,7 +120,6 @@ async def open_booth(
                     max_attempts=config.engine.max_attempts,
                     likeness=likeness,
                     family=resolve_family(config.model.base, config.model.family).name,
-                    prefetch=config.engine.lora_prefetch != "off",
                 )
                 await dispatcher.start()
                 if config.cluster.address and config.cluster.lanes == 0:

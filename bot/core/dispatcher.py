@@ -15,7 +15,8 @@ engine is started, until the job has used its attempts.
 
 Once a lane's run has started, it names to its engine the models of the next few queued
 pictures it does not hold (a `prefetch` command), which the engine reads ahead while it
-works (engine.generation.prefetch). That is advice only: the queue is not touched.
+works (engine.generation.prefetch), if it said when ready that it does. That is advice
+only: the queue is not touched.
 """
 
 from __future__ import annotations
@@ -106,7 +107,6 @@ class Dispatcher:
         max_attempts: int,
         likeness: LikenessGuard | None = None,
         family: str = "unknown",
-        prefetch: bool = True,
     ) -> None:
         self.repo = repo
         self.jobs = jobs
@@ -118,7 +118,6 @@ class Dispatcher:
         # Withholds pictures showing another user's face; None screens nothing.
         self.likeness = likeness
         self.family = family  # the metrics' label of the configured model family
-        self.prefetch = prefetch  # name the next pictures' models to the engines
         # Erasures begun, and those under way: no prefetch computed before or during one
         # is sent, so an erased user's model is never read ahead after their "forget".
         self._erasures = 0
@@ -318,14 +317,10 @@ class Dispatcher:
                 if other.current is not None and other.current.kind == "train"
             }
             free = [other for other in self.lanes if other.current is None]
-            order = await self.jobs.schedule()
+            queued = await self.jobs.queued()
             starting: list[JobRecord] = []  # the jobs that would start now on free lanes
-            read: dict[int, JobRecord] = {}  # rows read already, for the batch mates
-            for job_id in order:
-                job = await self.jobs.get(job_id)
-                if job is not None:
-                    read[job_id] = job
-                if job is None or (job.kind == "train" and job.user_id in training):
+            for job in queued:
+                if job.kind == "train" and job.user_id in training:
                     continue  # one training per user at a time
                 starting.append(job)
                 if len(starting) == len(free):
@@ -341,34 +336,12 @@ class Dispatcher:
                 )
             if chosen is None:
                 return []
-            batch = [chosen, *await self._batch_mates(chosen, order, read, lane.engine.batch)]
+            batch = [chosen, *_batch_mates(chosen, queued, lane.engine.batch)]
             for job in batch:
                 await self.jobs.mark_running(job.id)
                 lane.running.append(await self.jobs.get(job.id) or job)
             lane.idle.clear()
             return list(lane.running)
-
-    async def _batch_mates(
-        self, chosen: JobRecord, order: list[int], read: dict[int, JobRecord], room: int
-    ) -> list[JobRecord]:
-        """Queued pictures, in the schedule's order, that can share `chosen`'s denoising
-        batch of at most `room` pictures (`read`: the rows of `order` read already)."""
-        key, count = _batch_of(chosen)
-        room -= count
-        mates: list[JobRecord] = []
-        if key is None:
-            return mates
-        for job_id in order:
-            if room <= 0:
-                break
-            job = read.get(job_id) or await self.jobs.get(job_id)
-            if job is None or job.id == chosen.id:
-                continue
-            their_key, their_count = _batch_of(job)
-            if their_key == key and their_count <= room:
-                mates.append(job)
-                room -= their_count
-        return mates
 
     async def _run(self, lane: Lane, jobs: list[JobRecord]) -> None:
         for job in jobs:
@@ -417,7 +390,7 @@ class Dispatcher:
             self._publish(JobUpdate(job.id, "running"))
             if await self.jobs.cancel_requested(job.id):
                 await engine.send({"op": "cancel", "job_id": job.id})
-        if self.prefetch:
+        if engine.prefetches:
             try:
                 await self._prefetch(lane)
             except EngineDied:
@@ -449,11 +422,10 @@ class Dispatcher:
             return
         files: list[PrefetchFile] = []
         seen: set[str] = set()
-        for job_id in (await self.jobs.schedule())[:_PREFETCH_LOOK]:
+        for job in (await self.jobs.queued())[:_PREFETCH_LOOK]:
             if len(files) >= PREFETCH_AHEAD:
                 break
-            job = await self.jobs.get(job_id)
-            model = _model_ref(job) if job is not None else None
+            model = _model_ref(job)
             if model is None or model.blob in lane.models or model.blob in seen:
                 continue
             seen.add(model.blob)
@@ -811,6 +783,24 @@ def _batch_of(job: JobRecord) -> tuple[tuple[object, ...] | None, int]:
     if not isinstance(request, ImagineRequest):
         return None, 1
     return request.batch_key(), request.count
+
+
+def _batch_mates(chosen: JobRecord, queued: list[JobRecord], room: int) -> list[JobRecord]:
+    """Queued pictures, in the schedule's order, that can share `chosen`'s denoising batch
+    of at most `room` pictures."""
+    key, count = _batch_of(chosen)
+    room -= count
+    mates: list[JobRecord] = []
+    if key is None:
+        return mates
+    for job in queued:
+        if room <= 0:
+            break
+        their_key, their_count = _batch_of(job)
+        if job.id != chosen.id and their_key == key and their_count <= room:
+            mates.append(job)
+            room -= their_count
+    return mates
 
 
 def _model_ref(job: JobRecord) -> ModelRef | None:

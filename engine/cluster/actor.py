@@ -52,9 +52,9 @@ class LaneActor:
 
     async def start(
         self, options: EngineOptions, certificate: bytes, private_key: bytes
-    ) -> tuple[str, int]:
-        """Start the engine process here; says where it runs, and how many pictures it
-        makes in one batch."""
+    ) -> tuple[str, int, bool]:
+        """Start the engine process here; says where it runs, how many pictures it
+        makes in one batch, and whether it reads models ahead."""
         self._loop = asyncio.get_running_loop()
         keys = self._scratch / "credentials"
         keys.mkdir(mode=0o700, exist_ok=True)
@@ -65,7 +65,8 @@ class LaneActor:
         )
         self._engine = EngineProcess(options)
         await self._engine.start()
-        return f"{socket.gethostname()}, process {self._engine.pid}", self._engine.batch
+        where = f"{socket.gethostname()}, process {self._engine.pid}"
+        return where, self._engine.batch, self._engine.prefetches
 
     async def run(
         self, jobs: list[tuple[TrainCommand | GenerateCommand, Files]]

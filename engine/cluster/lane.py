@@ -89,6 +89,7 @@ class RayLane:
         self._stream: Any = None  # the running jobs' event stream
         self._roots: dict[int, Path] = {}  # the running jobs' directories here
         self._batch = 1  # as the actor's engine said when ready
+        self._prefetches = False  # likewise
         self._where = ""
         self._ended = False  # the actor died (or was killed) without being stopped
         self._failed = ""  # why the last start failed
@@ -109,6 +110,10 @@ class RayLane:
     def batch(self) -> int:
         return self._batch
 
+    @property
+    def prefetches(self) -> bool:
+        return self._prefetches
+
     def describe(self) -> str:
         if self._ended:
             return "ended unexpectedly; it starts again with the next job"
@@ -122,6 +127,7 @@ class RayLane:
         self._ended = False
         self._where = ""
         self._batch = 1
+        self._prefetches = False
         actor = LaneActor.options(**self.placement, max_restarts=0).remote()  # type: ignore[attr-defined]
         self._actor = actor
         try:
@@ -148,7 +154,7 @@ class RayLane:
         secrets = await asyncio.to_thread(
             lambda: (o.certificate.read_bytes(), o.private_key.read_bytes())
         )
-        self._where, self._batch = await actor.start.remote(o, *secrets)
+        self._where, self._batch, self._prefetches = await actor.start.remote(o, *secrets)
 
     async def send(self, command: Command) -> None:
         actor = self._require()
