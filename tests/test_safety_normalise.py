@@ -48,6 +48,18 @@ def test_a_spaced_word_is_also_read_back_in_its_sentence() -> None:
     assert forms[-1] == "ygana"
 
 
+def test_many_spaced_runs_read_back_in_a_few_whole_forms() -> None:
+    # One whole form a run would make a long prompt's check cost seconds.
+    prompt = ", ".join(
+        f"{a} {b} {c}"
+        for a, b, c in zip(
+            "abcdefghijklmnopqrst", "bcdefghijklmnopqrstu", "cdefghijklmnopqrstuv", strict=True
+        )
+    )
+    whole = [form for form in variants(prompt) if len(form) > len(prompt) // 2]
+    assert len(whole) <= 10
+
+
 @pytest.mark.parametrize(
     "prompt",
     [

@@ -13,6 +13,7 @@ would merge unrelated Hindi words.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 
@@ -115,7 +116,6 @@ def variants(text: str) -> list[str]:
     base = base_form(text)
     joined = _INNER_PUNCT.sub("", base)
     forms = [base, joined]
-    in_place: list[str] = []  # the prompt with each run read back where it stood
     for run in _SPACED.finditer(joined):
         letters = run[0].split()
         # "as a n a z i", "b o m b i ...", Russian "ya g o l a ya v": a real one-letter word
@@ -123,26 +123,35 @@ def variants(text: str) -> list[str]:
         edges = ("".join(letters[1:]), "".join(letters[:-1]), "".join(letters[1:-1]))
         for joined_run in ("".join(letters), *edges):
             forms.append(unicodedata.normalize("NFC", _hangul(joined_run)))
-        first, middle, last = letters[0], "".join(letters[1:-1]), letters[-1]
-        for reading in (
-            f"{first}{middle}{last}",
-            f"{first} {middle}{last}",
-            f"{first}{middle} {last}",
-            f"{first} {middle} {last}",
-        ):
-            reading = unicodedata.normalize("NFC", _hangul(reading))
-            in_place.append(f"{joined[: run.start()]}{reading}{joined[run.end() :]}")
     forms += [_unleet(form) for form in forms]
     forms += [_STRETCHED.sub(r"\1", form) for form in forms]
     if _EMOJI.search(base):
         forms.append(_EMOJI.sub(lambda m: f" {EMOJI_WORDS[m[0]]} ", joined))
     forms = list(dict.fromkeys(forms))
     # A group named in spaced letters next to a scene ("c y g a n a ... kradnę kurę")
-    # refuses as a pair only in the prompt read whole. Those forms go second: the
-    # classifier reads the first and the last, as it was trained.
+    # refuses as a pair only in the prompt read whole: every run read back where it stood,
+    # in four forms whatever the number of runs (each more would cost a whole prompt's
+    # matching). They go second: the classifier reads the first and the last form, as it
+    # was trained.
+    in_place = [_SPACED.sub(reading, joined) for reading in _READINGS]
     in_place += [_unleet(form) for form in in_place]
     extra = [form for form in dict.fromkeys(in_place) if form not in forms]
     return [forms[0], *extra, *forms[1:]]
+
+
+def _read(run: re.Match[str], first_apart: bool, last_apart: bool) -> str:
+    letters = run[0].split()
+    head = f"{letters[0]} " if first_apart else letters[0]
+    tail = f" {letters[-1]}" if last_apart else letters[-1]
+    return unicodedata.normalize("NFC", _hangul(head + "".join(letters[1:-1]) + tail))
+
+
+# A spaced run read whole, or with a real one-letter word at its start, end, or both.
+_READINGS = [
+    functools.partial(_read, first_apart=first, last_apart=last)
+    for first in (False, True)
+    for last in (False, True)
+]
 
 
 def _unleet(form: str) -> str:
