@@ -116,7 +116,8 @@ def variants(text: str) -> list[str]:
     base = base_form(text)
     joined = _INNER_PUNCT.sub("", base)
     forms = [base, joined]
-    for run in _SPACED.finditer(joined):
+    runs = list(_SPACED.finditer(joined))
+    for run in runs:
         letters = run[0].split()
         # "as a n a z i", "b o m b i ...", Russian "ya g o l a ya v": a real one-letter word
         # may start or end the run, or both.
@@ -128,6 +129,8 @@ def variants(text: str) -> list[str]:
     if _EMOJI.search(base):
         forms.append(_EMOJI.sub(lambda m: f" {EMOJI_WORDS[m[0]]} ", joined))
     forms = list(dict.fromkeys(forms))
+    if not runs:
+        return forms
     # A group named in spaced letters next to a scene ("c y g a n a ... kradnę kurę")
     # refuses as a pair only in the prompt read whole: every run read back where it stood,
     # in four forms whatever the number of runs (each more would cost a whole prompt's
