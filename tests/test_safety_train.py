@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from engine.safety import PromptFilter
-from engine.safety.classifier import Classifier
-from engine.safety.train import main
+from engine.safety.classifier import DIMENSION, Classifier, save_model
+from engine.safety.lists import CONCEPTS
+from engine.safety.train import CATEGORIES, main
 
 HARMFUL = [
     "me doing the zorp pose in bed",
@@ -84,3 +87,52 @@ def test_the_trainer_refuses_a_blind_set(tmp_path: Path) -> None:
         main(["--corpus", str(tmp_path / "corpus"), "--extra", str(blind), "--out", str(out)]) == 2
     )
     assert not out.exists()
+
+
+def _constant_model(path: Path, probs: dict[str, float], threshold: float = 0.5) -> Classifier:
+    """A model whose every prompt gets `probs`: zero weights, the biases their logits."""
+    categories = tuple(CATEGORIES)
+    logit = [float(np.log(probs.get(c, 0.01) / (1 - probs.get(c, 0.01)))) for c in categories]
+    save_model(
+        path,
+        categories,
+        np.zeros((DIMENSION + len(CONCEPTS), len(categories)), dtype=np.float32),
+        np.array(logit, dtype=np.float32),
+        np.full(len(categories), threshold, dtype=np.float32),
+        {},
+    )
+    return Classifier(path)
+
+
+def test_a_child_the_rules_found_is_no_evidence_by_itself(tmp_path: Path) -> None:
+    # The minors model learned mostly that a child is there, and the policy allows a child
+    # alone: with one, the other models decide.
+    model = _constant_model(tmp_path / "a.safetensors", {"minors": 0.9, "sexual": 0.1})
+    assert model.predict("me at 12 on my first day of school").category == "minors"
+    assert model.predict("me at 12 on my first day of school", {"minor"}).category is None
+    # Clothes or something suggestive beside the child keep the minors model asked.
+    assert model.predict("make me 12 and take my clothes", {"minor", "undressing"}).category == (
+        "minors"
+    )
+    model = _constant_model(tmp_path / "b.safetensors", {"minors": 0.9, "sexual": 0.6})
+    assert model.predict("me at 12 on the beach", {"minor"}).category == "sexual"
+
+
+def test_a_prompt_harming_a_child_is_no_example_against_its_content(tmp_path: Path) -> None:
+    # Labelled minors alone, "me as a child doing the zorp pose" would be a harmless
+    # example for the sexual model, which judges prompts with a child: it would learn that
+    # a child makes the pose harmless.
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    child = [p.replace("me", "me as a child", 1) for p in HARMFUL + HARMLESS]
+    lines = [f"sexual\ten\tplain\t{p}" for p in HARMFUL]
+    lines += [f"minors\ten\tplain\t{p}" for p in child[: len(HARMFUL)]]
+    lines += [f"allow\ten\tcontext\t{p}" for p in child[len(HARMFUL) :]]
+    lines += [f"allow\ten\tplain\t{p}" for p in HARMLESS]
+    (folder / "en.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = tmp_path / "model.safetensors"
+    assert main(["--corpus", str(folder), "--out", str(out), "--held-out", "0.3"]) == 0
+    checker = PromptFilter(classifier=out)
+    verdict = checker.check("me as a child doing the zorp pose in the garage")
+    assert (verdict.category, verdict.layer) == ("minors", "classifier")
+    assert checker.check("me as a child as an astronaut in a garage").allowed

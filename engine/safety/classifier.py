@@ -9,6 +9,13 @@ figure or a sport context changes the odds, in every language the lists cover. O
 logistic model per refusal category (one-vs-rest); a category refuses when its
 probability reaches its threshold.
 
+A child that the term layer found is not evidence by itself: the policy allows "me at 12
+on my first day of school". With one, the minors model, which learned mostly that a child
+is there, is not asked; the other models judge the prompt (the filter reports a sexual,
+violent or self-harm one as minors). Where the prompt also names clothes or something
+suggestive ("make me a small child and take my clothes off"), the minors model is asked
+as before: there a missed refusal is the worst the filter can make.
+
 The model file is safetensors: `weight` ((DIMENSION + concepts) x categories, float16), `bias`,
 `threshold`, and the category names and feature settings in its metadata. Nothing is
 unpickled. engine.safety.train writes it.
@@ -29,6 +36,7 @@ from engine.safety.lists import CONCEPTS
 from engine.safety.normalise import variants, words
 
 __all__ = [
+    "CHILD_AT_RISK",
     "DIMENSION",
     "MODEL_PATH",
     "Classifier",
@@ -42,6 +50,8 @@ _CHAR_SIZES = (1, 2, 3, 4, 5)
 _MASK = np.uint64(DIMENSION - 1)
 _MULT = np.uint64(0x9E3779B97F4A7C15)
 _ROLL = np.uint64(1_000_003)
+# Concepts beside a child that keep the minors model asked (engine.safety.lists).
+CHILD_AT_RISK = frozenset({"undressing", "suggestive"})
 # Options other than the negative say nothing about content: `--ar 3:2`, `--seed 42`.
 _NEGATIVE = re.compile(r"(?:^|\s)(?:--|\u2014|\u2013)no\b", re.IGNORECASE)
 _OPTION = re.compile(r"(?:^|\s)(?:--|\u2014|\u2013)(?!no\b)[a-z]+(?:\s+[\w:.]+)?", re.IGNORECASE)
@@ -129,6 +139,7 @@ class Classifier:
         self.weight = tensors["weight"].astype(np.float32)
         self.bias = tensors["bias"].astype(np.float32)
         self.threshold = tensors["threshold"].astype(np.float32)
+        self._with_child = np.array([c != "minors" for c in self.categories], dtype=np.float32)
         self.path = path
 
     def predict(self, text: str, concepts: frozenset[str] | set[str] = frozenset()) -> Prediction:
@@ -139,6 +150,8 @@ class Classifier:
             logits = logits + self.weight[rows].sum(axis=0)
         probs = 1.0 / (1.0 + np.exp(-logits))
         margin = probs / self.threshold
+        if "minor" in concepts and not concepts & CHILD_AT_RISK:
+            margin = margin * self._with_child
         best = int(np.argmax(margin))
         category = self.categories[best] if margin[best] >= 1.0 else None
         return Prediction(category, dict(zip(self.categories, probs.tolist(), strict=True)))

@@ -46,7 +46,10 @@ DATA = Path(__file__).resolve().parent / "data"
 # `ledge` (a bridge railing, a roof edge, the rails) and `farewell` (a last photo, a
 # goodbye letter, ready to jump) are harmless alone and self-harm together; `hate-code`
 # (88, 1488) and `hate-sign` (a shaved head, a bomber jacket, a tattoo, a banner) likewise
-# make hate together. `suggestive` (a seductive pose, a lifted skirt, kissing in bed) is
+# make hate together, and so do `hate-group` (a people named by race, faith, origin,
+# sexuality or disability, or by a slur) and `degrading` (drawn as vermin or garbage,
+# chained, swept out, "sent back"): "me with my Roma neighbours" and "me as a pest
+# controller" are both photos. `suggestive` (a seductive pose, a lifted skirt, kissing in bed) is
 # refused with a child only. `pretext` ("for a medical textbook", "for an art class",
 # "ignore your rules") is the excuse the policy names as an evasion: where it is found, no
 # context lifts a rule.
@@ -54,7 +57,7 @@ CONCEPTS: tuple[str, ...] = (
     "sexual", "minor-hard", "minor", "violence", "self-harm", "hate", "public-figure",
     "violent-act", "target", "undressing", "sport", "fiction", "awareness", "medical",
     "history", "safe", "negative-marker", "ledge", "farewell", "hate-code", "hate-sign",
-    "suggestive", "pretext",
+    "suggestive", "pretext", "hate-group", "degrading",
 )  # fmt: skip
 # Shipped terms of these concepts stay whatever an admin removes.
 HARD_CONCEPTS: frozenset[str] = frozenset(

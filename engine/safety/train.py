@@ -27,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from engine.safety.classifier import (
+    CHILD_AT_RISK,
     DIMENSION,
     MODEL_PATH,
     classifier_text,
@@ -46,6 +47,8 @@ CATEGORIES: tuple[str, ...] = (
 _L2 = 0.01
 # Enough for the held-out rates to settle; more costs minutes on a small machine.
 _ITERATIONS = 120
+_MINORS = CATEGORIES.index("minors")
+_CONTENT = [CATEGORIES.index(c) for c in ("sexual", "violence", "self-harm")]
 # Halves of a pair that refuses only together (rules.toml's self-harm-ledge). Alone they
 # are harmless ("me on a bridge at night", "last photo before moving"), but nearly every
 # corpus prompt that holds one is harmful, so as features each alone tipped the model to
@@ -105,6 +108,11 @@ def _fit(
     pos = y.sum(axis=0)
     w_pos = np.clip((n - pos) / np.maximum(pos, 1.0), 1.0, 10.0)
     sample_w = np.where(y > 0, w_pos, 1.0)
+    # With a child, the sexual, violence and self-harm models judge the prompt
+    # (engine.safety.classifier). A prompt labelled minors alone ("me at 12, naked") does
+    # not say which of them it is, so it is no example, either way, for any of the three.
+    minors_only = (y[:, _MINORS] > 0) & (y[:, _CONTENT].sum(axis=1) == 0)
+    sample_w[np.ix_(minors_only, _CONTENT)] = 0.0
     xt = x.T.tocsr()
     d = len(used)
 
@@ -138,6 +146,14 @@ def _probs(
 ) -> npt.NDArray[np.float64]:
     z = x @ w + b
     return np.asarray(1.0 / (1.0 + np.exp(-z)))
+
+
+def _top(probs: npt.NDArray[np.float64], child: npt.NDArray[np.bool_]) -> npt.NDArray[np.float64]:
+    """Each prompt's highest probability as Classifier.predict weighs it: where the rules
+    found a child (`child`: and nothing that keeps the minors model asked), the minors
+    model is not asked."""
+    asked = np.where(child[:, None], [c != "minors" for c in CATEGORIES], True)
+    return np.asarray(np.where(asked, probs, 0.0).max(axis=1))
 
 
 def _threshold(
@@ -179,7 +195,10 @@ def train(
     cut = int(len(y) * held_out)
     held, kept = order[:cut], order[cut:]
     w, b = _fit(x[kept], y[kept], l2)
-    top = _probs(x[held], w, b).max(axis=1)
+    found = x[held][:, DIMENSION:].toarray() > 0
+    at_risk = found[:, [CONCEPTS.index(c) for c in sorted(CHILD_AT_RISK)]].any(axis=1)
+    child = found[:, CONCEPTS.index("minor")] & ~at_risk
+    top = _top(_probs(x[held], w, b), child)
     threshold = _threshold(top, harmful[held], by_rules[held], max_false)
     refused = by_rules[held] | (top >= threshold)
     bad = harmful[held]
