@@ -36,10 +36,10 @@ from engine.safety.lists import CONCEPTS
 from engine.safety.normalise import variants, words
 
 __all__ = [
-    "CHILD_AT_RISK",
     "DIMENSION",
     "MODEL_PATH",
     "Classifier",
+    "asks_minors",
     "classifier_text",
     "feature_indices",
 ]
@@ -51,7 +51,7 @@ _MASK = np.uint64(DIMENSION - 1)
 _MULT = np.uint64(0x9E3779B97F4A7C15)
 _ROLL = np.uint64(1_000_003)
 # Concepts beside a child that keep the minors model asked (engine.safety.lists).
-CHILD_AT_RISK = frozenset({"undressing", "suggestive"})
+_CHILD_AT_RISK = frozenset({"undressing", "suggestive"})
 # Options other than the negative say nothing about content: `--ar 3:2`, `--seed 42`.
 _NEGATIVE = re.compile(r"(?:^|\s)(?:--|\u2014|\u2013)no\b", re.IGNORECASE)
 _OPTION = re.compile(r"(?:^|\s)(?:--|\u2014|\u2013)(?!no\b)[a-z]+(?:\s+[\w:.]+)?", re.IGNORECASE)
@@ -150,11 +150,17 @@ class Classifier:
             logits = logits + self.weight[rows].sum(axis=0)
         probs = 1.0 / (1.0 + np.exp(-logits))
         margin = probs / self.threshold
-        if "minor" in concepts and not concepts & CHILD_AT_RISK:
+        if not asks_minors(concepts):
             margin = margin * self._with_child
         best = int(np.argmax(margin))
         category = self.categories[best] if margin[best] >= 1.0 else None
         return Prediction(category, dict(zip(self.categories, probs.tolist(), strict=True)))
+
+
+def asks_minors(concepts: frozenset[str] | set[str]) -> bool:
+    """Whether the minors model is asked for a prompt with these concepts: not where the
+    rules found a child and nothing suggestive beside it."""
+    return "minor" not in concepts or bool(concepts & _CHILD_AT_RISK)
 
 
 def save_model(

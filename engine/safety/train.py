@@ -27,9 +27,9 @@ import numpy as np
 import numpy.typing as npt
 
 from engine.safety.classifier import (
-    CHILD_AT_RISK,
     DIMENSION,
     MODEL_PATH,
+    asks_minors,
     classifier_text,
     feature_indices,
     save_model,
@@ -58,9 +58,9 @@ _PAIR_HALVES = frozenset({"ledge", "farewell"})
 
 def _matrix(
     cases: Sequence[Case],
-) -> tuple[Any, npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
-    """Features and labels of the cases the classifier reads, and which of those the term
-    rules refuse already."""
+) -> tuple[Any, npt.NDArray[np.float64], npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+    """Features and labels of the cases the classifier reads, which of those the term
+    rules refuse already, and for which the minors model is asked (asks_minors)."""
     from scipy import sparse
 
     from engine.safety.prompt_filter import PromptFilter
@@ -68,7 +68,7 @@ def _matrix(
     terms = PromptFilter(classifier=None)
     concept_column = {c: DIMENSION + i for i, c in enumerate(CONCEPTS)}
     rows, cols, vals = [], [], []
-    kept, by_rules = [], []
+    kept, by_rules, minors_asked = [], [], []
     for case in cases:
         # What the term rules refuse for its negative prompt ("--no clothes") says
         # nothing about its prompt part, which is all the classifier reads.
@@ -83,14 +83,16 @@ def _matrix(
         rows.append(np.full(len(index), i))
         cols.append(index)
         vals.append(np.full(len(index), 1.0 / np.sqrt(len(index))))
-        found = sorted(concept_column[c] for c in terms.concepts(text) - _PAIR_HALVES)
+        concepts = terms.concepts(text)
+        minors_asked.append(asks_minors(concepts))
+        found = sorted(concept_column[c] for c in concepts - _PAIR_HALVES)
         rows.append(np.full(len(found), i))
         cols.append(np.array(found, dtype=np.int64))
         vals.append(np.ones(len(found)))
     r, c, v = np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
     x = sparse.csr_matrix((v, (r, c)), shape=(len(cases), DIMENSION + len(CONCEPTS)))
     y = np.array([[1.0 if cat in case.expected else 0.0 for cat in CATEGORIES] for case in cases])
-    return x, y, np.array(by_rules, dtype=bool)
+    return x, y, np.array(by_rules, dtype=bool), np.array(minors_asked, dtype=bool)
 
 
 def _fit(
@@ -148,11 +150,12 @@ def _probs(
     return np.asarray(1.0 / (1.0 + np.exp(-z)))
 
 
-def _top(probs: npt.NDArray[np.float64], child: npt.NDArray[np.bool_]) -> npt.NDArray[np.float64]:
-    """Each prompt's highest probability as Classifier.predict weighs it: where the rules
-    found a child (`child`: and nothing that keeps the minors model asked), the minors
-    model is not asked."""
-    asked = np.where(child[:, None], [c != "minors" for c in CATEGORIES], True)
+def _top(
+    probs: npt.NDArray[np.float64], minors_asked: npt.NDArray[np.bool_]
+) -> npt.NDArray[np.float64]:
+    """Each prompt's highest probability as Classifier.predict weighs it: the minors
+    model's only where it is asked."""
+    asked = np.where(minors_asked[:, None], True, [c != "minors" for c in CATEGORIES])
     return np.asarray(np.where(asked, probs, 0.0).max(axis=1))
 
 
@@ -189,16 +192,13 @@ def train(
     corpus, on that share, with the term rules' refusals counted in; the model saved is
     then fitted on everything. (The rules' lists were written with this corpus in view,
     so the held-out rates flatter them.)"""
-    x, y, by_rules = _matrix(cases)
+    x, y, by_rules, minors_asked = _matrix(cases)
     harmful = y.sum(axis=1) > 0
     order = np.random.default_rng(seed).permutation(len(y))
     cut = int(len(y) * held_out)
     held, kept = order[:cut], order[cut:]
     w, b = _fit(x[kept], y[kept], l2)
-    found = x[held][:, DIMENSION:].toarray() > 0
-    at_risk = found[:, [CONCEPTS.index(c) for c in sorted(CHILD_AT_RISK)]].any(axis=1)
-    child = found[:, CONCEPTS.index("minor")] & ~at_risk
-    top = _top(_probs(x[held], w, b), child)
+    top = _top(_probs(x[held], w, b), minors_asked[held])
     threshold = _threshold(top, harmful[held], by_rules[held], max_false)
     refused = by_rules[held] | (top >= threshold)
     bad = harmful[held]
