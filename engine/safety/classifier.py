@@ -37,6 +37,7 @@ from engine.safety.normalise import variants, words
 
 __all__ = [
     "DIMENSION",
+    "JUDGES_OF_A_CHILD",
     "MODEL_PATH",
     "Classifier",
     "asks_minors",
@@ -52,6 +53,9 @@ _MULT = np.uint64(0x9E3779B97F4A7C15)
 _ROLL = np.uint64(1_000_003)
 # Concepts beside a child that keep the minors model asked (engine.safety.lists).
 _CHILD_AT_RISK = frozenset({"undressing", "suggestive"})
+# The models that judge a prompt with a child where the minors model is not asked; their
+# refusal is reported as minors.
+JUDGES_OF_A_CHILD = frozenset({"sexual", "violence", "self-harm"})
 # Options other than the negative say nothing about content: `--ar 3:2`, `--seed 42`.
 _NEGATIVE = re.compile(r"(?:^|\s)(?:--|\u2014|\u2013)no\b", re.IGNORECASE)
 _OPTION = re.compile(r"(?:^|\s)(?:--|\u2014|\u2013)(?!no\b)[a-z]+(?:\s+[\w:.]+)?", re.IGNORECASE)

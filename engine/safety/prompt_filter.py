@@ -28,7 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from engine.safety.classifier import MODEL_PATH, Classifier, classifier_text
+from engine.safety.classifier import (
+    JUDGES_OF_A_CHILD,
+    MODEL_PATH,
+    Classifier,
+    classifier_text,
+)
 from engine.safety.lists import (
     ANYWHERE,
     CONTEXTS,
@@ -47,8 +52,6 @@ __all__ = ["LAYERS", "ConceptSignal", "PromptFilter", "PromptVerdict"]
 LAYERS: tuple[str, ...] = ("rules", "classifier", "encoder")
 # An admin's group name -> the concept it edits. `minors` terms refuse on their own.
 _GROUP_CONCEPT = {group: group for group in BLOCKLIST_GROUPS} | {"minors": "minor-hard"}
-# Categories that a child in the prompt turns into a minors refusal.
-_WITH_A_CHILD = frozenset({"sexual", "violence", "self-harm"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +160,7 @@ class PromptFilter:
         for layer, category in self._learned(text, found):
             if category is None:
                 continue
-            if "minor" in found and category in _WITH_A_CHILD:
+            if "minor" in found and category in JUDGES_OF_A_CHILD:
                 category = "minors"
             elif "public-figure" in found:
                 category = "public-figure"

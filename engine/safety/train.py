@@ -28,6 +28,7 @@ import numpy.typing as npt
 
 from engine.safety.classifier import (
     DIMENSION,
+    JUDGES_OF_A_CHILD,
     MODEL_PATH,
     asks_minors,
     classifier_text,
@@ -48,7 +49,7 @@ _L2 = 0.01
 # Enough for the held-out rates to settle; more costs minutes on a small machine.
 _ITERATIONS = 120
 _MINORS = CATEGORIES.index("minors")
-_CONTENT = [CATEGORIES.index(c) for c in ("sexual", "violence", "self-harm")]
+_CONTENT = [CATEGORIES.index(c) for c in sorted(JUDGES_OF_A_CHILD)]
 # Halves of a pair that refuses only together (rules.toml's self-harm-ledge). Alone they
 # are harmless ("me on a bridge at night", "last photo before moving"), but nearly every
 # corpus prompt that holds one is harmful, so as features each alone tipped the model to
