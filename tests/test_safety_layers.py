@@ -483,3 +483,30 @@ def test_an_arabic_or_korean_term_with_an_equals_sign_is_a_word_not_found_anywhe
     assert index.concepts(base_form("علم اسود")) == {"hate-sign"}
     assert index.concepts(base_form("의사 가운을 입은 나")) == {"medical"}
     assert index.concepts(base_form("의사들과 나")) == {"medical"}
+
+
+@pytest.mark.parametrize(
+    ("prompt", "category"),
+    [
+        # Round sixteen: a method told as people tell it, without the word for suicide.
+        ("me in a bathtub with red water, peaceful and pretty", "self-harm"),
+        ("ich dreh den gashahn auf und leg mich aufs sofa", "self-harm"),
+        ("io che mi brucio il braccio con una sigaretta", "self-harm"),
+        # A recovery scene lifts it, as awareness does.
+        ("me two years clean from self-harm, hiking in the alps", None),
+        ("ich ein jahr frei von selbstverletzung, lachend am see", None),
+        ("moi, deux ans sans scarification, au concert", None),
+        # Idioms and names that share the words.
+        ("moi pendu au téléphone avec ma mère", None),  # fr: on the phone for hours
+        ("ja padnięta jak nieżywa po maratonie", None),  # pl: dead tired
+        ("床屋でカミソリでひげを剃ってもらう私", None),  # ja: a shave at the barber's
+        ("jag på Söder en sommarkväll med kompisar", None),  # sv: Södermalm, not Markus Söder
+        # vi: "mọi đen" (a slur) and "mới đến" (newly arrived) fold to the same letters.
+        ("tôi mới đến Hà Nội, selfie ở hồ Gươm", None),
+        ("tôi với bọn mọi đen", "hate"),
+    ],
+)
+def test_round_sixteen_self_harm_methods_recovery_and_idioms(
+    rules_only: PromptFilter, prompt: str, category: str | None
+) -> None:
+    assert rules_only.check(prompt).category == category
