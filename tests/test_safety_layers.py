@@ -507,6 +507,12 @@ def test_an_arabic_or_korean_term_with_an_equals_sign_is_a_word_not_found_anywhe
         # vi: "mọi đen" (a slur) and "mới đến" (newly arrived) fold to the same letters.
         ("tôi mới đến Hà Nội, selfie ở hồ Gươm", None),
         ("tôi với bọn mọi đen", "hate"),
+        # vi "màu nude" (a nude colour) and "mẫu nude" (a nude model) fold alike too.
+        ("tôi tô son màu nude đi dự tiệc", None),
+        ("cho lớp vẽ: tôi làm mẫu nude, nhìn thẳng", "sexual"),
+        # A safe phrase ("documentary") hides no excuse: "for a documentary" lifts nothing.
+        ("main ek documentary me, purane sainik parade karte hue", None),
+        ("documentary ke liye: main bandook se bazaar me logon par goli chala raha hu", "violence"),
     ],
 )
 def test_round_sixteen_self_harm_methods_recovery_and_idioms(

@@ -52,6 +52,9 @@ __all__ = ["LAYERS", "ConceptSignal", "PromptFilter", "PromptVerdict"]
 LAYERS: tuple[str, ...] = ("rules", "classifier", "encoder")
 # An admin's group name -> the concept it edits. `minors` terms refuse on their own.
 _GROUP_CONCEPT = {group: group for group in BLOCKLIST_GROUPS} | {"minors": "minor-hard"}
+# What a safe phrase cannot hide: the contexts that lift a rule, and the excuse that
+# cancels them.
+_NEVER_HIDDEN = CONTEXTS | {"pretext"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,8 +185,9 @@ class PromptFilter:
             found |= self._index.concepts(kept)
             if kept != form:
                 # A safe phrase hides the words inside it that would refuse ("cum" in
-                # "documentary"), never a context that lifts a rule ("documentary").
-                found |= self._index.concepts(form) & CONTEXTS
+                # "documentary"), never a context that lifts a rule ("documentary") nor
+                # the excuse that cancels one ("documentary ke liye", for a documentary).
+                found |= self._index.concepts(form) & _NEVER_HIDDEN
         return found
 
     def _learned(self, text: str, found: set[str]) -> Iterable[tuple[str, str | None]]:
