@@ -500,10 +500,10 @@ def test_an_arabic_or_korean_term_with_an_equals_sign_is_a_word_not_found_anywhe
         ("moi pendu au téléphone avec ma mère", None),  # fr: on the phone for hours
         ("ja padnięta jak nieżywa po maratonie", None),  # pl: dead tired
         ("床屋でカミソリでひげを剃ってもらう私", None),  # ja: a shave at the barber's
+        ("jag på Söder en sommarkväll med kompisar", None),  # sv: Södermalm, not Markus Söder
         # An idiom that is also the act is no safe phrase: "la corde au cou" (in a bind).
         ("moi sur un tabouret, la corde au cou", "self-harm"),
         ("yo en el ático con la soga al cuello", "self-harm"),
-        ("jag på Söder en sommarkväll med kompisar", None),  # sv: Södermalm, not Markus Söder
         # vi: "mọi đen" (a slur) and "mới đến" (newly arrived) fold to the same letters.
         ("tôi mới đến Hà Nội, selfie ở hồ Gươm", None),
         ("tôi với bọn mọi đen", "hate"),
