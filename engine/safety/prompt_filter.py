@@ -129,6 +129,8 @@ class PromptFilter:
             terms[concept] = terms[concept] + added
         self._index = TermIndex({c: t for c, t in terms.items() if c not in ("safe",)})
         self._safe = _phrase_pattern(terms["safe"])
+        self._terms = {c: t for c, t in terms.items() if c != "safe"}
+        self._holding: dict[str, TermIndex] = {}
         self._negative_start = _marker_pattern(terms["negative-marker"])
         self._rules: list[Rule] = load_rules()
         self._ages = [re.compile(fold_confusables(p)) for p in AGE_PATTERNS]
@@ -181,14 +183,39 @@ class PromptFilter:
     def _concepts_in(self, text: str) -> set[str]:
         found: set[str] = set()
         for form in variants(text):
-            kept = self._safe.sub(" ", form) if self._safe else form
-            found |= self._index.concepts(kept)
-            if kept != form:
-                # A safe phrase hides the words inside it that would refuse ("cum" in
-                # "documentary"), never a context that lifts a rule ("documentary") nor
-                # the excuse that cancels one ("documentary ke liye", for a documentary).
-                found |= self._index.concepts(form) & _NEVER_HIDDEN
+            matches = list(self._safe.finditer(form))
+            if not matches:
+                found |= self._index.concepts(form)
+                continue
+            kept, at = [], 0
+            for match in matches:
+                kept.append(form[at : match.start()])
+                at = match.end()
+            found |= self._index.concepts(" ".join([*kept, form[at:]]))
+            # A safe phrase hides the words inside it that would refuse ("cum" in
+            # "documentary"), never a context that lifts a rule ("documentary"), the
+            # excuse that cancels one ("documentary ke liye", for a documentary), nor a
+            # term that holds the phrase ("molotov cocktail"; Korean 아이유, the singer
+            # IU, hides 아이, a child, but not herself).
+            found |= self._index.concepts(form) & _NEVER_HIDDEN
+            for match in matches:
+                found |= self._holding_phrase(match.group()).concepts(form)
         return found
+
+    def _holding_phrase(self, phrase: str) -> TermIndex:
+        """The terms in which `phrase`, a safe phrase as found, occurs whole; found once
+        per phrase, as few prompts hold one."""
+        index = self._holding.get(phrase)
+        if index is None:
+            pattern = _phrase_pattern([phrase])
+            index = TermIndex(
+                {
+                    concept: [t for t in listed if pattern.search(_form(t))]
+                    for concept, listed in self._terms.items()
+                }
+            )
+            self._holding[phrase] = index
+        return index
 
     def _learned(self, text: str, found: set[str]) -> Iterable[tuple[str, str | None]]:
         """The learned layers' categories for the prompt (its negative left to the rules)."""
@@ -205,6 +232,11 @@ class PromptFilter:
     def hides_hard_term(phrase: str) -> bool:
         """Whether `phrase` holds a shipped term of a hard concept: no safe phrase may."""
         return bool(_hard_index().concepts(base_form(phrase)))
+
+
+@functools.cache
+def _form(term: str) -> str:
+    return term_form(term).rstrip("*").strip()
 
 
 def _phrase_pattern(phrases: Iterable[str]) -> re.Pattern[str]:
