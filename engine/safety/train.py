@@ -46,8 +46,8 @@ CATEGORIES: tuple[str, ...] = (
 )  # fmt: skip
 # The weight penalty (1/C): strong enough to keep rare n-grams from deciding alone.
 _L2 = 0.01
-# Enough for L-BFGS to settle: at 120 the model stopped short, and retrains that differed
-# in a few terms moved blind prompts either way.
+# Room for L-BFGS to near its optimum: at 120 it stopped short, and retrains that differed
+# in a few terms moved blind prompts either way. 300 take about 10 minutes on 2 cores.
 _ITERATIONS = 300
 _MINORS = CATEGORIES.index("minors")
 _CONTENT = [CATEGORIES.index(c) for c in sorted(JUDGES_OF_A_CHILD)]
