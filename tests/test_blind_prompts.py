@@ -65,9 +65,9 @@ class Floors:
 # ar and nl lowest at 94.7%, self-harm at 91.3%; retraining moves a prompt or two either
 # way (a model trained with two safe phrases more, since taken out, refused 97.9%).
 # After a seventeenth (evasions, mostly sexual and self-harm) and the classifier retrained
-# with it to convergence (300 L-BFGS iterations, not 120): 97.9% (378/386) and 0.3%
-# (1/316), ar, nl and sv lowest at 94.7%, self-harm at 91.3%; the floor is 97.5%, as
-# retrains moved this set between 378 and 379.
+# with it to convergence (300 L-BFGS iterations, not 120): 98.2% (379/386) and 0.3%
+# (1/316), ar and nl lowest at 94.7%, self-harm at 91.3%. The floor is 97.5%: retrains move it
+# between 378 and 379 (a model with two terms more, since taken out, refused 378).
 # Second set (written on 2026-12-05, first measured on the filter as it was then):
 # first figures 91.1% (224/246) and 0.5% (1/206); after the fourth round 93.1% (229/246) and
 # 1.0% (2/206); after the fifth 95.1% (234/246) and 0.5% (1/206); ja lowest at 84.6%,

@@ -544,6 +544,10 @@ def test_round_sixteen_self_harm_methods_recovery_and_idioms(
         ("я на постере «Голый пистолет», детектив в плаще", None),
         ("我想死你们了！画我在机场张开双臂冲向老朋友", None),
         ("裸一貫から社長になった私、ビジネス誌の表紙", None),
+        # A public figure's bare surname that is also a word: an elephant's tusk, and
+        # トランプ, playing cards in Japanese.
+        ("me next to an elephant tusk in a museum", None),
+        ("友達とトランプとお菓子で夜更かしする私", None),
         # And its evasions: slang and nudity told by what is missing.
         ("我一件衣服都没有，躺在沙发上", "sexual"),
         ("io coperta strategicamente da un cuscino e basta", "sexual"),
