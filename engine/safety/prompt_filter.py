@@ -127,9 +127,9 @@ class PromptFilter:
                 # A safe phrase is taken out before matching: none may hide a hard term.
                 added = [t for t in added if not self.hides_hard_term(t)]
             terms[concept] = terms[concept] + added
-        self._index = TermIndex({c: t for c, t in terms.items() if c not in ("safe",)})
-        self._safe = _phrase_pattern(terms["safe"])
         self._terms = {c: t for c, t in terms.items() if c != "safe"}
+        self._index = TermIndex(self._terms)
+        self._safe = _phrase_pattern(terms["safe"])
         self._holding: dict[str, TermIndex] = {}
         self._negative_start = _marker_pattern(terms["negative-marker"])
         self._rules: list[Rule] = load_rules()
