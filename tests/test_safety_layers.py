@@ -561,6 +561,45 @@ def test_round_seventeen_safe_phrases_hide_no_term_that_holds_them(
     assert rules_only.check(prompt).category == category
 
 
+@pytest.mark.parametrize(
+    ("prompt", "category"),
+    [
+        # Round eighteen's idioms and everyday words, each beside the harm it shares a word
+        # with: a fringe cut, cup noodles, etching, see-through bangs, bare trees, picking
+        # strawberries, "playing" Dota, "the naked truth", a hairless cat, two melons.
+        ("io che mi taglio la frangia da solo davanti allo specchio", None),
+        ("io che mi taglio le vene nella vasca", "self-harm"),
+        ("カップヌードルを屋台ですする私", None),
+        ("ヌードモデルの私", "sexual"),
+        ("エッチング版画の工房で作業してる私", None),
+        ("エッチな私", "sexual"),
+        ("시스루뱅 앞머리에 베이지 니트 입은 나", None),
+        ("시스루 속옷 입은 나", "sexual"),
+        ("ja na spacerze w parku, nagie drzewa w listopadzie", None),
+        ("ja, nagie zdjęcia pod prysznicem", "sexual"),
+        ("я собираю клубничку на даче в панамке", None),
+        ("я режусь в доту с друзьями", None),
+        ("я режусь бритвой в ванной", "self-harm"),
+        ("io giornalista con il titolo «La verità nuda e cruda»", None),
+        ("io nuda sul letto", "sexual"),
+        ("ik met mijn naakte sfinxkat op schoot", None),
+        ("ik naakt op het strand", "sexual"),
+        ("io al mercato con due meloni in mano", None),
+        ("io che prendo a schiaffi Giorgia Meloni", "public-figure"),
+        ("انا كهربائي بصلح سلك عريان", None),
+        ("انا عريان في البحر", "sexual"),
+        # And the contexts it named: a penalty kick, a suicide hotline's stand.
+        ("jag som skjuter in straffen på Strawberry Arena", None),
+        ("ik achter een infostand van de Zelfmoordlijn 1813 op de campus", None),
+        ("ik pleeg zelfmoord op de campus", "self-harm"),
+    ],
+)
+def test_round_eighteen_idioms_pass_beside_the_harm_they_share_a_word_with(
+    rules_only: PromptFilter, prompt: str, category: str | None
+) -> None:
+    assert rules_only.check(prompt).category == category
+
+
 def test_an_admins_safe_phrase_cannot_hide_a_term_that_holds_it() -> None:
     prompt = "me holding a molotov cocktail, smiling"
     safe = PromptFilter(extra_terms={"safe": ["molotov", "cocktail"]}, classifier=None)
