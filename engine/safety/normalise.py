@@ -3,8 +3,10 @@
 NFKC folds fullwidth and mathematical letters, confusable Cyrillic and Greek letters
 become Latin, accents go, Arabic letter forms are unified, and then each prompt yields
 a few variants: as written, with leetspeak digits and symbols read as letters, with
-punctuation inside words dropped, with spaced-out letters joined, with stretched
-letters squeezed, and with emoji read as words. A term found in any variant counts.
+punctuation (or emoji) inside words dropped, with spaced-out letters joined, with
+stretched letters squeezed, and with emoji read as words. A prompt spaced out letter by
+letter, its words apart by wider gaps, is read word by word before all that. A term
+found in any variant counts.
 
 Term lists go through `base_form` too, so a Russian term and a Russian prompt meet in
 the same (partly Latin-looking) spelling. Indic vowel signs are kept: dropping them
@@ -17,7 +19,7 @@ import functools
 import re
 import unicodedata
 
-__all__ = ["EMOJI_WORDS", "base_form", "fold_confusables", "variants", "words"]
+__all__ = ["EMOJI_WORDS", "base_form", "fold_confusables", "read_spaced_words", "variants", "words"]
 
 _CONFUSABLES = str.maketrans(
     {
@@ -59,6 +61,14 @@ _INNER_PUNCT = re.compile(r"(?<=[^\W_])[.\-_*'’`~^/\\,:;=#\"•·]+(?=[^\W_])"
 _ONE = rf"(?:[^\W_]|[{re.escape(_LEET_CHARS)}])"
 _SPACED = re.compile(rf"(?<!{_ONE}){_ONE}(?:\s+{_ONE}(?!{_ONE})){{2,}}")
 _STRETCHED = re.compile(r"([a-z])\1{2,}")
+# Emoji and symbols between two letters of a script written with spaces: "n🔥a🔥k🔥e🔥d".
+_LETTER = r"[a-z\u0400-\u04ff]"
+_INNER_SYMBOL = re.compile(
+    rf"(?<={_LETTER})[\u2600-\u27bf\U0001f000-\U0001faff\ufe0f\u200d]+(?={_LETTER})"
+)
+# A whole prompt spaced out letter by letter, its words apart by wider gaps:
+# "m e   n a k e d   o n   t h e   b e a c h".
+_WIDE_GAP = re.compile(r"\s{2,}")
 _SPACES = re.compile(r"\s+")
 
 
@@ -111,11 +121,22 @@ def words(form: str) -> list[str]:
     return _WORD.findall(form)
 
 
+def read_spaced_words(text: str) -> str:
+    """`text` with each wide-gapped group of single letters read as a word ("m e   n a k e d"
+    is "me naked"); base_form collapses the gaps that mark the words, so this goes first."""
+    groups = _WIDE_GAP.split(text.strip())
+    read = [
+        "".join(g.split()) if len(g) > 2 and all(len(c) == 1 for c in g.split()) else g
+        for g in groups
+    ]
+    return " ".join(read) if len(groups) > 1 and read != groups else text
+
+
 def variants(text: str) -> list[str]:
     """The forms of `text` to match terms in; the first is `base_form(text)`."""
     base = base_form(text)
     joined = _INNER_PUNCT.sub("", base)
-    forms = [base, joined]
+    forms = [base, joined, _INNER_SYMBOL.sub("", joined)]
     runs = list(_SPACED.finditer(joined))
     for run in runs:
         letters = run[0].split()

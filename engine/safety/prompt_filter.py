@@ -44,7 +44,7 @@ from engine.safety.lists import (
     load_terms,
     term_form,
 )
-from engine.safety.normalise import base_form, fold_confusables, variants
+from engine.safety.normalise import base_form, fold_confusables, read_spaced_words, variants
 from engine.safety.terms import AGE_PATTERNS, BLOCKLIST_GROUPS, CATEGORIES
 
 __all__ = ["LAYERS", "ConceptSignal", "PromptFilter", "PromptVerdict"]
@@ -139,7 +139,7 @@ class PromptFilter:
 
     def split(self, prompt: str, negative: str = "") -> tuple[str, str]:
         """(prompt, negative) with a negative written inside the prompt moved over."""
-        text = base_form(prompt)
+        text = base_form(read_spaced_words(prompt))
         inline = self._negative_start.search(text)
         if inline:
             rest = text[inline.end() :]
