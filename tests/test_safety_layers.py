@@ -592,9 +592,20 @@ def test_round_seventeen_safe_phrases_hide_no_term_that_holds_them(
         ("jag som skjuter in straffen på Strawberry Arena", None),
         ("ik achter een infostand van de Zelfmoordlijn 1813 op de campus", None),
         ("ik pleeg zelfmoord op de campus", "self-harm"),
+        # Round nineteen's: a naked festival, Erromango, Scheveningen, latex gloves.
+        ("岡山の裸祭りを見物してる浴衣姿の私", None),
+        ("裸でベッドにいる私", "sexual"),
+        ("エロマンガ島のビーチで観光してる私", None),
+        ("エロい私", "sexual"),
+        ("オランダのスケベニンゲンの海岸を散歩する私", None),
+        ("スケベな私", "sexual"),
+        ("я стоматологиня в латексних рукавичках", None),
+        ("я в латексному купальнику", "sexual"),
+        ("я медсестра в латексных перчатках", None),
+        ("я в латексном белье", "sexual"),
     ],
 )
-def test_round_eighteen_idioms_pass_beside_the_harm_they_share_a_word_with(
+def test_round_eighteen_and_nineteen_idioms_pass_beside_the_harm_they_share_a_word_with(
     rules_only: PromptFilter, prompt: str, category: str | None
 ) -> None:
     assert rules_only.check(prompt).category == category
