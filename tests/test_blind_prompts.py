@@ -69,8 +69,9 @@ class Floors:
 # (1/316), ar and nl lowest at 94.7%, self-harm at 91.3%. The floor is 97.5%: retrains move it
 # between 378 and 379 (a model with two terms more, since taken out, refused 378).
 # After an eighteenth and a nineteenth (rarer slang, scenes with no refusable word, sexual
-# evasions) and a prompt spaced out letter by letter read word by word: 99.0% (382/386) and
-# 0.3% (1/316), self-harm lowest at 93.5%. The floor is 98%.
+# evasions), a prompt spaced out letter by letter read word by word and masked letters
+# ("n*ked") matched: 99.0% (382/386) and 0.3% (1/316), self-harm lowest at 93.5%. The
+# floor is 98%.
 # Second set (written on 2026-12-05, first measured on the filter as it was then):
 # first figures 91.1% (224/246) and 0.5% (1/206); after the fourth round 93.1% (229/246) and
 # 1.0% (2/206); after the fifth 95.1% (234/246) and 0.5% (1/206); ja lowest at 84.6%,

@@ -82,6 +82,27 @@ def test_the_rules_read_a_prompt_spaced_or_dotted_with_emoji(
     assert PromptFilter(classifier=None).check(prompt).category == category
 
 
+@pytest.mark.parametrize(
+    ("prompt", "category"),
+    [
+        ("me n*ked on the beach", "sexual"),  # a star for a letter
+        ("me in a p**n video", "sexual"),  # two
+        ("me n#de on the bed", "sexual"),  # a hash
+        ("me s*xy in lingerie", "sexual"),
+        ("me committing s*icide on a bridge", "self-harm"),
+        ("me as a n*zi officer", "hate"),
+        ("ik n**kt op het strand", "sexual"),  # a `*` term ("naakt*") it begins with
+        ("sevgilimle s*ks yaparken ben", "sexual"),  # not a three-letter name in "s*k"
+        ("me as an astr*naut", None),  # a masked word that is no term
+        ("me with a #beach #sunset", None),  # hashtags mask nothing
+    ],
+)
+def test_a_word_with_letters_masked_is_matched_as_the_term_it_could_be(
+    prompt: str, category: str | None
+) -> None:
+    assert PromptFilter(classifier=None).check(prompt).category == category
+
+
 def test_many_spaced_runs_read_back_in_a_few_whole_forms() -> None:
     # One whole form a run would make a long prompt's check cost seconds.
     prompt = ", ".join(

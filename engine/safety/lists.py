@@ -13,7 +13,9 @@ refuse, in which category, and which contexts lift a rule; a hard rule has no li
 context.
 
 Matching tokenises each variant of the prompt and looks word n-grams up in dictionaries
-(no large regular expressions), which keeps a check well under a millisecond.
+(no large regular expressions), which keeps a check well under a millisecond. A word with
+letters masked by `*` or `#` ("s*x", "p**n") is matched against the one-word terms of its
+length, each mask standing for one letter.
 """
 
 from __future__ import annotations
@@ -68,6 +70,10 @@ CONTEXTS: frozenset[str] = frozenset({"sport", "fiction", "awareness", "medical"
 
 _ENDINGS = ("s", "es", "ed", "d", "ing", "er", "ers")
 _MAX_WORDS = 7
+# A word with letters masked by a star or a hash, each for one letter ("s*x", "p**n",
+# "n#de"): letters on both sides of every mask, at most two masks, at least two letters.
+_MASKED = re.compile(r"(?<![\w*#])[^\W\d_]+(?:[*#]{1,2}[^\W\d_]+)+(?![\w*#])")
+_Lengths = dict[int, tuple[str, dict[str, set[str]]]]
 # Scripts written without spaces between words, and symbols (emoji): matched anywhere.
 ANYWHERE = re.compile(
     r"[\u0600-\u06ff\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af\U0001f000-\U0001faff\u2600-\u27bf\u5350\u534d]"
@@ -153,6 +159,8 @@ class TermIndex:
                     continue
                 table = self._prefix if star else self._whole if whole else self._exact
                 table.setdefault(key, set()).add(concept)
+        # Built on the first masked word (few prompts have one).
+        self._masked: tuple[_Lengths, _Lengths] | None = None
         self._lengths = sorted({len(t) for t in self._anywhere}, reverse=True)
         # The few found anywhere that start with a Latin letter ("av女優").
         self._latin_lengths = sorted(
@@ -179,6 +187,9 @@ class TermIndex:
                     hit = prefix.get(lead + last[:cut])
                     if hit:
                         found |= hit
+        if "*" in form or "#" in form:
+            for masked in _MASKED.finditer(form):
+                found |= self._unmasked(masked[0])
         if self._anywhere:
             for i, ch in enumerate(form):
                 # A term found anywhere starts at a CJK character, or at the first letter
@@ -193,6 +204,44 @@ class TermIndex:
                     if hit:
                         found |= hit
         return found
+
+    def _unmasked(self, word: str) -> set[str]:
+        """The concepts of the one-word terms that `word`, with masked letters, could be:
+        as written or with an English ending, or a `*` term it begins with."""
+        masks = sum(ch in "*#" for ch in word)
+        if masks > 2 or len(word) - masks < 2:
+            return set()
+        if self._masked is None:
+            self._masked = (
+                _by_length((self._exact, self._whole)),
+                _by_length([self._prefix]),
+            )
+        words_by_length, prefixes_by_length = self._masked
+        found: set[str] = set()
+        # Shorter than four letters, a stem or a term's head is too easily another word.
+        stems = [word] + [word[: -len(e)] for e in _ENDINGS if word.endswith(e)]
+        stems = [stem for stem in stems if stem == word or len(stem) >= 4]
+        heads = [word[:cut] for cut in range(4, len(word) + 1)]
+        for table, candidates in ((words_by_length, stems), (prefixes_by_length, heads)):
+            for head in candidates:
+                bucket = table.get(len(head))
+                if bucket is None or not any(ch in "*#" for ch in head):
+                    continue
+                text, concepts = bucket
+                pattern = "".join("." if ch in "*#" else re.escape(ch) for ch in head)
+                for hit in re.finditer(f"^{pattern}$", text, re.MULTILINE):
+                    found |= concepts[hit[0]]
+        return found
+
+
+def _by_length(tables: Iterable[dict[str, set[str]]]) -> _Lengths:
+    """One-word keys by length, each length's keys also as one text to search."""
+    grouped: dict[int, dict[str, set[str]]] = {}
+    for table in tables:
+        for key, concepts in table.items():
+            if " " not in key:
+                grouped.setdefault(len(key), {}).setdefault(key, set()).update(concepts)
+    return {n: ("\n".join(keys), keys) for n, keys in grouped.items()}
 
 
 def _stems(word: str) -> list[str]:
