@@ -219,8 +219,7 @@ class TermIndex:
         words_by_length, prefixes_by_length = self._masked
         found: set[str] = set()
         # Shorter than four letters, a stem or a term's head is too easily another word.
-        stems = [word] + [word[: -len(e)] for e in _ENDINGS if word.endswith(e)]
-        stems = [stem for stem in stems if stem == word or len(stem) >= 4]
+        stems = [stem for stem in _stems(word) if stem == word or len(stem) >= 4]
         heads = [word[:cut] for cut in range(4, len(word) + 1)]
         for table, candidates in ((words_by_length, stems), (prefixes_by_length, heads)):
             for head in candidates:
